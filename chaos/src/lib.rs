@@ -1,0 +1,1 @@
+//! telltale-chaos (work in progress).

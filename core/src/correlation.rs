@@ -1,0 +1,272 @@
+//! The correlation ID of the request being served, available anywhere in its
+//! future.
+//!
+//! The type and the task-local live here, in core, so that every telltale crate
+//! (breaker events, chaos seeding, log enrichment) can read the current ID
+//! without depending on the layers that set it. `telltale-correlation`
+//! re-exports all of this and adds validation rules and the tower layers.
+//!
+//! ```
+//! use telltale_core::correlation::{self, CorrelationId};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let id = CorrelationId::generate();
+//! let seen = correlation::scope(id.clone(), async {
+//!     // Code spawned from inside the request keeps the ID when wrapped:
+//!     tokio::spawn(correlation::in_current(async { correlation::current() }))
+//!         .await
+//!         .unwrap()
+//! })
+//! .await;
+//! assert_eq!(seen, Some(id));
+//! assert_eq!(correlation::current(), None);
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+
+use http::HeaderValue;
+use tokio::task::futures::TaskLocalFuture;
+
+/// Longest correlation ID that core accepts at all, in bytes. The default
+/// validation rule in `telltale-correlation` is stricter (128).
+pub const MAX_LEN: usize = 1024;
+
+/// A correlation ID: visible ASCII only (`0x21..=0x7E`), 1 to [`MAX_LEN`] bytes,
+/// so it is always safe to put in a header, a log line or a metric exemplar.
+///
+/// Cloning is cheap: an ID read from a request shares the request's bytes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CorrelationId(HeaderValue);
+
+/// Why a value cannot be a [`CorrelationId`] at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidCorrelationId {
+    /// The value was empty.
+    #[error("correlation ID is empty")]
+    Empty,
+    /// The value was longer than the limit.
+    #[error("correlation ID is longer than {max} bytes")]
+    TooLong {
+        /// The limit that applied.
+        max: usize,
+    },
+    /// The value held a byte outside the allowed set, at this 1-based position.
+    #[error("correlation ID has a disallowed character at position {position}")]
+    DisallowedCharacter {
+        /// 1-based byte position of the first disallowed byte.
+        position: usize,
+    },
+}
+
+fn check_visible_ascii(bytes: &[u8]) -> Result<(), InvalidCorrelationId> {
+    if bytes.is_empty() {
+        return Err(InvalidCorrelationId::Empty);
+    }
+    if bytes.len() > MAX_LEN {
+        return Err(InvalidCorrelationId::TooLong { max: MAX_LEN });
+    }
+    match bytes.iter().position(|b| !(0x21..=0x7e).contains(b)) {
+        Some(i) => Err(InvalidCorrelationId::DisallowedCharacter { position: i + 1 }),
+        None => Ok(()),
+    }
+}
+
+impl CorrelationId {
+    /// A new random, time-ordered ID (UUIDv7, hyphenated).
+    pub fn generate() -> Self {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        CorrelationId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+    }
+
+    /// Takes a header value as an ID when it is visible ASCII of an allowed length.
+    /// No copy is made.
+    pub fn from_header_value(value: HeaderValue) -> Result<Self, InvalidCorrelationId> {
+        check_visible_ascii(value.as_bytes())?;
+        Ok(CorrelationId(value))
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        // Checked at construction: visible ASCII is valid UTF-8.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
+    }
+
+    /// The ID as a header value (cheap clone).
+    pub fn to_header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+
+    /// The ID as a borrowed header value.
+    pub fn as_header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for CorrelationId {
+    type Err = InvalidCorrelationId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_visible_ascii(s.as_bytes())?;
+        Ok(CorrelationId(HeaderValue::from_str(s).map_err(|_| {
+            InvalidCorrelationId::DisallowedCharacter { position: 1 }
+        })?))
+    }
+}
+
+impl fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CorrelationId")
+            .field(&self.as_str())
+            .finish()
+    }
+}
+
+impl AsRef<str> for CorrelationId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: CorrelationId;
+}
+
+/// The correlation ID of the request whose future is running, if any.
+pub fn current() -> Option<CorrelationId> {
+    CURRENT.try_with(CorrelationId::clone).ok()
+}
+
+/// Calls `f` with the current correlation ID, without cloning it.
+pub fn with_current<R>(f: impl FnOnce(Option<&CorrelationId>) -> R) -> R {
+    let mut f = Some(f);
+    match CURRENT.try_with(|id| (f.take().expect("called once"))(Some(id))) {
+        Ok(r) => r,
+        Err(_) => (f.take().expect("not called yet"))(None),
+    }
+}
+
+/// Runs `fut` with `id` as the current correlation ID.
+pub fn scope<F: Future>(id: CorrelationId, fut: F) -> TaskLocalFuture<CorrelationId, F> {
+    CURRENT.scope(id, fut)
+}
+
+/// Runs the closure `f` with `id` as the current correlation ID (for blocking code).
+pub fn sync_scope<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(id, f)
+}
+
+/// Wraps `fut` so it runs with the correlation ID current now, for futures handed
+/// to `tokio::spawn` (task-locals do not cross spawns by themselves). With no
+/// current ID the future runs without one.
+pub fn in_current<F: Future>(fut: F) -> InCurrent<F> {
+    match current() {
+        Some(id) => InCurrent::Scoped {
+            fut: scope(id, fut),
+        },
+        None => InCurrent::Bare { fut },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future returned by [`in_current`].
+    #[project = InCurrentProj]
+    #[allow(missing_docs)]
+    pub enum InCurrent<F: Future> {
+        /// Runs with a captured ID.
+        Scoped { #[pin] fut: TaskLocalFuture<CorrelationId, F> },
+        /// No ID was current.
+        Bare { #[pin] fut: F },
+    }
+}
+
+impl<F: Future> Future for InCurrent<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project() {
+            InCurrentProj::Scoped { fut } => fut.poll(cx),
+            InCurrentProj::Bare { fut } => fut.poll(cx),
+        }
+    }
+}
+
+impl<F: Future> fmt::Debug for InCurrent<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InCurrent")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_uuid_v7() {
+        let id = CorrelationId::generate();
+        let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_ne!(CorrelationId::generate(), id);
+    }
+
+    #[test]
+    fn only_visible_ascii() {
+        assert!("abc-123".parse::<CorrelationId>().is_ok());
+        assert_eq!(
+            "".parse::<CorrelationId>(),
+            Err(InvalidCorrelationId::Empty)
+        );
+        assert_eq!(
+            "a b".parse::<CorrelationId>(),
+            Err(InvalidCorrelationId::DisallowedCharacter { position: 2 })
+        );
+        assert_eq!(
+            "ab\r\n".parse::<CorrelationId>(),
+            Err(InvalidCorrelationId::DisallowedCharacter { position: 3 })
+        );
+        assert!("é".parse::<CorrelationId>().is_err());
+        assert_eq!(
+            "x".repeat(MAX_LEN + 1).parse::<CorrelationId>(),
+            Err(InvalidCorrelationId::TooLong { max: MAX_LEN })
+        );
+        let raw = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert!(CorrelationId::from_header_value(raw).is_err());
+    }
+
+    #[tokio::test]
+    async fn scopes_nest_and_end() {
+        let outer: CorrelationId = "outer".parse().unwrap();
+        let inner: CorrelationId = "inner".parse().unwrap();
+        assert_eq!(current(), None);
+        scope(outer.clone(), async {
+            assert_eq!(current(), Some(outer.clone()));
+            scope(inner.clone(), async {
+                assert_eq!(current(), Some(inner.clone()))
+            })
+            .await;
+            assert_eq!(with_current(|id| id.map(|i| i.as_str().len())), Some(5));
+            let blocking = sync_scope(inner.clone(), current);
+            assert_eq!(blocking, Some(inner.clone()));
+        })
+        .await;
+        assert!(with_current(|id| id.is_none()));
+        // Spawned without the wrapper, the ID is not there.
+        let lost = scope(outer, async {
+            tokio::spawn(async { current() }).await.unwrap()
+        })
+        .await;
+        assert_eq!(lost, None);
+    }
+}

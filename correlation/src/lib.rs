@@ -1,0 +1,1 @@
+//! telltale-correlation (work in progress).

@@ -1,0 +1,1 @@
+//! telltale-resilience (work in progress).

@@ -1,0 +1,22 @@
+//! telltale: make tower services debuggable and resilient.
+//!
+//! This facade re-exports the telltale crates behind features (all on by default):
+//!
+//! | feature | crate | what |
+//! |---|---|---|
+//! | (always) | [`core`] | outcomes, body completion, env config |
+//! | `correlation` | `correlation` | correlation IDs in, through, out |
+//! | `telemetry` | `telemetry` | init, spans, enriched logs, RED metrics |
+//! | `resilience` | `resilience` | circuit breakers, bulkheads |
+//! | `chaos` | `chaos` | fault injection from env vars |
+
+pub use telltale_core as core;
+
+#[cfg(feature = "chaos")]
+pub use telltale_chaos as chaos;
+#[cfg(feature = "correlation")]
+pub use telltale_correlation as correlation;
+#[cfg(feature = "resilience")]
+pub use telltale_resilience as resilience;
+#[cfg(feature = "telemetry")]
+pub use telltale_telemetry as telemetry;
