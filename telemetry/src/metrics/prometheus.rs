@@ -1,0 +1,167 @@
+//! Prometheus exposition: a recorder builder with explicit buckets for every
+//! telltale histogram, a `/metrics` route and a standalone listener.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use telltale_core::config::{Env, EnvSource};
+use telltale_core::{ConfigError, ParseError};
+
+use super::config::RedConfig;
+use super::red::histogram_names;
+
+/// Environment variable with the address of the standalone metrics listener,
+/// e.g. `0.0.0.0:9464`.
+pub const METRICS_ADDR_VAR: &str = "TELLTALE_METRICS_ADDR";
+
+/// A [`PrometheusBuilder`] that exports every telltale duration histogram (all
+/// kinds, both namings, with the configured prefix) as a histogram with
+/// `config`'s buckets, never as a summary. Add your own settings, then
+/// `build_recorder()` or `install_recorder()`.
+///
+/// ```
+/// use telltale_telemetry::metrics::{prometheus_builder, RedConfig};
+///
+/// let recorder = prometheus_builder(&RedConfig::default()).build_recorder();
+/// metrics::with_local_recorder(&recorder, || {
+///     metrics::histogram!("http_server_request_duration_seconds").record(0.2);
+/// });
+/// let text = recorder.handle().render();
+/// assert!(text.contains("# TYPE http_server_request_duration_seconds histogram"));
+/// assert!(text.contains(r#"http_server_request_duration_seconds_bucket{le="0.25"} 1"#));
+/// ```
+pub fn prometheus_builder(config: &RedConfig) -> PrometheusBuilder {
+    let mut builder = PrometheusBuilder::new();
+    for name in histogram_names(config) {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name), config.buckets())
+            .expect("RedConfig validated its buckets as non-empty");
+    }
+    builder
+}
+
+/// Builds the recorder with [`prometheus_builder`], installs it as the global
+/// `metrics` recorder, starts a background thread that runs upkeep every five
+/// seconds, and returns the handle that renders the exposition. Create
+/// [`RedMetrics`](super::RedMetrics) after this call (or give them a recorder
+/// explicitly) so that their handles bind to it.
+pub fn install_prometheus(config: &RedConfig) -> Result<PrometheusHandle, BuildError> {
+    let handle = prometheus_builder(config).install_recorder()?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("telltale-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(|e| BuildError::FailedToCreateRuntime(e.to_string()))?;
+    Ok(handle)
+}
+
+/// Reads [`METRICS_ADDR_VAR`] from the process environment: `None` when unset.
+pub fn metrics_addr_from_env() -> Result<Option<SocketAddr>, ConfigError> {
+    metrics_addr_from_env_source(&Env::process())
+}
+
+/// Like [`metrics_addr_from_env`], reading from `env`.
+///
+/// ```
+/// use telltale_core::config::Env;
+/// use telltale_telemetry::metrics::metrics_addr_from_env_source;
+///
+/// let env = Env::from_pairs([("TELLTALE_METRICS_ADDR", "127.0.0.1:9464")]);
+/// assert_eq!(metrics_addr_from_env_source(&env).unwrap(), Some("127.0.0.1:9464".parse().unwrap()));
+/// let bad = Env::from_pairs([("TELLTALE_METRICS_ADDR", "localhost")]);
+/// assert!(metrics_addr_from_env_source(&bad).unwrap_err().to_string().contains("TELLTALE_METRICS_ADDR"));
+/// ```
+pub fn metrics_addr_from_env_source<S: EnvSource>(
+    env: &Env<S>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    env.parse(METRICS_ADDR_VAR, |s| {
+        s.parse::<SocketAddr>()
+            .map_err(|_| ParseError::new(1, "a socket address such as 0.0.0.0:9464"))
+    })
+}
+
+#[cfg(feature = "axum")]
+mod endpoint {
+    use std::io;
+    use std::net::SocketAddr;
+
+    use axum::Router;
+    use axum::http::header::CONTENT_TYPE;
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use metrics_exporter_prometheus::PrometheusHandle;
+
+    /// The content type of the Prometheus text exposition format.
+    const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+    /// A router serving `GET /metrics` from `handle`; merge it into your app or
+    /// serve it on its own.
+    ///
+    /// ```
+    /// use telltale_telemetry::metrics::{metrics_router, prometheus_builder, RedConfig};
+    ///
+    /// let handle = prometheus_builder(&RedConfig::default()).build_recorder().handle();
+    /// let app: axum::Router = axum::Router::new().merge(metrics_router(handle));
+    /// # drop(app);
+    /// ```
+    pub fn metrics_router<S>(handle: PrometheusHandle) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move { ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], handle.render()).into_response() }
+            }),
+        )
+    }
+
+    /// A standalone `/metrics` listener, serving until dropped.
+    #[derive(Debug)]
+    pub struct MetricsListener {
+        local_addr: SocketAddr,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl MetricsListener {
+        /// The address actually bound (useful with port 0).
+        pub fn local_addr(&self) -> SocketAddr {
+            self.local_addr
+        }
+    }
+
+    impl Drop for MetricsListener {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// Binds `addr` (for example from
+    /// [`metrics_addr_from_env`](super::metrics_addr_from_env)) and serves
+    /// `GET /metrics` from `handle` on the current Tokio runtime until the returned
+    /// listener is dropped.
+    pub async fn serve_metrics(
+        addr: SocketAddr,
+        handle: PrometheusHandle,
+    ) -> io::Result<MetricsListener> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let app: Router = metrics_router(handle);
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::warn!(%error, "metrics listener stopped");
+            }
+        });
+        Ok(MetricsListener { local_addr, task })
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use endpoint::{MetricsListener, metrics_router, serve_metrics};

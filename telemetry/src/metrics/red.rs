@@ -1,0 +1,913 @@
+//! [`RedMetrics`] and [`InFlight`]: prepared handles, a capped label-set cache, and
+//! the active-requests gauge settled exactly once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
+use telltale_core::{GrpcCode, Outcome, Side, status_str};
+
+use super::config::{Kind, Naming, RedConfig, Scheme};
+
+/// The label value used in place of a route or server address once a metric has
+/// reached its cap on distinct label sets.
+pub const OVERFLOW: &str = "__overflow__";
+
+/// The self-metric counting requests recorded under an overflow label set, with
+/// label `metric` (the name of the capped metric).
+pub const OVERFLOW_METRIC: &str = "telltale_metrics_label_overflow_total";
+
+/// The method label for methods outside the standard set.
+pub const OTHER_METHOD: &str = "_OTHER";
+
+const METHODS: [&str; 10] = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    OTHER_METHOD,
+];
+const METHOD_OTHER: u8 = 9;
+
+/// The standard-method index of `method`; anything else is `_OTHER`.
+fn method_index(method: &Method) -> u8 {
+    // Comparisons against the standard constants compare an enum tag, no strings.
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD
+        .iter()
+        .position(|m| m == method)
+        .map_or(METHOD_OTHER, |i| i as u8)
+}
+
+/// The label value `http_request_method` takes for `method`: its name for the nine
+/// standard methods, `_OTHER` for anything else.
+///
+/// ```
+/// use telltale_telemetry::metrics::method_label;
+///
+/// assert_eq!(method_label(&http::Method::GET), "GET");
+/// assert_eq!(method_label(&http::Method::from_bytes(b"PURGE").unwrap()), "_OTHER");
+/// ```
+pub fn method_label(method: &Method) -> &'static str {
+    METHODS[method_index(method) as usize]
+}
+
+const ID_NONE: u32 = u32::MAX;
+const ID_OVERFLOW: u32 = u32::MAX - 1;
+const GRPC_NONE: u8 = u8::MAX;
+
+/// Strings (routes, server addresses) mapped to small ids, at most `cap` of them.
+/// Lookups of known strings take a read lock and allocate nothing.
+struct Interner {
+    map: RwLock<HashMap<Arc<str>, u32>>,
+    names: RwLock<Vec<Arc<str>>>,
+    cap: usize,
+}
+
+impl Interner {
+    fn new(cap: usize) -> Self {
+        Interner {
+            map: RwLock::new(HashMap::new()),
+            names: RwLock::new(Vec::new()),
+            cap,
+        }
+    }
+
+    /// The string of an id (cold path).
+    fn name(&self, id: u32) -> Option<Arc<str>> {
+        self.names
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id as usize)
+            .cloned()
+    }
+
+    fn id(&self, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return ID_NONE };
+        if let Some(&id) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(s)
+        {
+            return id;
+        }
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&id) = map.get(s) {
+            return id;
+        }
+        if map.len() >= self.cap {
+            return ID_OVERFLOW;
+        }
+        let id = map.len() as u32;
+        let name: Arc<str> = Arc::from(s);
+        self.names
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(name.clone());
+        map.insert(name, id);
+        id
+    }
+}
+
+/// One label set, in small integers. Fields a kind does not use stay at their
+/// "none" value so that they do not multiply series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    route: u32,
+    addr: u32,
+    port: Option<u16>,
+    status: u16,
+    grpc: u8,
+    method: u8,
+    scheme: Scheme,
+    error: Option<&'static str>,
+}
+
+impl SeriesKey {
+    fn has_overflow(&self) -> bool {
+        self.route == ID_OVERFLOW || self.addr == ID_OVERFLOW
+    }
+
+    /// The same label set with route and address folded into the overflow value.
+    fn folded(mut self) -> Self {
+        if self.route != ID_NONE {
+            self.route = ID_OVERFLOW;
+        }
+        if self.addr != ID_NONE {
+            self.addr = ID_OVERFLOW;
+        }
+        self
+    }
+
+    /// The last-resort label set once even overflow label sets are exhausted.
+    fn catch_all(self) -> Self {
+        SeriesKey {
+            route: ID_OVERFLOW,
+            addr: if self.addr == ID_NONE {
+                ID_NONE
+            } else {
+                ID_OVERFLOW
+            },
+            port: None,
+            status: 0,
+            grpc: GRPC_NONE,
+            method: METHOD_OTHER,
+            scheme: self.scheme,
+            error: None,
+        }
+    }
+}
+
+/// The strings of a label set, available when a new label set is registered.
+struct LabelValues<'a> {
+    route: Option<&'a str>,
+    addr: Option<&'a str>,
+}
+
+/// A capped map from label sets to prepared handles.
+struct SeriesMap<V> {
+    inner: RwLock<SeriesInner<V>>,
+    cap: usize,
+    reserve: usize,
+}
+
+struct SeriesInner<V> {
+    map: HashMap<SeriesKey, (V, bool)>,
+    overflow_sets: usize,
+}
+
+enum Lookup<V> {
+    Hit(V, bool),
+    Miss,
+}
+
+impl<V: Clone> SeriesMap<V> {
+    fn new(cap: usize) -> Self {
+        SeriesMap {
+            inner: RwLock::new(SeriesInner {
+                map: HashMap::new(),
+                overflow_sets: 0,
+            }),
+            cap,
+            reserve: cap.clamp(1, 100),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
+    }
+
+    /// Runs `hit` on the handles for `key`, creating them with `create` when the
+    /// label set is new. Returns whether the request was recorded under an
+    /// overflow label set.
+    fn with<R>(
+        &self,
+        key: SeriesKey,
+        values: &LabelValues<'_>,
+        create: impl Fn(&SeriesKey, &LabelValues<'_>) -> V,
+        hit: impl Fn(&V) -> R,
+    ) -> (R, bool) {
+        if let Lookup::Hit(r, overflow) = self.read(&key, &hit) {
+            return (r, overflow);
+        }
+        let folded = key.folded();
+        if folded != key && !key.has_overflow() {
+            // Over the cap already? Then the folded set is likely there: try it
+            // under the read lock before taking the write lock.
+            let full = {
+                let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+                inner.map.len() - inner.overflow_sets >= self.cap
+            };
+            if full {
+                if let Lookup::Hit(r, overflow) = self.read(&folded, &hit) {
+                    return (r, overflow);
+                }
+            }
+        }
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some((v, overflow)) = inner.map.get(&key) {
+            return (hit(v), *overflow || key.has_overflow());
+        }
+        let normal = inner.map.len() - inner.overflow_sets;
+        if !key.has_overflow() && normal < self.cap {
+            let v = create(&key, values);
+            let r = hit(&v);
+            inner.map.insert(key, (v, false));
+            return (r, false);
+        }
+        let key = if folded == key && !key.has_overflow() {
+            // Nothing to fold (no route, no address): only the catch-all is left.
+            key.catch_all()
+        } else {
+            folded
+        };
+        for candidate in [key, key.catch_all()] {
+            if let Some((v, _)) = inner.map.get(&candidate) {
+                return (hit(v), true);
+            }
+            if inner.overflow_sets < self.reserve || candidate == candidate.catch_all() {
+                let v = create(&candidate, values);
+                let r = hit(&v);
+                inner.map.insert(candidate, (v, true));
+                inner.overflow_sets += 1;
+                return (r, true);
+            }
+        }
+        unreachable!("the catch-all label set is always admitted")
+    }
+
+    fn read<R>(&self, key: &SeriesKey, hit: &impl Fn(&V) -> R) -> Lookup<R> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        match inner.map.get(key) {
+            Some((v, overflow)) => Lookup::Hit(hit(v), *overflow || key.has_overflow()),
+            None => Lookup::Miss,
+        }
+    }
+}
+
+/// Metric names for one kind under one naming scheme.
+struct Names {
+    /// Duration histogram.
+    histogram: String,
+    /// Request counter (classic naming only).
+    counter: Option<String>,
+    /// Active-requests gauge.
+    gauge: Option<String>,
+}
+
+impl Names {
+    fn new(kind: Kind, naming: Naming, prefix: Option<&str>) -> Self {
+        let (h, c, g) = match (naming, kind) {
+            (Naming::OpenTelemetry, Kind::HttpServer) => (
+                "http_server_request_duration_seconds",
+                None,
+                Some("http_server_active_requests"),
+            ),
+            (Naming::OpenTelemetry, Kind::HttpClient) => (
+                "http_client_request_duration_seconds",
+                None,
+                Some("http_client_active_requests"),
+            ),
+            (Naming::OpenTelemetry, Kind::RpcServer) => {
+                ("rpc_server_call_duration_seconds", None, None)
+            }
+            (Naming::OpenTelemetry, Kind::RpcClient) => {
+                ("rpc_client_call_duration_seconds", None, None)
+            }
+            (Naming::Classic, Kind::HttpServer) => (
+                "http_request_duration_seconds",
+                Some("http_requests_total"),
+                Some("http_requests_in_flight"),
+            ),
+            (Naming::Classic, Kind::HttpClient) => (
+                "http_client_request_duration_seconds",
+                Some("http_client_requests_total"),
+                Some("http_client_requests_in_flight"),
+            ),
+            (Naming::Classic, Kind::RpcServer) => (
+                "grpc_server_handling_seconds",
+                Some("grpc_server_handled_total"),
+                None,
+            ),
+            (Naming::Classic, Kind::RpcClient) => (
+                "grpc_client_handling_seconds",
+                Some("grpc_client_handled_total"),
+                None,
+            ),
+        };
+        let p = |n: &str| match prefix {
+            Some(p) => format!("{p}_{n}"),
+            None => n.to_owned(),
+        };
+        Names {
+            histogram: p(h),
+            counter: c.map(p),
+            gauge: g.map(p),
+        }
+    }
+}
+
+/// The names of every histogram telltale may record with `config` (all kinds),
+/// for configuring exporters with explicit buckets.
+pub(crate) fn histogram_names(config: &RedConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for naming in [Naming::OpenTelemetry, Naming::Classic] {
+        for kind in [
+            Kind::HttpServer,
+            Kind::HttpClient,
+            Kind::RpcServer,
+            Kind::RpcClient,
+        ] {
+            let n = Names::new(kind, naming, config.prefix()).histogram;
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone)]
+struct Series {
+    histogram: Histogram,
+    counter: Option<Counter>,
+}
+
+struct Inner {
+    kind: Kind,
+    naming: Naming,
+    names: Names,
+    recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+    described: OnceLock<()>,
+    overflow: OnceLock<Counter>,
+    routes: Interner,
+    addrs: Interner,
+    series: SeriesMap<Series>,
+    gauges: SeriesMap<Gauge>,
+}
+
+impl Inner {
+    fn with_recorder<T>(&self, f: impl FnOnce(&dyn Recorder) -> T) -> T {
+        match &self.recorder {
+            Some(r) => f(r.as_ref()),
+            None => metrics::with_recorder(f),
+        }
+    }
+
+    fn describe(&self) {
+        self.described.get_or_init(|| {
+            self.with_recorder(|r| {
+                let what = match self.kind {
+                    Kind::HttpServer => "Duration of HTTP server requests.",
+                    Kind::HttpClient => "Duration of HTTP client requests.",
+                    Kind::RpcServer => "Duration of RPC server calls.",
+                    Kind::RpcClient => "Duration of RPC client calls.",
+                };
+                r.describe_histogram(
+                    KeyName::from(self.names.histogram.clone()),
+                    Some(Unit::Seconds),
+                    what.into(),
+                );
+                if let Some(c) = &self.names.counter {
+                    let what = if self.kind.is_rpc() {
+                        "Completed RPCs."
+                    } else {
+                        "Completed HTTP requests."
+                    };
+                    r.describe_counter(KeyName::from(c.clone()), None, what.into());
+                }
+                if let Some(g) = &self.names.gauge {
+                    let what = if self.kind.is_client() {
+                        "Number of active HTTP client requests."
+                    } else {
+                        "Number of active HTTP server requests."
+                    };
+                    r.describe_gauge(KeyName::from(g.clone()), None, what.into());
+                }
+                r.describe_counter(
+                    KeyName::from_const_str(OVERFLOW_METRIC),
+                    None,
+                    "Requests recorded under an overflow label set because a metric reached its cap on distinct label sets.".into(),
+                );
+            });
+        });
+    }
+
+    fn metadata() -> Metadata<'static> {
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()))
+    }
+
+    fn overflow_counter(&self) -> &Counter {
+        self.overflow.get_or_init(|| {
+            let key = Key::from_parts(
+                OVERFLOW_METRIC,
+                vec![Label::new("metric", self.names.histogram.clone())],
+            );
+            self.with_recorder(|r| r.register_counter(&key, &Self::metadata()))
+        })
+    }
+
+    fn route_value(key: &SeriesKey, v: &LabelValues<'_>) -> Option<String> {
+        match key.route {
+            ID_NONE => None,
+            ID_OVERFLOW => Some(OVERFLOW.to_owned()),
+            _ => v.route.map(str::to_owned),
+        }
+    }
+
+    fn addr_value(&self, key: &SeriesKey, v: &LabelValues<'_>) -> Option<String> {
+        match key.addr {
+            ID_NONE => None,
+            ID_OVERFLOW => Some(OVERFLOW.to_owned()),
+            id => v
+                .addr
+                .map(str::to_owned)
+                .or_else(|| self.addrs.name(id).map(|a| a.to_string())),
+        }
+    }
+
+    /// `/pkg.Service/Method` split into service and method.
+    fn split_rpc(route: Option<String>) -> (Option<String>, Option<String>) {
+        let Some(route) = route else {
+            return (None, None);
+        };
+        if route == OVERFLOW {
+            return (Some(route), None);
+        }
+        let trimmed = route.strip_prefix('/').unwrap_or(&route);
+        match trimmed.rsplit_once('/') {
+            Some((service, method)) if !service.is_empty() && !method.is_empty() => {
+                (Some(service.to_owned()), Some(method.to_owned()))
+            }
+            _ => (Some(trimmed.to_owned()), None),
+        }
+    }
+
+    /// Builds the label sets and registers the handles for a new series (cold path).
+    fn create_series(&self, key: &SeriesKey, v: &LabelValues<'_>) -> Series {
+        self.describe();
+        let method = METHODS[key.method as usize];
+        let status = (key.status != 0)
+            .then(|| StatusCode::from_u16(key.status).ok())
+            .flatten()
+            .map(status_str);
+        let grpc = (key.grpc != GRPC_NONE)
+            .then(|| GrpcCode::from_i32(i32::from(key.grpc)))
+            .flatten();
+        let route = Self::route_value(key, v);
+        let addr = self.addr_value(key, v);
+        let port = key.port.map(|p| p.to_string());
+        let mut hist: Vec<Label> = Vec::with_capacity(6);
+        let mut counter: Vec<Label> = Vec::with_capacity(4);
+        fn push(labels: &mut Vec<Label>, k: &'static str, v: Option<impl Into<String>>) {
+            if let Some(v) = v {
+                labels.push(Label::new(k, v.into()));
+            }
+        }
+        match (self.naming, self.kind) {
+            (Naming::OpenTelemetry, Kind::HttpServer) => {
+                push(&mut hist, "http_request_method", Some(method));
+                push(&mut hist, "http_route", route);
+                push(&mut hist, "http_response_status_code", status);
+                push(&mut hist, "error_type", key.error);
+                push(&mut hist, "url_scheme", Some(key.scheme.as_str()));
+            }
+            (Naming::OpenTelemetry, Kind::HttpClient) => {
+                push(&mut hist, "http_request_method", Some(method));
+                push(&mut hist, "server_address", addr);
+                push(&mut hist, "server_port", port);
+                push(&mut hist, "url_template", route);
+                push(&mut hist, "http_response_status_code", status);
+                push(&mut hist, "error_type", key.error);
+            }
+            (Naming::OpenTelemetry, Kind::RpcServer | Kind::RpcClient) => {
+                let (service, rpc_method) = Self::split_rpc(route);
+                push(&mut hist, "rpc_system", Some("grpc"));
+                push(&mut hist, "rpc_service", service);
+                push(&mut hist, "rpc_method", rpc_method);
+                push(
+                    &mut hist,
+                    "rpc_grpc_status_code",
+                    grpc.map(GrpcCode::as_str),
+                );
+                push(&mut hist, "error_type", key.error);
+                push(&mut hist, "server_address", addr);
+                push(&mut hist, "server_port", port);
+            }
+            (Naming::Classic, Kind::HttpServer) => {
+                push(&mut hist, "method", Some(method));
+                push(&mut hist, "endpoint", route);
+                counter.clone_from(&hist);
+                push(&mut counter, "code", status);
+            }
+            (Naming::Classic, Kind::HttpClient) => {
+                let host = match (addr, port) {
+                    (Some(a), Some(p)) => Some(format!("{a}:{p}")),
+                    (a, _) => a,
+                };
+                push(&mut hist, "method", Some(method));
+                push(&mut hist, "host", host);
+                push(&mut hist, "endpoint", route);
+                counter.clone_from(&hist);
+                push(&mut counter, "code", status);
+            }
+            (Naming::Classic, Kind::RpcServer | Kind::RpcClient) => {
+                let (service, rpc_method) = Self::split_rpc(route);
+                push(&mut hist, "grpc_service", service);
+                push(&mut hist, "grpc_method", rpc_method);
+                if self.kind == Kind::RpcClient {
+                    let host = match (addr, port) {
+                        (Some(a), Some(p)) => Some(format!("{a}:{p}")),
+                        (a, _) => a,
+                    };
+                    push(&mut hist, "host", host);
+                }
+                counter.clone_from(&hist);
+                push(&mut counter, "grpc_code", grpc.map(GrpcCode::name));
+            }
+        }
+        let hist_key = Key::from_parts(self.names.histogram.clone(), hist);
+        let counter_key = self
+            .names
+            .counter
+            .as_ref()
+            .map(|name| Key::from_parts(name.clone(), counter));
+        let meta = Self::metadata();
+        self.with_recorder(|r| Series {
+            histogram: r.register_histogram(&hist_key, &meta),
+            counter: counter_key.map(|k| r.register_counter(&k, &meta)),
+        })
+    }
+
+    fn create_gauge(&self, key: &SeriesKey, v: &LabelValues<'_>) -> Gauge {
+        self.describe();
+        let Some(name) = &self.names.gauge else {
+            return Gauge::noop();
+        };
+        let method = METHODS[key.method as usize];
+        let addr = self.addr_value(key, v);
+        let mut labels = Vec::with_capacity(4);
+        match (self.naming, self.kind.is_client()) {
+            (Naming::OpenTelemetry, false) => {
+                labels.push(Label::new("http_request_method", method));
+                labels.push(Label::new("url_scheme", key.scheme.as_str()));
+            }
+            (Naming::OpenTelemetry, true) => {
+                labels.push(Label::new("http_request_method", method));
+                if let Some(a) = addr {
+                    labels.push(Label::new("server_address", a));
+                }
+                if let Some(p) = key.port {
+                    labels.push(Label::new("server_port", p.to_string()));
+                }
+            }
+            (Naming::Classic, false) => labels.push(Label::new("method", method)),
+            (Naming::Classic, true) => {
+                labels.push(Label::new("method", method));
+                let host = match (addr, key.port) {
+                    (Some(a), Some(p)) => Some(format!("{a}:{p}")),
+                    (a, _) => a,
+                };
+                if let Some(h) = host {
+                    labels.push(Label::new("host", h));
+                }
+            }
+        }
+        let key = Key::from_parts(name.clone(), labels);
+        self.with_recorder(|r| r.register_gauge(&key, &Self::metadata()))
+    }
+}
+
+/// RED metrics (rate, errors, duration) for one [`Kind`] of request, with handles
+/// and label sets prepared once and reused.
+///
+/// Cheap to clone (an `Arc`). Each request calls [`start`](Self::start) (or
+/// [`start_client`](Self::start_client)) and then [`InFlight::finish`]; the
+/// active-requests gauge goes back down when the [`InFlight`] is dropped,
+/// finished or not.
+///
+/// Label sets are registered with the recorder the first time they are seen: the
+/// one given with [`RedConfig::with_recorder`], else the recorder current at that
+/// moment (normally the global one). After that, recording takes two read locks,
+/// hashes a few integers and the route, and allocates nothing.
+///
+/// ```
+/// use std::sync::Arc;
+/// use http::{Method, StatusCode};
+/// use telltale_telemetry::metrics::{prometheus_builder, Kind, RedConfig, RedMetrics, Scheme};
+///
+/// let config = RedConfig::default();
+/// let recorder = prometheus_builder(&config).build_recorder();
+/// let handle = recorder.handle();
+/// let metrics = RedMetrics::new(Kind::HttpServer, &config.with_recorder(Arc::new(recorder)));
+///
+/// let request = metrics.start(&Method::GET, Scheme::Http);
+/// request.finish(Some("/users/{id}"), Some(StatusCode::OK), None, None);
+///
+/// let text = handle.render();
+/// assert!(text.contains(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",url_scheme="http"} 1"#));
+/// assert!(text.contains(r#"http_server_active_requests{http_request_method="GET",url_scheme="http"} 0"#));
+/// ```
+#[derive(Clone)]
+pub struct RedMetrics {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedMetrics")
+            .field("kind", &self.inner.kind)
+            .field("naming", &self.inner.naming)
+            .field("histogram", &self.inner.names.histogram)
+            .field("label_sets", &self.inner.series.len())
+            .finish()
+    }
+}
+
+impl RedMetrics {
+    /// Prepares metrics for `kind` as `config` says. Registers nothing yet: label
+    /// sets and descriptions are registered when first used.
+    pub fn new(kind: Kind, config: &RedConfig) -> Self {
+        let cap = config.max_label_sets;
+        RedMetrics {
+            inner: Arc::new(Inner {
+                kind,
+                naming: config.naming,
+                names: Names::new(kind, config.naming, config.prefix()),
+                recorder: config.recorder.clone(),
+                described: OnceLock::new(),
+                overflow: OnceLock::new(),
+                routes: Interner::new(cap),
+                addrs: Interner::new(cap),
+                series: SeriesMap::new(cap),
+                gauges: SeriesMap::new(cap),
+            }),
+        }
+    }
+
+    /// The kind of request recorded.
+    pub fn kind(&self) -> Kind {
+        self.inner.kind
+    }
+
+    /// The name of the duration histogram (`http_server_request_duration_seconds`, …),
+    /// also the `metric` label of the overflow counter.
+    pub fn histogram_name(&self) -> &str {
+        &self.inner.names.histogram
+    }
+
+    /// The number of distinct label sets of the duration histogram so far
+    /// (including overflow sets); never more than the cap plus a small reserve.
+    pub fn label_sets(&self) -> usize {
+        self.inner.series.len()
+    }
+
+    /// A request begins: the active-requests gauge (labels method and scheme) goes
+    /// up by one, and the clock starts. Client kinds label by server address with
+    /// [`start_client`](Self::start_client) instead.
+    pub fn start(&self, method: &Method, scheme: Scheme) -> InFlight {
+        self.start_client(method, scheme, None, None)
+    }
+
+    /// A client request to `server_address:server_port` begins (`server.address`
+    /// and `server.port` in the conventions). Server kinds ignore the address.
+    pub fn start_client(
+        &self,
+        method: &Method,
+        scheme: Scheme,
+        server_address: Option<&str>,
+        server_port: Option<u16>,
+    ) -> InFlight {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let kind = inner.kind;
+        let method = if kind.is_rpc() {
+            0
+        } else {
+            method_index(method)
+        };
+        let (addr, port) = if kind.is_client() {
+            (inner.addrs.id(server_address), server_port)
+        } else {
+            (ID_NONE, None)
+        };
+        let gauge = inner.names.gauge.as_ref().map(|_| {
+            let key = SeriesKey {
+                route: ID_NONE,
+                addr,
+                port,
+                status: 0,
+                grpc: GRPC_NONE,
+                method,
+                // Semconv labels the server gauge by scheme; nothing else does.
+                scheme: if kind == Kind::HttpServer && inner.naming == Naming::OpenTelemetry {
+                    scheme
+                } else {
+                    Scheme::Http
+                },
+                error: None,
+            };
+            let values = LabelValues {
+                route: None,
+                addr: server_address,
+            };
+            let (gauge, _) = inner.gauges.with(
+                key,
+                &values,
+                |k, v| inner.create_gauge(k, v),
+                |g| {
+                    g.increment(1.0);
+                    g.clone()
+                },
+            );
+            gauge
+        });
+        InFlight {
+            metrics: self.clone(),
+            started,
+            gauge,
+            method,
+            scheme,
+            addr,
+            port,
+        }
+    }
+}
+
+/// One request in flight, from [`RedMetrics::start`] to [`finish`](Self::finish).
+///
+/// Dropping it (finished or not) lowers the active-requests gauge exactly once; a
+/// drop without `finish` records nothing else, so a layer should call `finish`
+/// for cancelled requests too (with `error_type` `"cancelled"`).
+pub struct InFlight {
+    metrics: RedMetrics,
+    started: Instant,
+    gauge: Option<Gauge>,
+    method: u8,
+    scheme: Scheme,
+    addr: u32,
+    port: Option<u16>,
+}
+
+impl fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight")
+            .field("kind", &self.metrics.inner.kind)
+            .field("method", &METHODS[self.method as usize])
+            .field("elapsed", &self.elapsed())
+            .finish()
+    }
+}
+
+impl InFlight {
+    /// Time since [`RedMetrics::start`].
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// When the request started.
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
+    /// Records the request with the time elapsed since it started, and returns that
+    /// duration (so the span can report the same one).
+    ///
+    /// - `route`: the router's template (axum `MatchedPath`, e.g. `/users/{id}`), the
+    ///   gRPC path `/pkg.Service/Method`, or for HTTP clients an optional URL
+    ///   template; `None` when unmatched (the label is then omitted). Never a raw path.
+    /// - `status`: the HTTP status, when a response head was produced.
+    /// - `grpc`: the gRPC status, for gRPC calls.
+    /// - `error_type`: the `error.type` of the outcome (see
+    ///   [`Outcome::error_type`]), `None` when not an error.
+    pub fn finish(
+        self,
+        route: Option<&str>,
+        status: Option<StatusCode>,
+        grpc: Option<GrpcCode>,
+        error_type: Option<&'static str>,
+    ) -> Duration {
+        let duration = self.started.elapsed();
+        self.finish_with(duration, route, status, grpc, error_type);
+        duration
+    }
+
+    /// Like [`finish`](Self::finish), taking the status, gRPC code and `error.type`
+    /// from a core [`Outcome`] seen from this kind's side.
+    pub fn finish_outcome(self, route: Option<&str>, outcome: &Outcome) -> Duration {
+        let side = if self.metrics.inner.kind.is_client() {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        let error = outcome.error_type(side);
+        self.finish(route, outcome.status(), outcome.grpc_code(), error)
+    }
+
+    /// Records the request with a duration measured elsewhere (the layer's single
+    /// clock); otherwise like [`finish`](Self::finish).
+    pub fn finish_with(
+        self,
+        duration: Duration,
+        route: Option<&str>,
+        status: Option<StatusCode>,
+        grpc: Option<GrpcCode>,
+        error_type: Option<&'static str>,
+    ) {
+        let inner = &*self.metrics.inner;
+        let rpc = inner.kind.is_rpc();
+        let key = SeriesKey {
+            route: inner.routes.id(route),
+            addr: self.addr,
+            port: self.port,
+            status: if rpc {
+                0
+            } else {
+                status.map_or(0, |s| s.as_u16())
+            },
+            grpc: if rpc {
+                grpc.map_or(GRPC_NONE, |g| g.as_i32() as u8)
+            } else {
+                GRPC_NONE
+            },
+            method: self.method,
+            scheme: if inner.kind == Kind::HttpServer && inner.naming == Naming::OpenTelemetry {
+                self.scheme
+            } else {
+                Scheme::Http
+            },
+            error: match inner.naming {
+                Naming::OpenTelemetry => error_type,
+                Naming::Classic => None,
+            },
+        };
+        let values = LabelValues { route, addr: None };
+        let secs = duration.as_secs_f64();
+        let ((), overflowed) = inner.series.with(
+            key,
+            &values,
+            |k, v| inner.create_series(k, v),
+            |s| {
+                s.histogram.record(secs);
+                if let Some(c) = &s.counter {
+                    c.increment(1);
+                }
+            },
+        );
+        if overflowed {
+            inner.overflow_counter().increment(1);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(g) = &self.gauge {
+            g.decrement(1.0);
+        }
+    }
+}
