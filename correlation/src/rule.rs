@@ -1,0 +1,266 @@
+//! Which incoming values are accepted as correlation IDs.
+//!
+//! The [`DefaultRule`] accepts `[A-Za-z0-9._:-]{1,128}`, checked byte by byte (no
+//! regular expression). Any [`Rule`] can replace it, including a plain closure
+//! `Fn(&[u8]) -> Result<(), Rejection>`. Whatever the rule says, a value is only
+//! ever turned into a [`CorrelationId`] when it is also visible ASCII of at most
+//! [`telltale_core::correlation::MAX_LEN`] bytes, so an ID is always safe to log
+//! and to send back in a header.
+//!
+//! ```
+//! use http::HeaderValue;
+//! use telltale_correlation::rule::{DefaultRule, Rejection, Rule, accept};
+//!
+//! let rule = DefaultRule::default();
+//! assert!(accept(&rule, HeaderValue::from_static("req-42:a.b_c")).is_ok());
+//! assert_eq!(
+//!     accept(&rule, HeaderValue::from_static("a b")).unwrap_err(),
+//!     Rejection::InvalidCharacter { position: 2 }
+//! );
+//!
+//! // A custom rule: only lowercase hex, exactly 32 characters.
+//! let hex32 = |v: &[u8]| -> Result<(), Rejection> {
+//!     if v.len() != 32 {
+//!         return Err(Rejection::Other("not_32_hex"));
+//!     }
+//!     match v.iter().position(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+//!         Some(i) => Err(Rejection::InvalidCharacter { position: i + 1 }),
+//!         None => Ok(()),
+//!     }
+//! };
+//! assert_eq!(hex32.check(b"abc"), Err(Rejection::Other("not_32_hex")));
+//! assert_eq!(Rejection::Other("not_32_hex").reason(), "not_32_hex");
+//! ```
+
+use std::fmt;
+
+use http::HeaderValue;
+use telltale_core::correlation::{CorrelationId, InvalidCorrelationId, MAX_LEN};
+
+/// Default longest accepted ID, in bytes.
+pub const DEFAULT_MAX_LEN: usize = 128;
+
+/// Why an incoming value was not accepted as a correlation ID.
+///
+/// It carries no part of the value itself, so it is safe to log and to put in a
+/// metric label ([`Rejection::reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The value was empty.
+    #[error("empty")]
+    Empty,
+    /// The value was longer than `max` bytes.
+    #[error("longer than {max} bytes")]
+    TooLong {
+        /// The limit that applied.
+        max: usize,
+    },
+    /// The value held a byte the rule does not allow, at this 1-based position.
+    #[error("disallowed character at position {position}")]
+    InvalidCharacter {
+        /// 1-based byte position of the first disallowed byte.
+        position: usize,
+    },
+    /// A custom rule's reason. Use a small fixed set of `snake_case` words: it
+    /// becomes a metric label value.
+    #[error("rejected ({0})")]
+    Other(&'static str),
+}
+
+impl Rejection {
+    /// A short, fixed label for metrics and logs: `empty`, `too_long`,
+    /// `invalid_character`, or a custom rule's own word.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Empty => "empty",
+            Rejection::TooLong { .. } => "too_long",
+            Rejection::InvalidCharacter { .. } => "invalid_character",
+            Rejection::Other(reason) => reason,
+        }
+    }
+}
+
+impl From<InvalidCorrelationId> for Rejection {
+    fn from(e: InvalidCorrelationId) -> Self {
+        match e {
+            InvalidCorrelationId::Empty => Rejection::Empty,
+            InvalidCorrelationId::TooLong { max } => Rejection::TooLong { max },
+            InvalidCorrelationId::DisallowedCharacter { position } => {
+                Rejection::InvalidCharacter { position }
+            }
+            _ => Rejection::Other("invalid"),
+        }
+    }
+}
+
+/// A validation rule for incoming correlation IDs.
+///
+/// Implemented for [`DefaultRule`] and for every
+/// `Fn(&[u8]) -> Result<(), Rejection> + Send + Sync + 'static`.
+pub trait Rule: Send + Sync + 'static {
+    /// Accepts or rejects the raw header bytes.
+    fn check(&self, value: &[u8]) -> Result<(), Rejection>;
+}
+
+impl<F> Rule for F
+where
+    F: Fn(&[u8]) -> Result<(), Rejection> + Send + Sync + 'static,
+{
+    fn check(&self, value: &[u8]) -> Result<(), Rejection> {
+        self(value)
+    }
+}
+
+/// The default rule: `[A-Za-z0-9._:-]{1,max_len}` with `max_len` 128 unless set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultRule {
+    max_len: usize,
+}
+
+impl Default for DefaultRule {
+    fn default() -> Self {
+        DefaultRule {
+            max_len: DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+impl DefaultRule {
+    /// The default rule with IDs of at most `max_len` bytes, clamped to
+    /// `1..=`[`MAX_LEN`].
+    pub fn with_max_len(max_len: usize) -> Self {
+        DefaultRule {
+            max_len: max_len.clamp(1, MAX_LEN),
+        }
+    }
+
+    /// The longest accepted ID, in bytes.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
+/// Whether `b` is in `[A-Za-z0-9._:-]`.
+#[inline]
+fn allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
+}
+
+impl Rule for DefaultRule {
+    #[inline]
+    fn check(&self, value: &[u8]) -> Result<(), Rejection> {
+        if value.is_empty() {
+            return Err(Rejection::Empty);
+        }
+        if value.len() > self.max_len {
+            return Err(Rejection::TooLong { max: self.max_len });
+        }
+        match value.iter().position(|&b| !allowed(b)) {
+            Some(i) => Err(Rejection::InvalidCharacter { position: i + 1 }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Turns `value` into a [`CorrelationId`] when `rule` accepts it and it is
+/// visible ASCII of at most [`MAX_LEN`] bytes. No bytes are copied.
+pub fn accept(rule: &(impl Rule + ?Sized), value: HeaderValue) -> Result<CorrelationId, Rejection> {
+    rule.check(value.as_bytes())?;
+    Ok(CorrelationId::from_header_value(value)?)
+}
+
+/// The rule a layer applies: the default one, or a user's.
+#[derive(Clone)]
+pub(crate) enum AnyRule {
+    Default(DefaultRule),
+    Custom(std::sync::Arc<dyn Rule>),
+}
+
+impl AnyRule {
+    #[inline]
+    pub(crate) fn accept(&self, value: HeaderValue) -> Result<CorrelationId, Rejection> {
+        match self {
+            AnyRule::Default(rule) => {
+                // The default rule's set is a subset of visible ASCII and its
+                // limit is at most MAX_LEN, so core's check cannot fail after it.
+                accept(rule, value)
+            }
+            AnyRule::Custom(rule) => accept(&**rule, value),
+        }
+    }
+}
+
+impl fmt::Debug for AnyRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyRule::Default(rule) => rule.fmt(f),
+            AnyRule::Custom(_) => f.write_str("CustomRule"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rule_accepts_exactly_the_set() {
+        let rule = DefaultRule::default();
+        for b in 0u8..=255 {
+            let expected = b.is_ascii_alphanumeric() || b".-_:".contains(&b);
+            assert_eq!(rule.check(&[b]).is_ok(), expected, "byte {b:#x}");
+        }
+        assert_eq!(rule.check(b""), Err(Rejection::Empty));
+        assert!(rule.check(&[b'a'; 128]).is_ok());
+        assert_eq!(
+            rule.check(&[b'a'; 129]),
+            Err(Rejection::TooLong { max: 128 })
+        );
+        assert_eq!(
+            rule.check(b"ok\r\nSet-Cookie: x"),
+            Err(Rejection::InvalidCharacter { position: 3 })
+        );
+    }
+
+    #[test]
+    fn max_len_is_clamped() {
+        assert_eq!(DefaultRule::with_max_len(0).max_len(), 1);
+        assert_eq!(DefaultRule::with_max_len(5000).max_len(), MAX_LEN);
+        assert_eq!(
+            DefaultRule::with_max_len(4).check(b"12345"),
+            Err(Rejection::TooLong { max: 4 })
+        );
+    }
+
+    #[test]
+    fn custom_rules_cannot_admit_unsafe_values() {
+        let anything = |_: &[u8]| Ok(());
+        let v = HeaderValue::from_bytes(b"a b").unwrap();
+        assert_eq!(
+            accept(&anything, v),
+            Err(Rejection::InvalidCharacter { position: 2 })
+        );
+        let v = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(
+            accept(&anything, v).unwrap_err().reason(),
+            "invalid_character"
+        );
+        let v = HeaderValue::from_static("spaces-are-fine-for-core");
+        assert!(accept(&anything, v).is_ok());
+    }
+
+    #[test]
+    fn reasons_are_fixed_words() {
+        assert_eq!(Rejection::Empty.reason(), "empty");
+        assert_eq!(Rejection::TooLong { max: 1 }.reason(), "too_long");
+        assert_eq!(
+            Rejection::InvalidCharacter { position: 1 }.reason(),
+            "invalid_character"
+        );
+        assert_eq!(
+            Rejection::TooLong { max: 128 }.to_string(),
+            "longer than 128 bytes"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use telltale_core::correlation::CorrelationId;
+use tokio::task::futures::TaskLocalFuture;
+
+use super::ResponseBody;
+
+/// Why a request is answered without calling the inner service.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) grpc: bool,
+    /// Plain text, ending in a newline; no part of the request's values.
+    pub(crate) message: Bytes,
+}
+
+impl Refusal {
+    fn into_response<B>(self) -> Response<ResponseBody<B>> {
+        let mut res;
+        if self.grpc {
+            // Trailers-only gRPC response: INVALID_ARGUMENT. The message is
+            // visible ASCII without '%', so it needs no percent-encoding.
+            let text = self.message.strip_suffix(b"\n").unwrap_or(&self.message);
+            res = Response::new(ResponseBody::message(Bytes::new()));
+            let h = res.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            h.insert("grpc-status", HeaderValue::from_static("3"));
+            if let Ok(v) = HeaderValue::from_bytes(text) {
+                h.insert("grpc-message", v);
+            }
+        } else {
+            res = Response::new(ResponseBody::message(self.message));
+            *res.status_mut() = StatusCode::BAD_REQUEST;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+        }
+        res
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Correlation`](super::Correlation): the inner future,
+    /// run with the request's ID as the current one.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Scoped {
+            #[pin]
+            fut: TaskLocalFuture<CorrelationId, F>,
+            id: Option<CorrelationId>,
+            echo: Option<HeaderName>,
+        },
+        Refused {
+            refusal: Option<Refusal>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn scoped(
+        fut: TaskLocalFuture<CorrelationId, F>,
+        id: CorrelationId,
+        echo: Option<HeaderName>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Scoped {
+                fut,
+                id: Some(id),
+                echo,
+            },
+        }
+    }
+
+    pub(crate) fn refused(refusal: Refusal) -> Self {
+        ResponseFuture {
+            state: State::Refused {
+                refusal: Some(refusal),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Scoped { fut, id, echo } => {
+                let res = std::task::ready!(fut.poll(cx))?;
+                let id = id.take().expect("ResponseFuture polled after completion");
+                let (mut parts, body) = res.into_parts();
+                if let Some(name) = echo.take() {
+                    if let header::Entry::Vacant(slot) = parts.headers.entry(name) {
+                        slot.insert(id.to_header_value());
+                    }
+                }
+                Poll::Ready(Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::scoped(body, id),
+                )))
+            }
+            StateProj::Refused { refusal } => Poll::Ready(Ok(refusal
+                .take()
+                .expect("ResponseFuture polled after completion")
+                .into_response())),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,156 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName, Request, Response, header};
+use telltale_core::correlation::{self, CorrelationId};
+use tower_service::Service;
+
+use super::ResponseBody;
+use super::future::{Refusal, ResponseFuture};
+use super::layer::Config;
+use crate::counters::{self, Generated};
+use crate::rule::Rejection;
+
+/// Middleware that gives every request a [`CorrelationId`]: see the
+/// [module docs](super).
+#[derive(Clone, Debug)]
+pub struct Correlation<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<S> Correlation<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What the request's headers say.
+enum Incoming<'a> {
+    /// An acceptable ID; `primary` when it came from the primary header.
+    Accepted { id: CorrelationId, primary: bool },
+    /// No configured header is present.
+    Missing,
+    /// The first present header held an unacceptable value.
+    Rejected {
+        header: &'a HeaderName,
+        rejection: Rejection,
+        len: usize,
+    },
+    /// Incoming IDs are not trusted.
+    Untrusted,
+}
+
+impl Config {
+    fn read<'a>(&'a self, headers: &HeaderMap) -> Incoming<'a> {
+        if !self.trust_incoming {
+            return Incoming::Untrusted;
+        }
+        let names = std::iter::once(&self.header).chain(self.aliases.iter());
+        for (i, name) in names.enumerate() {
+            if let Some(value) = headers.get(name) {
+                let len = value.len();
+                return match self.rule.accept(value.clone()) {
+                    Ok(id) => Incoming::Accepted {
+                        id,
+                        primary: i == 0,
+                    },
+                    Err(rejection) => Incoming::Rejected {
+                        header: name,
+                        rejection,
+                        len,
+                    },
+                };
+            }
+        }
+        Incoming::Missing
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Correlation<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let (id, write_header) = match config.read(req.headers()) {
+            Incoming::Accepted { id, primary } => (id, !primary),
+            Incoming::Missing => {
+                if config.require {
+                    return ResponseFuture::refused(Refusal {
+                        grpc: is_grpc(req.headers()),
+                        message: config.missing_message.clone(),
+                    });
+                }
+                counters::generated(Generated::Missing);
+                (CorrelationId::generate(), true)
+            }
+            Incoming::Rejected {
+                header,
+                rejection,
+                len,
+            } => {
+                counters::rejected(&rejection);
+                // Never the value itself: only where, how long, and why.
+                tracing::debug!(
+                    header = header.as_str(),
+                    len,
+                    reason = rejection.reason(),
+                    %rejection,
+                    "incoming correlation ID rejected"
+                );
+                if config.require {
+                    return ResponseFuture::refused(Refusal {
+                        grpc: is_grpc(req.headers()),
+                        message: format!("invalid {header} header: {rejection}\n").into(),
+                    });
+                }
+                counters::generated(Generated::Rejected);
+                (CorrelationId::generate(), true)
+            }
+            Incoming::Untrusted => {
+                counters::generated(Generated::Untrusted);
+                (CorrelationId::generate(), true)
+            }
+        };
+        if write_header {
+            // The handler reads the ID the server settled on, also from the
+            // primary header (a rejected value there is overwritten).
+            req.headers_mut()
+                .insert(&config.header, id.to_header_value());
+        }
+        req.extensions_mut().insert(id.clone());
+        tracing::Span::current().record("correlation_id", id.as_str());
+
+        let echo = config.echo.then(|| config.header.clone());
+        let inner = &mut self.inner;
+        let fut = correlation::sync_scope(id.clone(), || inner.call(req));
+        ResponseFuture::scoped(correlation::scope(id.clone(), fut), id, echo)
+    }
+}
