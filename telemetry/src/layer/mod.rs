@@ -1,1 +1,34 @@
-//! Server and client request layers: one record per request feeding the span and the RED metrics.
+//! Server and client request layers: one record per request feeding both the
+//! OpenTelemetry span and the RED metrics.
+//!
+//! Both sides settle the span and the [`RedMetrics`](crate::metrics::RedMetrics)
+//! record from one [`Outcome`](telltale_core::Outcome) when the response body
+//! ends, so durations and error verdicts always agree.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use telltale_telemetry::layer::{ClientLayer, ServerLayer};
+//!
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "hi" }))
+//!     .layer(ServerLayer::new());
+//! let client_layer = ClientLayer::new();
+//! # let _ = (app, client_layer);
+//! ```
+//!
+//! - [`server`]: SERVER spans (HTTP and gRPC), trace context continued or
+//!   linked, health checks filtered, `http_server_*` / `rpc_server_*` metrics.
+//! - [`client`]: CLIENT spans, `traceparent`/`tracestate` injected (W3C even
+//!   with no propagator configured), `http_client_*` / `rpc_client_*` metrics.
+
+mod attrs;
+pub mod client;
+mod error;
+mod propagation;
+mod record;
+pub mod server;
+
+pub use attrs::{DEFAULT_REDACTED_QUERY_KEYS, InvalidIpNet, IpNet};
+pub use client::ClientLayer;
+pub use error::BuildError;
+pub use server::ServerLayer;

@@ -1,0 +1,479 @@
+//! Request attributes shared by the server and client layers: method names,
+//! protocol versions, host and port, client address behind trusted proxies,
+//! query redaction and header capture.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use http::{HeaderMap, HeaderName, Method, Uri, Version, header};
+use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
+
+/// The `http.request.method` value for `method`: its name when it is one of the
+/// methods of RFC 9110 or PATCH, `None` otherwise (record `_OTHER` and the
+/// original).
+pub(crate) fn known_method(method: &Method) -> Option<&'static str> {
+    Some(match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return None,
+    })
+}
+
+/// The `network.protocol.version` value.
+pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {
+    Some(match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) into the host, without brackets,
+/// and the port.
+pub(crate) fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (host, port);
+        }
+        return (authority, None);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
+        _ => (authority, None),
+    }
+}
+
+/// `server.address` and `server.port` of a request a server received: from the
+/// URI authority (HTTP/2 `:authority`, absolute-form HTTP/1) or the `Host` header.
+pub(crate) fn server_host<'a>(
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> (Option<&'a str>, Option<u16>) {
+    if let Some(authority) = uri.authority() {
+        return (
+            Some(
+                authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']'),
+            ),
+            authority.port_u16(),
+        );
+    }
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) if !host.is_empty() => {
+            let (host, port) = split_host_port(host);
+            (Some(host), port)
+        }
+        _ => (None, None),
+    }
+}
+
+/// A network and prefix length (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Error returned when a trusted proxy is not an address or a network.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid network {0:?}: expected an IP address or address/prefix such as 10.0.0.0/8")]
+pub struct InvalidIpNet(String);
+
+impl FromStr for IpNet {
+    type Err = InvalidIpNet;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidIpNet(s.to_owned());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl IpNet {
+    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses match
+    /// IPv4 networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The `client.address` of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClientAddr<'a> {
+    /// The peer, or an address from a forwarding header.
+    Ip(IpAddr),
+    /// A forwarding header's node that is not an address (`unknown`, `_hidden`).
+    Name(&'a str),
+}
+
+impl fmt::Display for ClientAddr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAddr::Ip(ip) => ip.fmt(f),
+            ClientAddr::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Parses a forwarding node (`192.0.2.1`, `"[2001:db8::1]:4711"`, `198.51.100.7:80`).
+fn parse_node(node: &str) -> ClientAddr<'_> {
+    let node = node.trim().trim_matches('"');
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return ClientAddr::Ip(ip);
+    }
+    let (host, _) = split_host_port(node);
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ClientAddr::Ip(ip),
+        Err(_) => ClientAddr::Name(node),
+    }
+}
+
+/// The client of a request: the peer, unless the peer is a trusted proxy, in which
+/// case the nearest untrusted hop from `Forwarded` (preferred) or `X-Forwarded-For`.
+pub(crate) fn client_address<'a>(
+    peer: Option<IpAddr>,
+    headers: &'a HeaderMap,
+    trusted: &[IpNet],
+) -> Option<ClientAddr<'a>> {
+    let peer = peer?;
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return Some(ClientAddr::Ip(peer));
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for value in headers.get_all(header::FORWARDED) {
+        let Ok(value) = value.to_str() else { continue };
+        for element in value.split(',') {
+            for pair in element.split(';') {
+                if let Some((k, v)) = pair.split_once('=')
+                    && k.trim().eq_ignore_ascii_case("for")
+                {
+                    hops.push(v);
+                }
+            }
+        }
+    }
+    if hops.is_empty() {
+        for value in headers.get_all("x-forwarded-for") {
+            let Ok(value) = value.to_str() else { continue };
+            hops.extend(value.split(',').filter(|h| !h.trim().is_empty()));
+        }
+    }
+    let mut client = ClientAddr::Ip(peer);
+    for hop in hops.iter().rev() {
+        client = parse_node(hop);
+        match client {
+            ClientAddr::Ip(ip) if is_trusted(ip) => continue,
+            _ => break,
+        }
+    }
+    Some(client)
+}
+
+/// Query keys whose values are replaced by `REDACTED` by default.
+pub const DEFAULT_REDACTED_QUERY_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "key",
+    "auth",
+    "authorization",
+    "session",
+    "sig",
+    "signature",
+    "x-goog-signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "awsaccesskeyid",
+];
+
+/// Replaces the values of sensitive query keys by `REDACTED`.
+#[derive(Clone, Debug)]
+pub(crate) struct Redactor {
+    keys: Box<[Box<str>]>,
+}
+
+impl Redactor {
+    pub(crate) fn new<I, S>(keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Redactor {
+            keys: keys
+                .into_iter()
+                .map(|k| k.as_ref().to_ascii_lowercase().into_boxed_str())
+                .collect(),
+        }
+    }
+
+    fn is_sensitive(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k.eq_ignore_ascii_case(key))
+    }
+
+    /// The query with sensitive values redacted; borrowed when nothing was.
+    pub(crate) fn redact<'a>(&self, query: &'a str) -> Cow<'a, str> {
+        let needs = query.split('&').any(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            !v.is_empty() && v != "REDACTED" && self.is_sensitive(k)
+        });
+        if !needs {
+            return Cow::Borrowed(query);
+        }
+        let mut out = String::with_capacity(query.len());
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, _)) if self.is_sensitive(k) => {
+                    out.push_str(k);
+                    out.push_str("=REDACTED");
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    /// `url.full` for a client request: credentials in the authority and
+    /// sensitive query values redacted.
+    pub(crate) fn full_url(&self, uri: &Uri) -> String {
+        let mut out =
+            String::with_capacity(uri.path().len() + uri.query().map_or(0, str::len) + 48);
+        if let Some(scheme) = uri.scheme_str() {
+            out.push_str(scheme);
+            out.push_str("://");
+        }
+        if let Some(authority) = uri.authority() {
+            let a = authority.as_str();
+            match a.rsplit_once('@') {
+                Some((_, host)) => {
+                    out.push_str("REDACTED:REDACTED@");
+                    out.push_str(host);
+                }
+                None => out.push_str(a),
+            }
+        }
+        out.push_str(uri.path());
+        if let Some(q) = uri.query() {
+            out.push('?');
+            out.push_str(&self.redact(q));
+        }
+        out
+    }
+}
+
+/// Request or response headers to record as `http.{request,response}.header.<name>`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Capture {
+    headers: Box<[(HeaderName, Key)]>,
+}
+
+impl Capture {
+    pub(crate) fn new(prefix: &str, names: &[HeaderName]) -> Self {
+        Capture {
+            headers: names
+                .iter()
+                .map(|n| (n.clone(), Key::new(format!("{prefix}{}", n.as_str()))))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+    }
+
+    /// The captured headers present in `headers`, as string-array attributes.
+    pub(crate) fn attributes(&self, headers: &HeaderMap) -> Vec<KeyValue> {
+        let mut out = Vec::new();
+        for (name, key) in self.headers.iter() {
+            let values: Vec<StringValue> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| StringValue::from(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect();
+            if !values.is_empty() {
+                out.push(KeyValue::new(
+                    key.clone(),
+                    Value::Array(Array::String(values)),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Parses header names for capture, lower-casing them.
+pub(crate) fn header_names<I, S>(names: I) -> Result<Vec<HeaderName>, String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    names
+        .into_iter()
+        .map(|n| {
+            let n = n.as_ref().trim();
+            HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).map_err(|_| n.to_owned())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods() {
+        assert_eq!(known_method(&Method::GET), Some("GET"));
+        assert_eq!(known_method(&Method::from_bytes(b"PURGE").unwrap()), None);
+    }
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(
+            split_host_port("example.com:8080"),
+            ("example.com", Some(8080))
+        );
+        assert_eq!(split_host_port("example.com"), ("example.com", None));
+        assert_eq!(split_host_port("[::1]:443"), ("::1", Some(443)));
+        assert_eq!(split_host_port("user:pw@h:1"), ("h", Some(1)));
+        let uri: Uri = "http://[::1]:8080/x".parse().unwrap();
+        assert_eq!(
+            server_host(&uri, &HeaderMap::new()),
+            (Some("::1"), Some(8080))
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "api.test:3000".parse().unwrap());
+        assert_eq!(
+            server_host(&"/x".parse().unwrap(), &headers),
+            (Some("api.test"), Some(3000))
+        );
+    }
+
+    #[test]
+    fn networks() {
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let one: IpNet = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nope".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn forwarded_only_from_trusted_proxies() {
+        let trusted = ["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.2, 10.0.0.7".parse().unwrap(),
+        );
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let outsider: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_address(Some(local), &headers, &trusted),
+            Some(ClientAddr::Ip("198.51.100.2".parse().unwrap()))
+        );
+        assert_eq!(
+            client_address(Some(outsider), &headers, &trusted),
+            Some(ClientAddr::Ip(outsider))
+        );
+        headers.insert(
+            header::FORWARDED,
+            "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            client_address(Some(local), &headers, &trusted),
+            Some(ClientAddr::Ip("2001:db8:cafe::17".parse().unwrap()))
+        );
+        headers.insert(header::FORWARDED, "for=_hidden".parse().unwrap());
+        assert_eq!(
+            client_address(Some(local), &headers, &trusted),
+            Some(ClientAddr::Name("_hidden"))
+        );
+        assert_eq!(client_address(None, &headers, &trusted), None);
+    }
+
+    #[test]
+    fn redaction() {
+        let r = Redactor::new(DEFAULT_REDACTED_QUERY_KEYS);
+        assert!(matches!(r.redact("a=1&b=2"), Cow::Borrowed("a=1&b=2")));
+        assert_eq!(
+            r.redact("q=x&Token=abc&sig=1&x"),
+            "q=x&Token=REDACTED&sig=REDACTED&x"
+        );
+        let uri: Uri = "https://u:p@h.test:8443/p?password=x&y=1".parse().unwrap();
+        assert_eq!(
+            r.full_url(&uri),
+            "https://REDACTED:REDACTED@h.test:8443/p?password=REDACTED&y=1"
+        );
+    }
+}

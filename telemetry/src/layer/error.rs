@@ -1,0 +1,24 @@
+//! Errors building the request layers.
+
+use telltale_core::ConfigError;
+
+use super::attrs::InvalidIpNet;
+use crate::metrics::RedConfigError;
+
+/// Error returned by the request layers' `build()` and `from_env()`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A trusted proxy is not an IP address or network.
+    #[error(transparent)]
+    TrustedProxy(#[from] InvalidIpNet),
+    /// A header name to capture is not a valid header name.
+    #[error("invalid header name to capture: {0:?}")]
+    HeaderName(String),
+    /// An environment variable could not be parsed.
+    #[error(transparent)]
+    Env(#[from] ConfigError),
+    /// The metrics configuration is invalid.
+    #[error(transparent)]
+    Metrics(#[from] RedConfigError),
+}

@@ -1,0 +1,173 @@
+//! The record of one request, shared by the server and client layers: it owns the
+//! span and the metrics in-flight handle and settles both from one [`Outcome`].
+
+use std::any::Any;
+use std::fmt;
+
+use http::StatusCode;
+use telltale_core::{BodyEnd, BoxError, OnEnd, Outcome, ResponseHead, Side};
+use tracing::Span;
+
+use crate::metrics::InFlight;
+
+/// The route label and `http.route` of a request, as cheap to keep as possible.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Route {
+    /// No route: unmatched requests get no route label.
+    #[default]
+    None,
+    /// The route template axum matched.
+    #[cfg(feature = "axum")]
+    Matched(axum::extract::MatchedPath),
+    /// A gRPC path, `/pkg.Service/Method`.
+    Owned(std::sync::Arc<str>),
+}
+
+impl Route {
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Route::None => None,
+            #[cfg(feature = "axum")]
+            Route::Matched(m) => Some(m.as_str()),
+            Route::Owned(s) => Some(s),
+        }
+    }
+}
+
+/// Classifies an inner service error without knowing its type: boxed errors,
+/// I/O errors and tokio timeouts are read through [`Outcome::from_error`];
+/// anything else is a plain error.
+pub(crate) fn classify_error<E: Any>(err: &E) -> Outcome {
+    let any = err as &dyn Any;
+    if let Some(e) = any.downcast_ref::<BoxError>() {
+        return Outcome::from_error(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error + Send>>() {
+        return Outcome::from_error(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error>>() {
+        return Outcome::from_error(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        return Outcome::from_error(e);
+    }
+    if let Some(e) = any.downcast_ref::<tokio::time::error::Elapsed>() {
+        return Outcome::from_error(e);
+    }
+    Outcome::Error { status: None }
+}
+
+/// One request's record. Settles exactly once: explicitly, or as cancelled when
+/// dropped unsettled.
+pub(crate) struct Record {
+    pub(crate) span: Span,
+    pub(crate) in_flight: Option<InFlight>,
+    pub(crate) route: Route,
+    pub(crate) side: Side,
+    pub(crate) head: Option<ResponseHead>,
+    pub(crate) settled: bool,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("span", &self.span)
+            .field("route", &self.route.as_str())
+            .field("side", &self.side)
+            .field("head", &self.head)
+            .field("settled", &self.settled)
+            .finish()
+    }
+}
+
+impl Record {
+    /// The response head arrived: records the status now (it is known even if
+    /// the body is cut later).
+    pub(crate) fn on_head(&mut self, head: ResponseHead) {
+        if !self.span.is_disabled() {
+            self.span.record(
+                "http.response.status_code",
+                i64::from(head.status().as_u16()),
+            );
+        }
+        self.head = Some(head);
+    }
+
+    /// Records a description of an inner error on the span.
+    pub(crate) fn describe_error(&self, err: &dyn fmt::Display) {
+        if !self.span.is_disabled() {
+            self.span
+                .record("otel.status_description", tracing::field::display(err));
+        }
+    }
+
+    /// Settles the span and the metrics from `outcome`, once.
+    pub(crate) fn settle(&mut self, outcome: Outcome) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let error_type = outcome.error_type(self.side);
+        let status: Option<StatusCode> = outcome.status();
+        let grpc = outcome.grpc_code();
+        if !self.span.is_disabled() {
+            // Entered once more so that the span's end time (its last exit, for
+            // tracing-opentelemetry) is the end of the exchange.
+            let _entered = self.span.enter();
+            if self.head.is_none()
+                && let Some(status) = status
+            {
+                self.span
+                    .record("http.response.status_code", i64::from(status.as_u16()));
+            }
+            if let Some(code) = grpc {
+                self.span
+                    .record("rpc.grpc.status_code", i64::from(code.as_i32()));
+            }
+            if let Some(error_type) = error_type {
+                self.span.record("error.type", error_type);
+                self.span.record("otel.status_code", "error");
+            }
+        }
+        if let Some(in_flight) = self.in_flight.take() {
+            in_flight.finish(self.route.as_str(), status, grpc, error_type);
+        }
+        // Close the span now (unless the application kept clones of it).
+        self.span = Span::none();
+    }
+
+    /// The outcome when the body ends the way `end` says.
+    fn outcome_at(&self, end: &BodyEnd<'_>) -> Outcome {
+        match &self.head {
+            Some(head) => head.finish(end),
+            None => match end {
+                BodyEnd::Complete { .. } => Outcome::Response {
+                    status: StatusCode::OK,
+                    grpc: None,
+                },
+                BodyEnd::Error => Outcome::Error { status: None },
+                BodyEnd::Dropped => Outcome::Cancelled { status: None },
+            },
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if !self.settled {
+            let status = self.head.map(|h| h.status());
+            self.settle(Outcome::Cancelled { status });
+        }
+    }
+}
+
+/// The [`OnEnd`] of a response body: settles the record when the body ends.
+#[derive(Debug)]
+pub(crate) struct Settle(pub(crate) Record);
+
+impl OnEnd for Settle {
+    fn on_end(mut self, end: BodyEnd<'_>) {
+        let outcome = self.0.outcome_at(&end);
+        self.0.settle(outcome);
+    }
+}

@@ -1,0 +1,91 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use telltale_core::{CompletionBody, ResponseHead};
+
+use super::ResponseBody;
+use super::layer::Shared;
+use crate::layer::record::{Record, Settle, classify_error};
+
+pin_project! {
+    /// The response future of [`Server`](super::Server): settles the record on an
+    /// inner error, hands it to the body on a response, or settles it as
+    /// cancelled when dropped first.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        record: Option<Record>,
+        capture: Option<Arc<Shared>>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, record: Record, capture: Option<Arc<Shared>>) -> Self {
+        ResponseFuture {
+            inner,
+            record: Some(record),
+            capture,
+        }
+    }
+
+    pub(crate) fn passthrough(inner: F) -> Self {
+        ResponseFuture {
+            inner,
+            record: None,
+            capture: None,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+    E: fmt::Display + 'static,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.record.as_ref().map(|r| r.span.enter());
+            ready!(this.inner.poll(cx))
+        };
+        let Some(mut record) = this.record.take() else {
+            return Poll::Ready(result.map(|res| res.map(ResponseBody::passthrough)));
+        };
+        Poll::Ready(match result {
+            Ok(response) => {
+                record.on_head(ResponseHead::from_response(&response));
+                if let Some(shared) = this.capture.take() {
+                    if !record.span.is_disabled() {
+                        use tracing_opentelemetry::OpenTelemetrySpanExt;
+                        for kv in shared.response_headers.attributes(response.headers()) {
+                            record.span.set_attribute(kv.key, kv.value);
+                        }
+                    }
+                }
+                Ok(response
+                    .map(|body| ResponseBody::new(CompletionBody::new(body, Settle(record)))))
+            }
+            Err(err) => {
+                record.describe_error(&err);
+                record.settle(classify_error(&err));
+                Err(err)
+            }
+        })
+    }
+}

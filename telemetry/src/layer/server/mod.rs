@@ -1,0 +1,89 @@
+//! The server request layer: one SERVER span and one RED metrics record per
+//! request, settled together when the response body ends.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use telltale_telemetry::layer::server::ServerLayer;
+//!
+//! let layer = ServerLayer::builder()
+//!     .trusted_proxies(["10.0.0.0/8"])
+//!     .capture_request_headers(["x-tenant"])
+//!     .public_route("/webhooks/{source}")
+//!     .build()
+//!     .unwrap();
+//! // `Router::layer` (not an outer `ServiceBuilder`): the layer then sees axum's
+//! // `MatchedPath`, so spans are named `GET /users/{id}` and metrics are
+//! // labelled by route template.
+//! let app: Router = Router::new()
+//!     .route("/users/{id}", get(|| async { "hi" }))
+//!     .layer(layer);
+//! # let _ = app;
+//! ```
+//!
+//! # What it records
+//!
+//! The span follows the OpenTelemetry HTTP semantic conventions (stable):
+//! name `{method} {http.route}`, `{method}` without a route, `HTTP` for unknown
+//! methods, never the raw path; `http.request.method` (`_OTHER` plus
+//! `http.request.method_original`), `url.path`, `url.scheme`, `url.query` with
+//! sensitive values replaced by `REDACTED`, `http.route`,
+//! `http.response.status_code`, `error.type`, `network.protocol.version`,
+//! `server.address`/`server.port` (from `:authority` or `Host`),
+//! `client.address` (the peer from axum's `ConnectInfo<SocketAddr>` or a
+//! `SocketAddr` request extension; `Forwarded`/`X-Forwarded-For` only when the
+//! peer is a trusted proxy), `user_agent.original`, `correlation_id` (from a
+//! [`CorrelationId`](telltale_core::CorrelationId) request extension or the
+//! current task's ID; the field is declared so a correlation layer inside can
+//! record it), and opt-in `http.request.header.<name>` /
+//! `http.response.header.<name>`.
+//!
+//! gRPC requests (content type `application/grpc…`) follow the RPC
+//! conventions: name `pkg.Service/Method`, `rpc.system = "grpc"`,
+//! `rpc.service`, `rpc.method`, `rpc.grpc.status_code` from the trailers (or
+//! the headers of a trailers-only response); `http.route` and the route label
+//! are the path `/pkg.Service/Method`, and the RPC metrics are used.
+//!
+//! Span status: Error when the outcome has an `error.type` on the server side
+//! (5xx, gRPC server-error codes, inner errors, timeouts, client disconnects);
+//! 4xx leaves it unset. Metrics and span read the same
+//! [`Outcome`](telltale_core::Outcome), so they agree.
+//!
+//! # Route and placement
+//!
+//! axum sets `MatchedPath` while routing, so this layer must run **inside** the
+//! router (`Router::layer`, or `route_layer`) to see it. Wrapped around the
+//! router from outside (`ServiceBuilder` around `Router`), HTTP requests have no
+//! route: the span is named `{method}` and the metrics carry no route label —
+//! safe, but less useful. tonic servers: `Server::builder().layer(...)`; the
+//! gRPC path is the route.
+//!
+//! # Trace context
+//!
+//! An incoming `traceparent` (through the global propagator, or W3C trace
+//! context when none is configured) continues the trace, unless the route is a
+//! public endpoint: then the span is a new root with a link to the caller.
+//!
+//! # Ends with the body
+//!
+//! The span closes and the duration is recorded when the response body ends
+//! (end of stream or trailers), fails, or is dropped (client disconnect:
+//! `error.type = "cancelled"`, the status already sent is kept), or when the
+//! inner service fails (`timeout` for timeouts, `_OTHER` otherwise).
+//!
+//! Health checks ([`DEFAULT_HEALTH_PATHS`]) and routes given to
+//! [`ServerLayerBuilder::skip_tracing`] get no span but are still counted.
+
+mod body;
+mod future;
+mod layer;
+mod service;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use layer::{
+    CAPTURE_REQUEST_HEADERS_VAR, CAPTURE_RESPONSE_HEADERS_VAR, DEFAULT_HEALTH_PATHS,
+    PUBLIC_ENDPOINT_VAR, PUBLIC_ROUTES_VAR, REDACTED_QUERY_KEYS_VAR, SKIP_TRACING_VAR, ServerLayer,
+    ServerLayerBuilder, TRACE_HEALTH_CHECKS_VAR, TRUSTED_PROXIES_VAR,
+};
+pub use service::Server;
+pub(crate) use service::{grpc_parts, is_grpc};
