@@ -1,7 +1,93 @@
 //! telltale-telemetry: one init call for traces, enriched JSON logs and
 //! exporters; request layers that feed OpenTelemetry spans and RED metrics.
 //!
-//! (Work in progress: modules are filled in by their issues.)
+//! `let _guard = telltale_telemetry::init()?;` reads the standard
+//! OpenTelemetry variables (see [`Telemetry::from_env`]) and installs:
+//!
+//! - a tracing subscriber filtered by `RUST_LOG`, with the
+//!   [`tracing-opentelemetry`](tracing_opentelemetry) layer, so every tracing
+//!   span is an OpenTelemetry span;
+//! - span export: OTLP over gRPC or HTTP/protobuf when an endpoint is set,
+//!   stdout on request, and otherwise the in-process [`FlightRecorder`] (the
+//!   last 2048 spans, queryable by trace ID and correlation ID). Export never
+//!   blocks a request: a bounded queue drops and counts
+//!   (`telltale_telemetry_spans_dropped_total`) when a collector is down, and
+//!   resumes when it is back ([`BoundedBatchProcessor`]);
+//! - log lines as JSON with `trace_id`, `span_id`, `correlation_id`,
+//!   `service.name` and the fields of enclosing spans at the top level
+//!   ([`JsonFormat`], OpenTelemetry or Elastic Common Schema names), or a
+//!   [`PrettyFormat`] for terminals (`TELLTALE_LOG_FORMAT`);
+//! - the W3C trace-context and baggage propagators.
+//!
+//! The returned [`TelemetryGuard`] flushes and shuts the exporters down when
+//! dropped, within a bound. Everything can be set in code with
+//! [`Telemetry::builder`].
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
+//!
+//! async fn hello() -> &'static str {
+//!     let span = tracing::info_span!("hello", correlation_id = "req-1", user = "ada");
+//!     let _entered = span.enter();
+//!     // {"timestamp":"…","level":"INFO",…,"message":"saying hello","target":"…",
+//!     //  "service.name":"…","trace_id":"…","span_id":"…","correlation_id":"req-1","user":"ada"}
+//!     tracing::info!("saying hello");
+//!     "hello"
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let guard = telltale_telemetry::init()?;
+//!     let app = Router::new().route("/hello", get(hello));
+//!     // A real program serves it: axum::serve(listener, app).await?
+//!     let response = app.oneshot(Request::get("/hello").body(Body::empty())?).await?;
+//!     assert_eq!(response.status(), 200);
+//!
+//!     // With no OTLP endpoint set, spans stay in the flight recorder.
+//!     if let Some(recorder) = guard.flight_recorder() {
+//!         let spans = recorder.by_correlation_id("req-1");
+//!         assert_eq!(spans[0].name(), "hello");
+//!         println!("{}", spans[0].to_json());
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 pub mod layer;
 pub mod metrics;
+
+mod config;
+mod error;
+mod export;
+mod flight_recorder;
+mod logs;
+mod stdout;
+mod telemetry;
+
+pub use config::{
+    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
+    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol,
+    Sampler, TelemetryBuilder,
+};
+pub use error::InitError;
+pub use export::{
+    BatchConfig, BoundedBatchProcessor, ExportStats, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
+};
+pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
+pub use logs::{
+    ECS_VERSION, JsonFields, JsonFormat, PrettyFormat, Profile, TRUNCATION_MARKER, write_escaped,
+};
+pub use stdout::StdoutExporter;
+pub use telemetry::{ShutdownError, Telemetry, TelemetryGuard, install_propagators};
+
+/// Builds the telemetry pipeline from the environment and installs it
+/// globally; see the [crate docs](crate) and [`Telemetry::from_env`].
+///
+/// Fails when a variable is invalid (the error names it), an exporter cannot
+/// be built, or a global subscriber is already installed.
+pub fn init() -> Result<TelemetryGuard, InitError> {
+    Telemetry::from_env()?.init()
+}
