@@ -1,0 +1,76 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use telltale_core::BoxError;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use crate::injector::{Injector, Terminal};
+use crate::rules::Direction;
+
+/// The chaos middleware made by [`ChaosLayer`](super::ChaosLayer).
+#[derive(Clone, Debug)]
+pub struct Chaos<S> {
+    inner: S,
+    injector: Injector,
+    side: Direction,
+}
+
+impl<S> Chaos<S> {
+    pub(crate) fn new(inner: S, injector: Injector, side: Direction) -> Self {
+        Chaos {
+            inner,
+            injector,
+            side,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Chaos<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<super::ResponseBody<ResB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, ReqB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        if !self.injector.is_armed() {
+            return ResponseFuture::call(self.inner.call(req), None);
+        }
+        let Some(mut plan) = self.injector.plan(self.side, &mut req) else {
+            return ResponseFuture::call(self.inner.call(req), None);
+        };
+        let hangs = matches!(plan.terminal, Some((Terminal::Timeout, _)));
+        if !plan.delay.is_zero() || hangs {
+            let ready = self.inner.clone();
+            let service = std::mem::replace(&mut self.inner, ready);
+            let shared = self.injector.shared.clone();
+            return ResponseFuture::wait(service, req, plan, &shared);
+        }
+        match plan.terminal.take() {
+            Some((terminal, rule)) => ResponseFuture::ready(&terminal, rule, plan),
+            None => ResponseFuture::call(self.inner.call(req), Some(plan)),
+        }
+    }
+}
