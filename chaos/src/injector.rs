@@ -190,6 +190,8 @@ pub(crate) struct Plan {
     pub(crate) slow: Option<u64>,
     pub(crate) truncate: Option<u64>,
     pub(crate) header: Option<HeaderValue>,
+    /// The fired rule ids, comma-separated.
+    pub(crate) rules: Arc<str>,
     pub(crate) guard: ActiveGuard,
 }
 
@@ -436,6 +438,7 @@ impl Deciding<'_> {
                 slow: None,
                 truncate: None,
                 header: None,
+                rules: Arc::from(""),
                 guard: ActiveGuard {
                     shared: shared.clone(),
                 },
@@ -626,8 +629,9 @@ impl Injector {
         span.record("chaos.rule", rules.as_str());
         span.record("chaos.fault", kinds.as_str());
         if shared.response_header {
-            plan.header = HeaderValue::try_from(rules).ok();
+            plan.header = HeaderValue::try_from(rules.as_str()).ok();
         }
+        plan.rules = rules.into();
         Some(plan)
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 
 use super::error::BodyTruncated;
-use crate::injector::{ActiveGuard, Plan};
+use crate::injector::{ActiveGuard, Plan, Shared};
 
 pin_project! {
     #[project = KindProj]
@@ -24,7 +24,8 @@ pin_project! {
 
 /// Slow and truncated delivery, and the active-fault slot held until the body ends.
 struct BodyFault {
-    _guard: ActiveGuard,
+    guard: Option<ActiveGuard>,
+    shared: Arc<Shared>,
     rule: Arc<str>,
     slow: Option<Slow>,
     truncate: Option<Truncate>,
@@ -95,12 +96,7 @@ impl BodyFault {
     fn new(plan: Plan) -> Self {
         let shared = plan.guard.shared.clone();
         BodyFault {
-            rule: plan
-                .header
-                .as_ref()
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("chaos")
-                .into(),
+            rule: plan.rules.clone(),
             slow: plan.slow.map(|bytes_per_second| Slow {
                 bytes_per_second,
                 sleep: None,
@@ -113,7 +109,8 @@ impl BodyFault {
                 reported: false,
             }),
             pending: Bytes::new(),
-            _guard: plan.guard,
+            guard: Some(plan.guard),
+            shared,
         }
     }
 
@@ -121,7 +118,7 @@ impl BodyFault {
         if self.slow.is_none() && self.truncate.is_none() {
             return false;
         }
-        let killed = self._guard.shared.is_killed()
+        let killed = self.shared.is_killed()
             || self
                 .slow
                 .as_mut()
@@ -178,6 +175,7 @@ where
                         return Poll::Ready(None);
                     }
                     t.reported = true;
+                    fault.guard = None;
                     return Poll::Ready(Some(Err(Box::new(BodyTruncated {
                         rule: fault.rule.clone(),
                         after: t.after,
@@ -189,7 +187,10 @@ where
                     *this.fault = None;
                     return Poll::Ready(None);
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Some(Err(e)) => {
+                    fault.guard = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
                 Some(Ok(frame)) => frame,
             };
             let mut data = match frame.into_data() {
