@@ -1,0 +1,175 @@
+//! The futures of the breaker: [`Call`] for `breaker.call(fut)` and
+//! [`ResponseFuture`] for the tower service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use telltale_core::{BoxError, CompletionBody, Outcome, ResponseHead};
+
+use super::body::{ResponseBody, SettleOnEnd};
+use super::{BreakerPermit, Verdict};
+use crate::error::{CircuitOpen, Error};
+
+pin_project! {
+    /// The future of [`CircuitBreaker::call`](super::CircuitBreaker::call):
+    /// the wrapped future with its permit, settled when it finishes and released
+    /// (per the abandoned policy) when dropped before.
+    pub struct Call<F, C> {
+        #[pin]
+        state: CallState<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = CallProj]
+    enum CallState<F, C> {
+        Rejected { error: Option<CircuitOpen> },
+        Running {
+            #[pin]
+            fut: F,
+            permit: Option<BreakerPermit>,
+            classify: Option<C>,
+        },
+    }
+}
+
+impl<F, C> Call<F, C> {
+    pub(crate) fn new(permit: Result<BreakerPermit, CircuitOpen>, fut: F, classify: C) -> Self {
+        Call {
+            state: CallState::new(permit, fut, classify),
+        }
+    }
+}
+
+impl<F, C> CallState<F, C> {
+    fn new(permit: Result<BreakerPermit, CircuitOpen>, fut: F, classify: C) -> Self {
+        match permit {
+            Ok(permit) => CallState::Running {
+                fut,
+                permit: Some(permit),
+                classify: Some(classify),
+            },
+            Err(error) => CallState::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C> std::fmt::Debug for Call<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.state.fmt(f)
+    }
+}
+
+impl<F, C> std::fmt::Debug for CallState<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallState::Rejected { error } => {
+                f.debug_struct("Rejected").field("error", error).finish()
+            }
+            CallState::Running { permit, .. } => {
+                f.debug_struct("Running").field("permit", permit).finish()
+            }
+        }
+    }
+}
+
+impl<F, C, T, E> Future for Call<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: FnOnce(&Result<T, E>) -> Verdict,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            CallProj::Rejected { error } => Poll::Ready(Err(Error::Open(
+                error.take().expect("Call polled after completion"),
+            ))),
+            CallProj::Running {
+                fut,
+                permit,
+                classify,
+            } => {
+                let result = ready!(fut.poll(cx));
+                let classify = classify.take().expect("Call polled after completion");
+                if let Some(permit) = permit.take() {
+                    permit.record(classify(&result));
+                }
+                Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: CallState<F, ()>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(permit: Result<BreakerPermit, CircuitOpen>, fut: F) -> Self {
+        ResponseFuture {
+            inner: CallState::new(permit, fut, ()),
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        ResponseFuture {
+            inner: CallState::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.project() {
+            CallProj::Rejected { error } => Poll::Ready(Err(Error::Open(
+                error
+                    .take()
+                    .expect("ResponseFuture polled after completion"),
+            ))),
+            CallProj::Running { fut, permit, .. } => {
+                let result = ready!(fut.poll(cx));
+                let permit = permit.take();
+                match result {
+                    Ok(response) => {
+                        let head = ResponseHead::from_response(&response);
+                        Poll::Ready(Ok(response.map(|body| match permit {
+                            Some(permit) => CompletionBody::new(body, SettleOnEnd { permit, head }),
+                            None => CompletionBody::passthrough(body),
+                        })))
+                    }
+                    Err(e) => {
+                        let e: BoxError = e.into();
+                        if let Some(permit) = permit {
+                            permit.record_outcome(&Outcome::from_error(&*e));
+                        }
+                        Poll::Ready(Err(Error::Inner(e)))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The bulkhead's tower service.
+
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use telltale_core::BoxError;
+use tower_service::Service;
+
+use super::future::RespState;
+use super::{Bulkhead, ResponseBody, ResponseFuture};
+use crate::error::Error;
+
+/// A service behind a [`Bulkhead`]; see [`BulkheadLayer`](super::BulkheadLayer).
+#[derive(Clone, Debug)]
+pub struct BulkheadService<S> {
+    inner: S,
+    bulkhead: Bulkhead,
+}
+
+impl<S> BulkheadService<S> {
+    /// Wraps `inner` in `bulkhead`.
+    pub fn new(inner: S, bulkhead: Bulkhead) -> Self {
+        BulkheadService { inner, bulkhead }
+    }
+
+    /// The bulkhead.
+    pub fn bulkhead(&self) -> &Bulkhead {
+        &self.bulkhead
+    }
+}
+
+pub(crate) fn call_through<S, ReqBody, B>(
+    inner: &mut S,
+    bulkhead: &Bulkhead,
+    req: Request<ReqBody>,
+) -> ResponseFuture<S, Request<ReqBody>>
+where
+    S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
+{
+    ResponseFuture::new(match bulkhead.try_acquire_quiet() {
+        Some(permit) => RespState::Called {
+            fut: inner.call(req),
+            permit: Some(permit),
+        },
+        None if bulkhead.max_wait().is_zero() => RespState::Rejected {
+            error: Some(bulkhead.inner.reject(std::time::Duration::ZERO)),
+        },
+        None => {
+            // Keep the ready service for this request; leave a clone behind.
+            let clone = inner.clone();
+            let ready = std::mem::replace(inner, clone);
+            RespState::Waiting {
+                wait: Box::pin(bulkhead.wait()),
+                service: Some(ready),
+                request: Some(req),
+            }
+        }
+    })
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BulkheadService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ResBody: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Error;
+    type Future = ResponseFuture<S, Request<ReqBody>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| Error::Inner(e.into()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        call_through(&mut self.inner, &self.bulkhead, req)
+    }
+}
