@@ -78,7 +78,8 @@ pub use export::{
 };
 pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
 pub use logs::{
-    ECS_VERSION, JsonFields, JsonFormat, PrettyFormat, Profile, TRUNCATION_MARKER, write_escaped,
+    ECS_VERSION, JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat, Profile, TRUNCATION_MARKER,
+    write_escaped,
 };
 pub use stdout::StdoutExporter;
 pub use telemetry::{ShutdownError, Telemetry, TelemetryGuard, install_propagators};

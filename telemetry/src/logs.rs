@@ -2,16 +2,56 @@
 //! fields, or a pretty format for terminals.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::{SpanContext, TraceContextExt};
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+/// Where a formatter finds the dispatch it runs in, to ask the
+/// OpenTelemetry layer for span contexts (`tracing::dispatcher::get_default`
+/// is not usable while an event is being dispatched).
+#[derive(Clone, Debug, Default)]
+struct DispatchCell(Arc<OnceLock<WeakDispatch>>);
+
+impl DispatchCell {
+    fn span_context(&self, id: &tracing::span::Id) -> Option<SpanContext> {
+        let dispatch = self.0.get()?.upgrade()?;
+        tracing_opentelemetry::get_otel_context(id, &dispatch)
+            .map(|cx| cx.span().span_context().clone())
+    }
+}
+
+/// A layer that tells a [`JsonFormat`] or [`PrettyFormat`] which dispatch it
+/// runs in, so it can read the OpenTelemetry trace and span IDs of the
+/// current span. Get it from [`JsonFormat::ids_layer`] /
+/// [`PrettyFormat::ids_layer`] and add it to the same subscriber (outside any
+/// `Vec` of layers). [`init`](crate::init) does this.
+#[derive(Clone, Debug)]
+pub struct OtelIdsLayer {
+    cell: DispatchCell,
+}
+
+impl OtelIdsLayer {
+    /// A layer bound to no formatter (a placeholder when logs are off).
+    pub(crate) fn unbound() -> Self {
+        OtelIdsLayer {
+            cell: DispatchCell::default(),
+        }
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for OtelIdsLayer {
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let _ = self.cell.0.set(dispatch.downgrade());
+    }
+}
 
 /// The ECS version the [`Profile::ElasticCommonSchema`] lines declare.
 pub const ECS_VERSION: &str = "8.11.0";
@@ -319,7 +359,12 @@ fn parse_encoded(encoded: &str, into: &mut Vec<(String, String)>) {
     }
 }
 
-fn gather<S>(ctx: &FmtContext<'_, S, JsonFields>, event: &Event<'_>, max: usize) -> Line
+fn gather<S>(
+    ctx: &FmtContext<'_, S, JsonFields>,
+    event: &Event<'_>,
+    max: usize,
+    cell: &DispatchCell,
+) -> Line
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -337,10 +382,7 @@ where
         .and_then(|mut scope| scope.next())
         .map(|span| span.id());
     let otel = match &leaf {
-        Some(id) => tracing::dispatcher::get_default(|dispatch| {
-            tracing_opentelemetry::get_otel_context(id, dispatch)
-        })
-        .map(|cx| cx.span().span_context().clone()),
+        Some(id) => cell.span_context(id),
         None => Some(
             opentelemetry::Context::current()
                 .span()
@@ -424,11 +466,16 @@ fn timestamp() -> String {
 /// use tracing_subscriber::prelude::*;
 ///
 /// # let writer = std::io::sink;
+/// let format = JsonFormat::new(Profile::ElasticCommonSchema).service_name("checkout");
+/// let ids = format.ids_layer(); // lets lines carry trace.id / span.id
 /// let layer = tracing_subscriber::fmt::layer()
 ///     .fmt_fields(JsonFields::new(1024))
-///     .event_format(JsonFormat::new(Profile::ElasticCommonSchema).service_name("checkout"))
+///     .event_format(format)
 ///     .with_writer(writer);
-/// let subscriber = tracing_subscriber::registry().with(layer);
+/// let subscriber = tracing_subscriber::registry()
+///     .with(tracing_opentelemetry::layer())
+///     .with(layer)
+///     .with(ids);
 /// tracing::subscriber::with_default(subscriber, || {
 ///     let span = tracing::info_span!("request", http.route = "/orders/{id}");
 ///     span.in_scope(|| tracing::info!(order = 42, "order \x1b[31mloaded"));
@@ -439,6 +486,7 @@ fn timestamp() -> String {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct JsonFormat {
+    cell: DispatchCell,
     profile: Profile,
     service_name: Option<Arc<str>>,
     max_len: usize,
@@ -448,6 +496,7 @@ impl JsonFormat {
     /// A formatter with the given naming profile.
     pub fn new(profile: Profile) -> Self {
         JsonFormat {
+            cell: DispatchCell::default(),
             profile,
             service_name: None,
             max_len: crate::config::DEFAULT_MAX_FIELD_LEN,
@@ -459,6 +508,14 @@ impl JsonFormat {
     pub fn service_name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.service_name = Some(name.into());
         self
+    }
+
+    /// The layer to add to the same subscriber so lines carry the
+    /// OpenTelemetry `trace_id` and `span_id`; see [`OtelIdsLayer`].
+    pub fn ids_layer(&self) -> OtelIdsLayer {
+        OtelIdsLayer {
+            cell: self.cell.clone(),
+        }
     }
 
     /// Longest message written, in characters. Defaults to 4096. (Field
@@ -480,7 +537,7 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let line = gather(ctx, event, self.max_len);
+        let line = gather(ctx, event, self.max_len, &self.cell);
         let keys = self.profile.keys();
         let meta = event.metadata();
         let (upper, lower, number) = severity(meta.level());
@@ -545,8 +602,9 @@ where
 ///     .event_format(PrettyFormat::new(false));
 /// # drop(layer);
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PrettyFormat {
+    cell: DispatchCell,
     ansi: bool,
     max_len: usize,
 }
@@ -555,8 +613,17 @@ impl PrettyFormat {
     /// A pretty formatter, with colors when `ansi`.
     pub fn new(ansi: bool) -> Self {
         PrettyFormat {
+            cell: DispatchCell::default(),
             ansi,
             max_len: crate::config::DEFAULT_MAX_FIELD_LEN,
+        }
+    }
+
+    /// The layer to add to the same subscriber so lines carry the
+    /// OpenTelemetry `trace_id` and `span_id`; see [`OtelIdsLayer`].
+    pub fn ids_layer(&self) -> OtelIdsLayer {
+        OtelIdsLayer {
+            cell: self.cell.clone(),
         }
     }
 
@@ -578,7 +645,7 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let line = gather(ctx, event, self.max_len);
+        let line = gather(ctx, event, self.max_len, &self.cell);
         let meta = event.metadata();
         let (upper, ..) = severity(meta.level());
         let color = match *meta.level() {

@@ -19,7 +19,7 @@ use crate::config::{DEFAULT_FLIGHT_RECORDER_CAPACITY, LogFormat, OtlpConfig, Pro
 use crate::error::InitError;
 use crate::export::{BatchConfig, BoundedBatchProcessor, ExportStats};
 use crate::flight_recorder::FlightRecorder;
-use crate::logs::{JsonFields, JsonFormat, PrettyFormat};
+use crate::logs::{JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat};
 use crate::stdout::StdoutExporter;
 
 type Base = Layered<EnvFilter, Registry>;
@@ -227,26 +227,33 @@ impl TelemetryBuilder {
         let writer = self.writer.unwrap_or_else(|| {
             tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
         });
+        let mut ids = OtelIdsLayer::unbound();
         match self.log_format {
-            LogFormat::Json(profile) => layers.push(Box::new(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(JsonFields::new(self.max_field_len))
-                    .event_format(
-                        JsonFormat::new(profile)
-                            .service_name(service_name)
-                            .max_len(self.max_field_len),
-                    )
-                    .with_writer(writer),
-            )),
-            LogFormat::Pretty => layers.push(Box::new(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(JsonFields::new(self.max_field_len))
-                    .event_format(PrettyFormat::new(self.ansi).max_len(self.max_field_len))
-                    .with_writer(writer),
-            )),
+            LogFormat::Json(profile) => {
+                let format = JsonFormat::new(profile)
+                    .service_name(service_name)
+                    .max_len(self.max_field_len);
+                ids = format.ids_layer();
+                layers.push(Box::new(
+                    tracing_subscriber::fmt::layer()
+                        .fmt_fields(JsonFields::new(self.max_field_len))
+                        .event_format(format)
+                        .with_writer(writer),
+                ));
+            }
+            LogFormat::Pretty => {
+                let format = PrettyFormat::new(self.ansi).max_len(self.max_field_len);
+                ids = format.ids_layer();
+                layers.push(Box::new(
+                    tracing_subscriber::fmt::layer()
+                        .fmt_fields(JsonFields::new(self.max_field_len))
+                        .event_format(format)
+                        .with_writer(writer),
+                ));
+            }
             LogFormat::None => {}
         }
-        let subscriber = Registry::default().with(filter).with(layers);
+        let subscriber = Registry::default().with(filter).with(layers).with(ids);
         Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
             guard: TelemetryGuard {
