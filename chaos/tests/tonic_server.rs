@@ -1,0 +1,125 @@
+//! A real tonic server (tonic-health's Health service) on 127.0.0.1 behind the
+//! inbound chaos layer, and a tonic client behind the outbound one.
+
+use std::net::SocketAddr;
+
+use telltale_chaos::{ChaosLayer, Injector};
+use telltale_core::config::Env;
+use tonic::Code;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tower::ServiceBuilder;
+
+fn from_env(rules: &str) -> Injector {
+    Injector::from_env_source(&Env::from_pairs([
+        ("TELLTALE_CHAOS", rules),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging"),
+    ]))
+    .unwrap()
+}
+
+async fn serve(injector: &Injector) -> SocketAddr {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let layer = ChaosLayer::inbound(injector);
+    tokio::spawn(async move {
+        let _keep = reporter;
+        Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn within_five_sigma(observed: usize, n: usize, p: f64) -> bool {
+    let mean = n as f64 * p;
+    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
+    (observed as f64 - mean).abs() <= 5.0 * sigma
+}
+
+fn check() -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_grpc_faults_at_the_configured_rate() {
+    let injector =
+        from_env("in POST /grpc.health.v1.Health/*: 20% grpc(UNAVAILABLE, message=\"chaos\")");
+    let addr = serve(&injector).await;
+    let mut client = HealthClient::new(channel(addr).await);
+    const N: usize = 2000;
+    let mut unavailable = 0;
+    for _ in 0..N {
+        match client.check(check()).await {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable);
+                assert_eq!(status.message(), "chaos");
+                unavailable += 1;
+            }
+        }
+    }
+    assert!(within_five_sigma(unavailable, N, 0.2), "{unavailable}/{N}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_rules_make_a_grpc_dependency_fail_without_reaching_it() {
+    let server_side = Injector::disabled();
+    let addr = serve(&server_side).await;
+    let injector =
+        from_env("out /grpc.health.v1.Health/Check: 10% grpc(DEADLINE_EXCEEDED); 5* abort");
+    let channel = ServiceBuilder::new()
+        .layer(ChaosLayer::outbound(&injector))
+        .service(channel(addr).await);
+    let mut client = HealthClient::new(channel);
+    const N: usize = 2000;
+    let (mut deadline, mut aborted) = (0, 0);
+    for _ in 0..N {
+        match client.check(check()).await {
+            Ok(res) => assert_eq!(res.into_inner().status, 1),
+            Err(status) if status.code() == Code::DeadlineExceeded => deadline += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unknown, "{status:?}");
+                aborted += 1;
+            }
+        }
+    }
+    assert!(within_five_sigma(deadline, N, 0.1), "{deadline}/{N}");
+    assert_eq!(
+        aborted, 5,
+        "the first five abort, then the count is used up"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_injector_lets_every_grpc_call_through() {
+    let injector = from_env("in: grpc(UNAVAILABLE)");
+    let addr = serve(&injector).await;
+    let mut client = HealthClient::new(channel(addr).await);
+    assert_eq!(
+        client.check(check()).await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    injector.handle().kill();
+    for _ in 0..100 {
+        client.check(check()).await.unwrap();
+    }
+}
