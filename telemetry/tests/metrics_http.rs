@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,22 +10,16 @@ use axum::body::Body;
 use axum::routing::get;
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
-use telltale_telemetry::metrics::{
-    Kind, Naming, RedConfig, RedMetrics, metrics_router, prometheus_builder, serve_metrics,
-};
+use telltale_telemetry::metrics::{Naming, RedConfig, metrics_router, serve_metrics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::{MAX_WAIT, get as fetch, samples, value};
 
-fn metrics(config: RedConfig) -> (RedMetrics, PrometheusHandle) {
-    let recorder = prometheus_builder(&config).build_recorder();
-    let handle = recorder.handle();
-    let m = RedMetrics::new(Kind::HttpServer, &config.with_recorder(Arc::new(recorder)));
-    (m, handle)
-}
-
-fn app(m: RedMetrics, handle: PrometheusHandle) -> Router {
-    Router::new()
+/// telltale's server layer (spans off: no subscriber) feeding a local Prometheus
+/// recorder built with `config`, plus the `/metrics` route.
+fn app(config: RedConfig) -> (Router, PrometheusHandle) {
+    let (config, handle) = support::local_prometheus(config);
+    let router = Router::new()
         .route("/items/{id}", get(|| async { "item" }))
         .route(
             "/fail",
@@ -39,11 +32,9 @@ fn app(m: RedMetrics, handle: PrometheusHandle) -> Router {
         )
         // An explicit fallback, so that unmatched requests pass through the layer.
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .layer(axum::middleware::from_fn_with_state(
-            m,
-            support::red::middleware,
-        ))
-        .merge(metrics_router(handle))
+        .layer(support::server_layer(config))
+        .merge(metrics_router(handle.clone()));
+    (router, handle)
 }
 
 /// A body that sends one chunk and then never ends: the client reads the head
@@ -107,8 +98,8 @@ fn series_names(text: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_are_labelled_by_route_template_and_exposed_on_metrics() {
-    let (m, handle) = metrics(RedConfig::default());
-    let addr = support::serve(app(m, handle.clone())).await;
+    let (app, _) = app(RedConfig::default());
+    let addr = support::serve(app).await;
     let client = support::client();
     for i in 0..20 {
         let (status, _) = fetch(&client, addr, &format!("/items/{i}?token=secret{i}")).await;
@@ -180,8 +171,8 @@ async fn requests_are_labelled_by_route_template_and_exposed_on_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_thousand_distinct_paths_add_no_series() {
-    let (m, handle) = metrics(RedConfig::default());
-    let addr = support::serve(app(m.clone(), handle.clone())).await;
+    let (app, handle) = app(RedConfig::default());
+    let addr = support::serve(app).await;
     let client = support::client();
     // Warm up: one matched and one unmatched request create their series.
     assert_eq!(fetch(&client, addr, "/items/warm").await.0, StatusCode::OK);
@@ -190,7 +181,6 @@ async fn a_hundred_thousand_distinct_paths_add_no_series() {
         StatusCode::NOT_FOUND
     );
     let before = series_names(&handle.render());
-    let label_sets = m.label_sets();
 
     let total: u64 = 100_000;
     let tasks: u64 = 32;
@@ -219,7 +209,6 @@ async fn a_hundred_thousand_distinct_paths_add_no_series() {
     }
     let text = handle.render();
     assert_eq!(series_names(&text), before, "no series may appear:\n{text}");
-    assert_eq!(m.label_sets(), label_sets);
     let count = "http_server_request_duration_seconds_count";
     let matched = value(&text, count, &[r#"http_route="/items/{id}""#]).unwrap();
     let unmatched = value(&text, count, &[r#"http_response_status_code="404""#]).unwrap();
@@ -232,8 +221,8 @@ async fn a_hundred_thousand_distinct_paths_add_no_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn active_gauge_returns_to_zero_after_client_disconnects() {
-    let (m, handle) = metrics(RedConfig::default());
-    let addr = support::serve(app(m, handle.clone())).await;
+    let (app, handle) = app(RedConfig::default());
+    let addr = support::serve(app).await;
 
     // Requests whose handler never answers: the client closes the connection.
     let mut hanging = Vec::new();
@@ -247,10 +236,22 @@ async fn active_gauge_returns_to_zero_after_client_disconnects() {
     }
     wait_render(&handle, "10 active requests", |t| active(t) == 10.0).await;
     drop(hanging);
-    wait_render(&handle, "the gauge back to 0 after disconnects", |t| {
+    // The layer settles the dropped futures as cancelled, with no status.
+    let text = wait_render(&handle, "the gauge back to 0 after disconnects", |t| {
         active(t) == 0.0
+            && value(
+                t,
+                "http_server_request_duration_seconds_count",
+                &[r#"http_route="/hang""#, r#"error_type="cancelled""#],
+            ) == Some(10.0)
     })
     .await;
+    assert_eq!(
+        samples(&text, "http_server_request_duration_seconds_count"),
+        [
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/hang",error_type="cancelled",url_scheme="http"} 10"#
+        ],
+    );
 
     // Responses whose body never ends: the client reads the head and the first
     // chunk, then closes. The body is dropped: recorded as cancelled.
@@ -288,21 +289,20 @@ async fn active_gauge_returns_to_zero_after_client_disconnects() {
     assert_eq!(
         samples(&text, "http_server_request_duration_seconds_count"),
         [
-            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/stream",http_response_status_code="200",error_type="cancelled",url_scheme="http"} 5"#
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/hang",error_type="cancelled",url_scheme="http"} 10"#,
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/stream",http_response_status_code="200",error_type="cancelled",url_scheme="http"} 5"#,
         ],
-        "hanging requests dropped before a response record nothing but the gauge"
+        "a body dropped after the head keeps the status it sent"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_listener_serves_until_dropped() {
-    let (m, handle) = metrics(
-        RedConfig::builder()
-            .naming(Naming::Classic)
-            .build()
-            .unwrap(),
-    );
-    let app_addr = support::serve(app(m, handle.clone())).await;
+    let (app, handle) = app(RedConfig::builder()
+        .naming(Naming::Classic)
+        .build()
+        .unwrap());
+    let app_addr = support::serve(app).await;
     let client = support::client();
     for _ in 0..3 {
         fetch(&client, app_addr, "/items/1").await;

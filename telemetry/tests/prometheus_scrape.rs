@@ -18,9 +18,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use http::StatusCode;
 use metrics_exporter_prometheus::PrometheusHandle;
-use telltale_telemetry::metrics::{
-    Kind, Naming, RedConfig, RedMetrics, metrics_router, prometheus_builder,
-};
+use telltale_telemetry::metrics::{Naming, RedConfig, metrics_router};
 
 use support::{Prometheus, by_label, get as fetch};
 
@@ -40,17 +38,12 @@ async fn slow() -> &'static str {
 }
 
 async fn service(naming: Naming) -> (SocketAddr, PrometheusHandle) {
-    let config = RedConfig::builder().naming(naming).build().unwrap();
-    let recorder = prometheus_builder(&config).build_recorder();
-    let handle = recorder.handle();
-    let red = RedMetrics::new(Kind::HttpServer, &config.with_recorder(Arc::new(recorder)));
+    let (config, handle) =
+        support::local_prometheus(RedConfig::builder().naming(naming).build().unwrap());
     let app = Router::new()
         .route("/mixed/{id}", get(mixed))
         .route("/slow", get(slow))
-        .layer(axum::middleware::from_fn_with_state(
-            red,
-            support::red::middleware,
-        ))
+        .layer(support::server_layer(config))
         .merge(metrics_router(handle.clone()));
     (support::serve(app).await, handle)
 }
@@ -298,4 +291,35 @@ async fn prometheus_scrapes_red_metrics_and_promql_matches_what_was_sent() {
             "promtool: {problems}\n{text}"
         );
     }
+}
+
+/// Without Prometheus installed the test above fails (it is never skipped), and
+/// the failure says how to install it.
+#[test]
+fn missing_prometheus_fails_with_the_install_hint() {
+    let message =
+        support::find_binary_in("prometheus", std::ffi::OsStr::new("/nonexistent")).unwrap_err();
+    assert!(message.contains("scripts/install-test-deps"), "{message}");
+
+    // The real test, run in a child process with an empty PATH, fails loudly.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "prometheus_scrapes_red_metrics_and_promql_matches_what_was_sent",
+            "--nocapture",
+        ])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "must fail without prometheus:\n{text}"
+    );
+    assert!(text.contains("scripts/install-test-deps"), "{text}");
+    assert!(text.contains("1 failed"), "{text}");
 }

@@ -109,19 +109,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Finds `name` in the directories of `path` (a `PATH`-style list), or explains
+/// how to install it.
+pub fn find_binary_in(name: &str, path: &std::ffi::OsStr) -> Result<PathBuf, String> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            format!(
+                "`{name}` was not found on PATH. These tests run a real Prometheus: \
+                 run scripts/install-test-deps (as root, or with sudo) to install Debian's \
+                 `prometheus` package, which provides `prometheus` and `promtool`."
+            )
+        })
+}
+
 fn binary(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "`{name}` was not found on PATH. These tests run a real Prometheus: \
-             run scripts/install-test-deps (as root, or with sudo) to install Debian's \
-             `prometheus` package, which provides `prometheus` and `promtool`."
-        )
-    })
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    find_binary_in(name, &path).unwrap_or_else(|message| panic!("{message}"))
 }
 
 /// Runs `promtool check metrics` on an exposition; returns its combined output
@@ -306,38 +311,25 @@ pub fn by_label(result: &[(BTreeMap<String, String>, f64)], label: &str) -> BTre
         .collect()
 }
 
-/// A minimal request layer for tests: drives [`RedMetrics`] from an axum
-/// middleware, finishing when the response body ends (or is dropped).
-pub mod red {
-    use axum::body::Body;
-    use axum::extract::{MatchedPath, Request, State};
-    use axum::middleware::Next;
-    use axum::response::Response;
-    use telltale_core::{BodyEnd, CompletionBody, status_str};
-    use telltale_telemetry::metrics::{RedMetrics, Scheme};
+/// Builds a local (not global) Prometheus recorder with telltale's buckets and
+/// returns `config` bound to it, with the handle that renders it.
+pub fn local_prometheus(
+    config: telltale_telemetry::metrics::RedConfig,
+) -> (
+    telltale_telemetry::metrics::RedConfig,
+    metrics_exporter_prometheus::PrometheusHandle,
+) {
+    let recorder = telltale_telemetry::metrics::prometheus_builder(&config).build_recorder();
+    let handle = recorder.handle();
+    (config.with_recorder(std::sync::Arc::new(recorder)), handle)
+}
 
-    /// `axum::middleware::from_fn_with_state(metrics, red::middleware)`.
-    pub async fn middleware(
-        State(metrics): State<RedMetrics>,
-        req: Request,
-        next: Next,
-    ) -> Response {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned());
-        let in_flight = metrics.start(req.method(), Scheme::Http);
-        let res = next.run(req).await;
-        let status = res.status();
-        let (parts, body) = res.into_parts();
-        let body = CompletionBody::new(body, move |end: BodyEnd<'_>| {
-            let error = match end {
-                BodyEnd::Complete { .. } => status.is_server_error().then(|| status_str(status)),
-                BodyEnd::Error => Some("_OTHER"),
-                BodyEnd::Dropped => Some("cancelled"),
-            };
-            in_flight.finish(route.as_deref(), Some(status), None, error);
-        });
-        Response::from_parts(parts, Body::new(body))
-    }
+/// telltale's server request layer recording RED metrics as `config` says.
+pub fn server_layer(
+    config: telltale_telemetry::metrics::RedConfig,
+) -> telltale_telemetry::layer::server::ServerLayer {
+    telltale_telemetry::layer::server::ServerLayer::builder()
+        .red_config(config)
+        .build()
+        .expect("server layer")
 }
