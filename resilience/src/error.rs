@@ -84,14 +84,15 @@ impl BulkheadFull {
 #[non_exhaustive]
 pub enum Error {
     /// The circuit breaker rejected the call.
-    #[error(transparent)]
-    Open(CircuitOpen),
+    #[error("{0}")]
+    Open(#[source] CircuitOpen),
     /// The bulkhead rejected the call.
-    #[error(transparent)]
-    Full(BulkheadFull),
-    /// The inner service failed.
-    #[error(transparent)]
-    Inner(BoxError),
+    #[error("{0}")]
+    Full(#[source] BulkheadFull),
+    /// The inner service failed (the error is also the `source()`, so chain
+    /// walkers such as [`telltale_core::is_timeout`] see it).
+    #[error("{0}")]
+    Inner(#[source] BoxError),
 }
 
 impl Error {

@@ -154,6 +154,8 @@ pub enum BreakerEvent {
         to: State,
         /// Why.
         reason: Reason,
+        /// The generation entered (every transition increments it by one).
+        generation: u32,
         /// The correlation ID of the call that made the transition, if any.
         correlation_id: Option<CorrelationId>,
     },
@@ -454,6 +456,7 @@ impl Inner {
             from: t.from,
             to: t.to,
             reason: t.reason,
+            generation: t.generation,
             correlation_id: correlation.cloned(),
         });
     }
