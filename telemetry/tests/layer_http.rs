@@ -715,3 +715,108 @@ fn from_env_reads_variables_and_rejects_bad_values() {
     .unwrap();
     assert!(format!("{client:?}").contains("propagate: false"));
 }
+
+#[tokio::test]
+async fn inner_timeout_is_classified_as_timeout() {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+
+    tokio::time::pause();
+    let h = Harness::new();
+    let service = ServiceBuilder::new()
+        .layer(h.server().build().unwrap())
+        .timeout(Duration::from_secs(5))
+        .service_fn(|_req: Request<hyper::body::Incoming>| async {
+            std::future::pending::<Result<http::Response<Full<Bytes>>, std::convert::Infallible>>()
+                .await
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    // The server fails the request (hyper closes the connection).
+    assert!(
+        hyper_client()
+            .request(get_req(addr, "/slow"))
+            .await
+            .is_err()
+    );
+
+    let span = h.wait_spans(SpanKind::Server, 1).await.remove(0);
+    assert_eq!(span.name, "GET");
+    assert_eq!(attr_str(&span, "error.type").as_deref(), Some("timeout"));
+    assert_eq!(span.status, Status::error("request timed out"));
+    assert!(attr(&span, "http.response.status_code").is_none());
+    let text = h
+        .wait_metric(r#"http_server_request_duration_seconds_count{http_request_method="GET",error_type="timeout",url_scheme="http"} 1"#)
+        .await;
+    assert!(
+        text.contains(
+            r#"http_server_active_requests{http_request_method="GET",url_scheme="http"} 0"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn client_timeout_is_an_error_and_the_abandoned_server_request_is_cancelled() {
+    tokio::time::pause();
+    let h = Harness::new();
+    let app = Router::new()
+        .route("/hang", get(std::future::pending::<&'static str>))
+        .layer(h.server().build().unwrap());
+    let addr = serve(app).await;
+    let client = ServiceBuilder::new()
+        .layer(
+            ClientLayer::builder()
+                .red_config(h.config.clone())
+                .build()
+                .unwrap(),
+        )
+        .timeout(Duration::from_secs(5))
+        .service(hyper_client());
+    let err = client.oneshot(get_req(addr, "/hang")).await.unwrap_err();
+    assert!(telltale_core::is_timeout(&*err), "{err}");
+
+    let client_span = h.wait_spans(SpanKind::Client, 1).await.remove(0);
+    assert_eq!(
+        attr_str(&client_span, "error.type").as_deref(),
+        Some("timeout")
+    );
+    assert!(matches!(client_span.status, Status::Error { .. }));
+
+    // The client went away: the server's future is dropped, the request is
+    // cancelled, and the active gauge is back to 0.
+    let server_span = h.wait_spans(SpanKind::Server, 1).await.remove(0);
+    assert_eq!(server_span.name, "GET /hang");
+    assert_eq!(
+        attr_str(&server_span, "error.type").as_deref(),
+        Some("cancelled")
+    );
+    assert!(attr(&server_span, "http.response.status_code").is_none());
+    let text = h
+        .wait_metric(r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/hang",error_type="cancelled",url_scheme="http"} 1"#)
+        .await;
+    assert!(
+        text.contains(
+            r#"http_server_active_requests{http_request_method="GET",url_scheme="http"} 0"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"http_client_active_requests{{http_request_method="GET",server_address="127.0.0.1",server_port="{}"}} 0"#,
+            addr.port()
+        )),
+        "{text}"
+    );
+}

@@ -66,6 +66,7 @@ pub(crate) struct Record {
     pub(crate) side: Side,
     pub(crate) head: Option<ResponseHead>,
     pub(crate) settled: bool,
+    pub(crate) described: bool,
 }
 
 impl fmt::Debug for Record {
@@ -94,8 +95,9 @@ impl Record {
     }
 
     /// Records a description of an inner error on the span.
-    pub(crate) fn describe_error(&self, err: &dyn fmt::Display) {
+    pub(crate) fn describe_error(&mut self, err: &dyn fmt::Display) {
         if !self.span.is_disabled() {
+            self.described = true;
             self.span
                 .record("otel.status_description", tracing::field::display(err));
         }
@@ -126,7 +128,10 @@ impl Record {
             }
             if let Some(error_type) = error_type {
                 self.span.record("error.type", error_type);
-                self.span.record("otel.status_code", "error");
+                // A description already set the status to Error with its text.
+                if !self.described {
+                    self.span.record("otel.status_code", "error");
+                }
             }
         }
         if let Some(in_flight) = self.in_flight.take() {

@@ -171,6 +171,7 @@ where
             side: Side::Client,
             head: None,
             settled: false,
+            described: false,
         };
         let future = {
             let _entered = record.span.enter();

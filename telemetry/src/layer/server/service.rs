@@ -204,6 +204,7 @@ where
             side: Side::Server,
             head: None,
             settled: false,
+            described: false,
         };
         let future = {
             let _entered = record.span.enter();
