@@ -306,17 +306,47 @@ async fn http_export(State(sink): State<Sink>, body: Bytes) -> Response {
     }
 }
 
-/// A real OTLP/HTTP (protobuf) collector on 127.0.0.1:0; returns the traces
-/// endpoint (`…/v1/traces`).
-pub async fn http_receiver() -> (Sink, String) {
+/// A real OTLP/HTTP (protobuf) collector on `listener`.
+pub fn http_receiver_on(listener: TcpListener) -> Sink {
     let sink = Sink::default();
     let app = Router::new()
         .route("/v1/traces", axum::routing::post(http_export))
         .with_state(sink.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (sink, endpoint)
+    sink
+}
+
+/// A real OTLP/HTTP (protobuf) collector on 127.0.0.1:0; returns the traces
+/// endpoint (`…/v1/traces`).
+pub async fn http_receiver() -> (Sink, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    (http_receiver_on(listener), endpoint)
+}
+
+/// A collector that accepts connections and never answers; dropping the
+/// returned task handle (abort) closes everything.
+pub async fn stalled_collector() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+/// Binds `addr` again once its previous owner is gone (bounded retries).
+pub async fn rebind(addr: SocketAddr) -> TcpListener {
+    for _ in 0..100 {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("could not bind {addr} again");
 }
