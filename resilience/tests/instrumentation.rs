@@ -1,0 +1,271 @@
+//! Metrics (resilience4j-shaped), tracing events and span fields.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use telltale_core::correlation::scope;
+use telltale_resilience::{Bulkhead, CircuitBreaker, SlidingWindow, State, Verdict};
+use tracing::field::Empty;
+
+/// One snapshot of the debugging recorder (which drains counters and gauges
+/// on every snapshot, so each test phase reads one snapshot).
+struct Phase(Vec<(metrics_util::CompositeKey, DebugValue)>);
+
+impl Phase {
+    fn take(snap: &Snapshotter) -> Self {
+        Phase(
+            snap.snapshot()
+                .into_vec()
+                .into_iter()
+                .map(|(k, _, _, v)| (k, v))
+                .collect(),
+        )
+    }
+
+    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&DebugValue> {
+        self.0
+            .iter()
+            .find(|(k, _)| {
+                let key = k.key();
+                key.name() == name
+                    && key.labels().count() == labels.len()
+                    && labels.iter().all(|(l, v)| {
+                        key.labels()
+                            .any(|label| label.key() == *l && label.value() == *v)
+                    })
+            })
+            .map(|(_, v)| v)
+    }
+
+    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        match self.find(name, labels) {
+            Some(DebugValue::Counter(n)) => *n,
+            other => panic!("{name} {labels:?}: {other:?}"),
+        }
+    }
+
+    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        match self.find(name, labels) {
+            Some(DebugValue::Gauge(g)) => g.into_inner(),
+            other => panic!("{name} {labels:?}: {other:?}"),
+        }
+    }
+
+    fn state(&self, state: &str) -> f64 {
+        self.gauge(
+            "app_circuitbreaker_state",
+            &[("name", "db"), ("state", state)],
+        )
+    }
+
+    fn calls(&self, kind: &str) -> u64 {
+        self.counter(
+            "app_circuitbreaker_calls_total",
+            &[("name", "db"), ("kind", kind)],
+        )
+    }
+
+    fn transitions(&self, from: &str, to: &str) -> u64 {
+        self.counter(
+            "app_circuitbreaker_transitions_total",
+            &[("name", "db"), ("from", from), ("to", to)],
+        )
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_metrics() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let b = metrics::with_local_recorder(&recorder, || {
+        CircuitBreaker::builder("db")
+            .metric_prefix("app_")
+            .sliding_window(SlidingWindow::Count(10))
+            .minimum_calls(4)
+            .slow_call_duration(Duration::from_millis(10))
+            .wait_in_open(Duration::from_secs(5))
+            .permitted_probes(1)
+            .build()
+            .unwrap()
+    });
+    let phase = Phase::take(&snap);
+    assert_eq!(phase.state("closed"), 1.0);
+    for s in [
+        "open",
+        "half_open",
+        "forced_open",
+        "disabled",
+        "metrics_only",
+    ] {
+        assert_eq!(phase.state(s), 0.0, "{s}");
+    }
+    assert_eq!(
+        phase.gauge("app_circuitbreaker_failure_rate", &[("name", "db")]),
+        -1.0,
+        "below the minimum calls"
+    );
+
+    let late = b.try_acquire().unwrap();
+    b.try_acquire().unwrap().record(Verdict::Success);
+    b.try_acquire().unwrap().record(Verdict::Ignore);
+    let slow = b.try_acquire().unwrap();
+    tokio::time::advance(Duration::from_millis(20)).await;
+    slow.record(Verdict::Failure);
+    for _ in 0..2 {
+        b.try_acquire().unwrap().record(Verdict::Failure);
+    }
+    assert_eq!(b.state(), State::Open);
+    assert!(b.try_acquire().is_err());
+    late.record(Verdict::Failure);
+
+    let phase = Phase::take(&snap);
+    assert_eq!(
+        phase.gauge("app_circuitbreaker_failure_rate", &[("name", "db")]),
+        0.75
+    );
+    assert_eq!(
+        phase.gauge("app_circuitbreaker_slow_call_rate", &[("name", "db")]),
+        0.25
+    );
+    assert_eq!(phase.calls("successful"), 1);
+    assert_eq!(phase.calls("failed"), 3);
+    assert_eq!(phase.calls("slow"), 1);
+    assert_eq!(phase.calls("ignored"), 1);
+    assert_eq!(phase.calls("not_permitted"), 1);
+    assert_eq!(phase.calls("late"), 1);
+    assert_eq!(phase.state("closed"), 0.0);
+    assert_eq!(phase.state("open"), 1.0);
+    assert_eq!(phase.state("half_open"), 0.0);
+    assert_eq!(phase.transitions("closed", "open"), 1);
+
+    tokio::time::advance(Duration::from_secs(5)).await;
+    b.try_acquire().unwrap().record(Verdict::Success);
+    let phase = Phase::take(&snap);
+    assert_eq!(phase.transitions("open", "half_open"), 1);
+    assert_eq!(phase.transitions("half_open", "closed"), 1);
+    assert_eq!(phase.state("closed"), 1.0);
+    assert_eq!(phase.state("open"), 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_metrics() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let b = metrics::with_local_recorder(&recorder, || {
+        Bulkhead::builder("api")
+            .max_concurrent(2)
+            .max_wait(Duration::from_millis(50))
+            .build()
+            .unwrap()
+    });
+    let p1 = b.try_acquire().unwrap();
+    let _p2 = b.acquire().await.unwrap();
+    assert!(b.acquire().await.is_err());
+    assert!(b.try_acquire().is_err());
+    drop(p1);
+    let phase = Phase::take(&snap);
+    let l = [("name", "api")];
+    assert_eq!(
+        phase.gauge("telltale_bulkhead_max_allowed_concurrent_calls", &l),
+        2.0
+    );
+    assert_eq!(
+        phase.gauge("telltale_bulkhead_available_concurrent_calls", &l),
+        1.0
+    );
+    assert_eq!(
+        phase.counter("telltale_bulkhead_rejected_calls_total", &l),
+        2
+    );
+    match phase.find("telltale_bulkhead_wait_duration_seconds", &l) {
+        Some(DebugValue::Histogram(v)) => {
+            assert_eq!(v.len(), 1, "only calls that waited are recorded");
+            assert_eq!(v[0].into_inner(), 0.05);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_are_events_and_rejections_mark_the_span() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let b = CircuitBreaker::builder("payments")
+        .sliding_window(SlidingWindow::Count(4))
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    b.try_acquire().unwrap().record(Verdict::Success);
+    for _ in 0..2 {
+        b.try_acquire().unwrap().record(Verdict::Failure);
+    }
+    scope("corr-7".parse().unwrap(), async {
+        b.try_acquire().unwrap().record(Verdict::Failure);
+    })
+    .await;
+    let span = tracing::info_span!(
+        "request",
+        resilience.circuit_breaker.name = Empty,
+        resilience.circuit_breaker.state = Empty,
+        resilience.rejected = Empty,
+    );
+    span.in_scope(|| assert!(b.try_acquire().is_err()));
+    drop(span);
+    b.reset();
+
+    let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let opened = out
+        .lines()
+        .find(|l| l.contains("circuit breaker opened"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(opened.contains("WARN"), "{opened}");
+    assert!(opened.contains("breaker=payments"), "{opened}");
+    assert!(opened.contains("from=\"closed\""), "{opened}");
+    assert!(opened.contains("to=\"open\""), "{opened}");
+    assert!(
+        opened.contains("failure rate 75.0% >= threshold 50.0%"),
+        "{opened}"
+    );
+    assert!(opened.contains("failure_rate=0.75"), "{opened}");
+    assert!(opened.contains("correlation_id=\"corr-7\""), "{opened}");
+    let rejected = out
+        .lines()
+        .find(|l| l.contains("call not permitted"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        rejected.contains("resilience.circuit_breaker.name=\"payments\"")
+            && rejected.contains("resilience.circuit_breaker.state=\"open\"")
+            && rejected.contains("resilience.rejected=true"),
+        "{rejected}"
+    );
+    let closed = out
+        .lines()
+        .find(|l| l.contains("circuit breaker state changed"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        closed.contains("INFO") && closed.contains("reason=manual"),
+        "{closed}"
+    );
+}
