@@ -820,3 +820,38 @@ async fn client_timeout_is_an_error_and_the_abandoned_server_request_is_cancelle
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn correlation_layer_fills_correlation_id_inside_or_outside() {
+    use telltale_correlation::server::CorrelationLayer;
+
+    let h = Harness::new();
+    let handler = || async { "ok" };
+    // Outside: the ID is in the request extensions when the span is made.
+    let outside = Router::new()
+        .route("/outside", get(handler))
+        .layer(h.server().build().unwrap())
+        .layer(CorrelationLayer::new());
+    // Inside: the correlation layer records it on the current span, ours.
+    let inside = Router::new()
+        .route("/inside", get(handler))
+        .layer(CorrelationLayer::new())
+        .layer(h.server().build().unwrap());
+    let client = hyper_client();
+    for (app, path, id) in [(outside, "/outside", "out-1"), (inside, "/inside", "in-1")] {
+        let addr = serve(app).await;
+        let mut req = get_req(addr, path);
+        req.headers_mut()
+            .insert("x-correlation-id", id.parse().unwrap());
+        send(&client, req).await;
+    }
+    let spans = h.wait_spans(SpanKind::Server, 2).await;
+    for (name, id) in [("GET /outside", "out-1"), ("GET /inside", "in-1")] {
+        let span = spans.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(
+            attr_str(span, "correlation_id").as_deref(),
+            Some(id),
+            "{name}"
+        );
+    }
+}
