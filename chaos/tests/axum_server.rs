@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -293,4 +294,34 @@ async fn header_faults_only_from_trusted_callers() {
         call(&client, addr, "/payments/1", &right).await,
         Ok(StatusCode::OK)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn delays_and_the_ttl_on_a_live_server_under_paused_time() {
+    let injector = env(
+        "in GET /big: delay(10s) | in GET /payments/*: status(503)",
+        &[("TELLTALE_CHAOS_TTL", "1m")],
+    );
+    let addr = serve(&injector).await;
+    let client = client();
+    let start = tokio::time::Instant::now();
+    assert_eq!(call(&client, addr, "/big", &[]).await, Ok(StatusCode::OK));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(60),
+        "{waited:?}"
+    );
+    assert_eq!(
+        call(&client, addr, "/payments/1", &[]).await,
+        Ok(StatusCode::SERVICE_UNAVAILABLE)
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(
+        call(&client, addr, "/payments/1", &[]).await,
+        Ok(StatusCode::OK)
+    );
+    assert_eq!(injector.status(), Status::Expired);
+    let start = tokio::time::Instant::now();
+    assert_eq!(call(&client, addr, "/big", &[]).await, Ok(StatusCode::OK));
+    assert!(start.elapsed() < Duration::from_secs(10));
 }

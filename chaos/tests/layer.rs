@@ -558,3 +558,82 @@ fn faults_are_tagged_on_the_span_and_in_one_event() {
         "{seen:#?}"
     );
 }
+
+#[tokio::test]
+async fn seeded_decisions_follow_the_correlation_id_from_the_task_local_or_the_header() {
+    let seeded = || {
+        Injector::builder()
+            .rules("in: 50% status(503)".parse().unwrap())
+            .seed(3)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (seeded(), seeded());
+    let mut by_header = ServiceBuilder::new()
+        .layer(ChaosLayer::inbound(&a))
+        .service(ok_service(b""));
+    let mut by_scope = ServiceBuilder::new()
+        .layer(ChaosLayer::inbound(&b))
+        .service(ok_service(b""));
+    let mut faults = 0;
+    for i in 0..200 {
+        let id = format!("order-{i}");
+        let req = Request::get("/")
+            .header("x-correlation-id", &id)
+            .body(())
+            .unwrap();
+        let from_header = by_header
+            .ready()
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap()
+            .status();
+        let svc = by_scope.ready().await.unwrap();
+        let from_scope = telltale_core::correlation::scope(id.parse().unwrap(), async {
+            svc.call(get("/")).await
+        })
+        .await
+        .unwrap()
+        .status();
+        assert_eq!(from_header, from_scope, "{id}");
+        faults += usize::from(from_header == StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert!((60..=140).contains(&faults), "{faults}");
+}
+
+#[test]
+fn arming_and_refusing_are_logged_loudly() {
+    use telltale_core::config::Env;
+    use tracing_subscriber::layer::SubscriberExt;
+    let seen = Seen::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(seen.clone()));
+    let refused = Injector::from_env_source(&Env::from_pairs([
+        ("TELLTALE_CHAOS", "in: abort"),
+        ("TELLTALE_ENV", "production"),
+        ("TELLTALE_CHAOS_ALLOW_ENVS", "dev,staging"),
+    ]))
+    .unwrap();
+    assert_eq!(refused.status(), Status::Refused);
+    let armed = Injector::from_env_source(&Env::from_pairs([
+        ("TELLTALE_CHAOS", "in: abort"),
+        ("TELLTALE_ENV", "dev"),
+    ]))
+    .unwrap();
+    assert_eq!(armed.status(), Status::Armed);
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert!(
+        seen[0].contains("chaos REFUSED to arm")
+            && seen[0].contains("\"production\" is not in the allow-list [dev, staging]"),
+        "{}",
+        seen[0]
+    );
+    assert!(
+        seen[1].contains("chaos ARMED") && seen[1].contains("rules=in: abort"),
+        "{}",
+        seen[1]
+    );
+}

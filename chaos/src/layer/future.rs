@@ -77,7 +77,7 @@ pin_project! {
     {
         Call { #[pin] fut: S::Future },
         Wait { waiting: Box<Waiting<S, ReqB>> },
-        Ready { out: Option<Result<Response<Bytes>, BoxError>> },
+        Ready { out: Option<Box<Result<Response<Bytes>, BoxError>>> },
     }
 }
 
@@ -107,7 +107,7 @@ where
     pub(crate) fn ready(terminal: &Terminal, rule: Arc<str>, plan: Plan) -> Self {
         ResponseFuture {
             state: State::Ready {
-                out: Some(synthesize(terminal, rule)),
+                out: Some(Box::new(synthesize(terminal, rule))),
             },
             plan: Some(Box::new(plan)),
         }
@@ -179,9 +179,8 @@ where
                     return Poll::Ready(Ok(finish(res, this.plan.take())));
                 }
                 StateProj::Ready { out } => {
-                    let res = out
-                        .take()
-                        .expect("ResponseFuture polled after completion")?;
+                    let out = out.take().expect("ResponseFuture polled after completion");
+                    let res = (*out)?;
                     return Poll::Ready(Ok(finish_synthetic(res, this.plan.take())));
                 }
                 StateProj::Wait { waiting } => {
@@ -207,7 +206,7 @@ where
                                 continue;
                             }
                             Some((terminal, rule)) => {
-                                let out = Some(synthesize(&terminal, rule));
+                                let out = Some(Box::new(synthesize(&terminal, rule)));
                                 this.state.set(State::Ready { out });
                                 continue;
                             }
