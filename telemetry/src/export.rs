@@ -1,25 +1,7 @@
 //! A bounded batching span processor that never blocks and counts what it
 //! drops.
 //!
-//! The SDK's `BatchSpanProcessor` drops spans when its queue is full but only
-//! logs the total at shutdown; telltale needs the count as a metric while the
-//! process runs. So this is a small processor of telltale's own:
-//!
-//! - `on_end` does a `try_send` on a bounded tokio channel (capacity = the
-//!   export queue size). A full queue drops the span and increments
-//!   `telltale_telemetry_spans_dropped_total{exporter, reason="queue_full"}`.
-//!   The request path never waits for the exporter.
-//! - One worker thread per exporter, with its own current-thread tokio
-//!   runtime, builds the exporter (so tonic and hyper find a runtime whatever
-//!   the application does) and exports batches of up to the batch size, after
-//!   at most the export delay. Each export is bounded by the export timeout; a
-//!   failed batch is counted with `reason="export_failed"`. The next batch is
-//!   tried normally, so export resumes on its own when the collector returns.
-//! - Flush and shutdown are bounded: the caller waits at most its timeout,
-//!   whatever the exporter does. Spans still queued when shutdown gives up are
-//!   counted with `reason="shutdown"`.
-//!
-//! Memory is bounded by queue size + one batch in flight.
+//! See [`BoundedBatchProcessor`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -144,8 +126,30 @@ enum Control {
     Shutdown(std::sync::mpsc::SyncSender<OTelSdkResult>, Instant),
 }
 
-/// A span processor with a bounded queue and a worker thread; see the
-/// [module docs](self).
+/// A span processor with a bounded queue and a worker thread.
+///
+/// The SDK's `BatchSpanProcessor` drops spans when its queue is full but only
+/// logs the total at shutdown; telltale needs the count as a metric while the
+/// process runs. So this is a small processor of telltale's own:
+///
+/// - `on_end` does a `try_send` on a bounded tokio channel (capacity = the
+///   export queue size). A full queue drops the span and increments
+///   `telltale_telemetry_spans_dropped_total{exporter, reason="queue_full"}`.
+///   The request path never waits for the exporter.
+/// - One worker thread per exporter, with its own current-thread tokio
+///   runtime, builds the exporter (so tonic and hyper find a runtime whatever
+///   the application does) and exports batches of up to the batch size, after
+///   at most the export delay. Each export is bounded by the export timeout; a
+///   failed batch is counted with `reason="export_failed"`. The next batch is
+///   tried normally, so export resumes on its own when the collector returns.
+/// - Flush and shutdown are bounded: the caller waits at most its timeout,
+///   whatever the exporter does. Spans still queued when shutdown gives up are
+///   counted with `reason="shutdown"`.
+///
+/// The OTLP exporter's own retries (opentelemetry-otlp retries a refused
+/// connection a few times with backoff) happen inside the export timeout.
+///
+/// Memory is bounded by queue size + one batch in flight.
 ///
 /// ```
 /// use opentelemetry::trace::{Tracer, TracerProvider};

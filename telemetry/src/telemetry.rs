@@ -157,6 +157,12 @@ impl TelemetryBuilder {
         let service_name = self
             .service_name
             .clone()
+            .or_else(|| {
+                self.resource
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "service.name")
+                    .map(|kv| kv.value.to_string())
+            })
             .unwrap_or_else(default_service_name);
 
         let mut stats = Vec::new();
@@ -423,5 +429,61 @@ fn bounded(
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         let _ = self.shutdown_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_of(builder: TelemetryBuilder) -> Option<String> {
+        let telemetry = builder.log_format(LogFormat::None).build().unwrap();
+        let recorder = telemetry.flight_recorder().unwrap().clone();
+        tracing::dispatcher::with_default(telemetry.dispatch(), || {
+            tracing::info_span!("s").in_scope(|| {});
+        });
+        recorder.recent(1)[0].service_name().map(str::to_owned)
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let env = Env::from_pairs([("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs")]);
+        assert_eq!(
+            service_of(Telemetry::from_env_source(&env).unwrap()).as_deref(),
+            Some("from-attrs")
+        );
+        let env = Env::from_pairs([
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
+            ("OTEL_SERVICE_NAME", "from-name"),
+        ]);
+        assert_eq!(
+            service_of(Telemetry::from_env_source(&env).unwrap()).as_deref(),
+            Some("from-name")
+        );
+        let unknown = service_of(Telemetry::builder()).unwrap();
+        assert!(unknown.starts_with("unknown_service:"), "{unknown}");
+    }
+
+    #[test]
+    fn sdk_disabled_means_no_provider_and_a_fast_guard() {
+        let telemetry = Telemetry::builder()
+            .sdk_disabled(true)
+            .log_format(LogFormat::None)
+            .build()
+            .unwrap();
+        assert!(telemetry.guard().tracer_provider().is_none());
+        let (_, guard) = telemetry.into_parts();
+        guard.force_flush().unwrap();
+        guard.shutdown().unwrap();
+    }
+
+    #[test]
+    fn invalid_code_settings_fail_build() {
+        let err = Telemetry::builder()
+            .otlp("http://c:4317", Protocol::Grpc)
+            .otlp_header("bad header", "x")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("otlp header"), "{err}");
     }
 }
