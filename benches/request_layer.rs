@@ -125,6 +125,11 @@ fn configs() -> Vec<Config> {
             dispatch: sampled.clone(),
         },
         Config {
+            name: "no-op layer (axum's per-layer boxing)",
+            router: base().layer(tower::layer::layer_fn(|inner| inner)),
+            dispatch: sampled.clone(),
+        },
+        Config {
             name: "telltale (spans sampled in + metrics)",
             router: base().layer(telltale(true)),
             dispatch: sampled.clone(),
