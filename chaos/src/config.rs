@@ -7,6 +7,7 @@ use telltale_core::config::{Env, EnvSource, ParseError, parse_list_with};
 use crate::headers::HeaderFaults;
 use crate::injector::{ChaosError, DEFAULT_ALLOWED_ENVS, Injector};
 use crate::parse::{RuleError, parse_rules};
+use crate::rules::RuleSet;
 
 /// The variable holding the rules.
 pub const RULES_VAR: &str = "TELLTALE_CHAOS";
@@ -52,10 +53,13 @@ fn percent_decode(s: &str) -> String {
 }
 
 pub(crate) fn from_env<S: EnvSource>(env: &Env<S>) -> Result<Injector, ChaosError> {
-    let Some(text) = env.string(RULES_VAR)? else {
-        return Ok(Injector::disabled());
+    let headers_on = env.boolean("TELLTALE_CHAOS_HEADERS")?.unwrap_or(false);
+    let rules = match env.string(RULES_VAR)? {
+        Some(text) => parse_rules(&text).map_err(|e| RuleError::new(RULES_VAR, &text, e))?,
+        // Header-controlled faults alone arm an empty rule set.
+        None if headers_on => RuleSet::default(),
+        None => return Ok(Injector::disabled()),
     };
-    let rules = parse_rules(&text).map_err(|e| RuleError::new(RULES_VAR, &text, e))?;
     let mut builder = Injector::builder().rules(rules);
     if let Some(seed) = env.number::<u64>("TELLTALE_CHAOS_SEED")? {
         builder = builder.seed(seed);
@@ -69,7 +73,7 @@ pub(crate) fn from_env<S: EnvSource>(env: &Env<S>) -> Result<Injector, ChaosErro
     if let Some(header) = env.boolean("TELLTALE_CHAOS_RESPONSE_HEADER")? {
         builder = builder.response_header(header);
     }
-    if env.boolean("TELLTALE_CHAOS_HEADERS")?.unwrap_or(false) {
+    if headers_on {
         let mut headers = HeaderFaults::new();
         if let Some(secret) = env.string("TELLTALE_CHAOS_HEADERS_SECRET")? {
             headers = headers.secret(secret);

@@ -325,3 +325,29 @@ async fn delays_and_the_ttl_on_a_live_server_under_paused_time() {
     assert_eq!(call(&client, addr, "/big", &[]).await, Ok(StatusCode::OK));
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn header_faults_alone_arm_chaos_with_no_rules() {
+    let injector = Injector::from_env_source(&Env::from_pairs([
+        ("TELLTALE_CHAOS_HEADERS", "true"),
+        ("TELLTALE_CHAOS_HEADERS_SECRET", "k"),
+        ("TELLTALE_ENV", "dev"),
+    ]))
+    .unwrap();
+    assert_eq!(injector.status(), Status::Armed);
+    assert!(injector.rules().groups.is_empty());
+    let addr = serve(&injector).await;
+    let client = client();
+    let ask = [
+        ("x-telltale-chaos-status", "502"),
+        ("x-telltale-chaos-secret", "k"),
+    ];
+    assert_eq!(
+        call(&client, addr, "/payments/1", &ask).await,
+        Ok(StatusCode::BAD_GATEWAY)
+    );
+    assert_eq!(
+        call(&client, addr, "/payments/1", &[]).await,
+        Ok(StatusCode::OK)
+    );
+}

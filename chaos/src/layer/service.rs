@@ -9,6 +9,12 @@ use crate::injector::{Injector, Terminal};
 use crate::rules::Direction;
 
 /// The chaos middleware made by [`ChaosLayer`](super::ChaosLayer).
+///
+/// A request that gets a `status`, `grpc`, `abort` or `reset` fault without a
+/// delay is answered without calling the inner service (which stays ready, as
+/// tower allows). A delayed or hanging request takes the ready inner service
+/// into its future and leaves a clone in its place, so the inner service must
+/// be `Clone` (as routers, tonic channels and hyper clients are).
 #[derive(Clone, Debug)]
 pub struct Chaos<S> {
     inner: S,
