@@ -405,8 +405,8 @@ impl Deciding<'_> {
         draw(self.shared.seed, self.corr, key, salt)
     }
 
-    /// Evaluates one rule; returns whether evaluation must stop (terminal fired
-    /// or the active cap was hit).
+    /// Evaluates one rule; sets `done` when evaluation must stop (a terminal
+    /// fault fired or the active cap was hit).
     fn rule(&mut self, rule: &ArmedRule) {
         let faults = &rule.faults;
         if self.draw(rule.key, 0) >= rule.probability {

@@ -637,3 +637,38 @@ fn arming_and_refusing_are_logged_loudly() {
         seen[1]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_active_holds_under_concurrency() {
+    let inj = Injector::builder()
+        .rules("in: delay(1ms)".parse().unwrap())
+        .max_active(3)
+        .build()
+        .unwrap();
+    let observed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (seen, probe) = (observed.clone(), inj.clone());
+    let inner = service_fn(move |_req: Request<()>| {
+        seen.fetch_max(probe.active(), std::sync::atomic::Ordering::SeqCst);
+        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(ChaosLayer::inbound(&inj))
+        .service(inner);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let res = svc.clone().oneshot(get("/")).await.unwrap();
+                    res.into_body().collect().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let max = observed.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=3).contains(&max), "{max}");
+    assert_eq!(inj.active(), 0);
+}
