@@ -201,6 +201,19 @@ async fn ok_unary_call_with_status_in_trailers_is_ok() {
         Some("/grpc.health.v1.Health/Check")
     );
     assert!(attr(&server, "error.type").is_none());
+    // HTTP/2: the authority comes from `:authority`.
+    assert_eq!(
+        attr_str(&server, "network.protocol.version").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        attr_str(&server, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        attr(&server, "server.port"),
+        Some(&Value::I64(i64::from(addr.port())))
+    );
 
     let client_span = h.wait_spans(SpanKind::Client, 1).await.remove(0);
     assert_eq!(client_span.name, "grpc.health.v1.Health/Check");

@@ -19,8 +19,9 @@ pub(crate) enum Route {
     /// The route template axum matched.
     #[cfg(feature = "axum")]
     Matched(axum::extract::MatchedPath),
-    /// A gRPC path, `/pkg.Service/Method`.
-    Owned(std::sync::Arc<str>),
+    /// A gRPC call: the route is the URI's path, `/pkg.Service/Method` (the
+    /// URI's clone shares its bytes: no copy).
+    Grpc(http::Uri),
 }
 
 impl Route {
@@ -29,7 +30,7 @@ impl Route {
             Route::None => None,
             #[cfg(feature = "axum")]
             Route::Matched(m) => Some(m.as_str()),
-            Route::Owned(s) => Some(s),
+            Route::Grpc(uri) => Some(uri.path()),
         }
     }
 }

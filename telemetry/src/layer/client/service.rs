@@ -147,7 +147,7 @@ where
             Span::none()
         };
         let route = match rpc {
-            Some(_) => Route::Owned(Arc::from(req.uri().path())),
+            Some(_) => Route::Grpc(req.uri().clone()),
             None => Route::None,
         };
         if shared.propagate {

@@ -65,7 +65,7 @@ fn route_of<B>(shared: &Shared, req: &Request<B>, grpc: bool) -> Route {
         if let Some((service, _)) = grpc_parts(req.uri().path())
             && shared.grpc_service_allowed(service)
         {
-            return Route::Owned(Arc::from(req.uri().path()));
+            return Route::Grpc(req.uri().clone());
         }
         return Route::None;
     }
