@@ -7,8 +7,10 @@
 //! whole response body, so the figures are the middleware's own cost.
 //! Request construction is outside the measurement.
 //!
-//! Before criterion runs, heap allocations per request are counted for every
-//! configuration with `stats_alloc` (after warm-up) and printed to stderr.
+//! Before criterion runs, two tables go to stderr: heap allocations per
+//! request for every configuration, counted with `stats_alloc` after warm-up,
+//! and time per request measured in interleaved rounds (robust against load
+//! from other processes), with the ratio to the bare service.
 //!
 //! ```text
 //! cargo bench --bench correlation -- --warm-up-time 1 --measurement-time 3
@@ -123,37 +125,6 @@ where
     }
 }
 
-/// Allocations and bytes per request, after warm-up.
-fn allocations<S, B>(
-    svc: &mut S,
-    make: &dyn Fn() -> Req,
-    scope: Option<&CorrelationId>,
-) -> (f64, f64)
-where
-    S: Service<Req, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    const N: usize = 10_000;
-    let run = |svc: &mut S, req| match scope {
-        Some(id) => sync_scope(id.clone(), || drive(svc, req)),
-        None => drive(svc, req),
-    };
-    for _ in 0..1_000 {
-        run(svc, make());
-    }
-    let requests: Vec<Req> = (0..N).map(|_| make()).collect();
-    let region = Region::new(GLOBAL);
-    for req in requests {
-        run(svc, req);
-    }
-    let stats = region.change();
-    (
-        stats.allocations as f64 / N as f64,
-        stats.bytes_allocated as f64 / N as f64,
-    )
-}
-
 fn telltale_server() -> CorrelationLayer {
     CorrelationLayer::new()
 }
@@ -168,124 +139,162 @@ where
         .service(inner)
 }
 
-fn report_allocations() {
-    let id: CorrelationId = INCOMING.parse().unwrap();
-    let mut rows: Vec<(&str, (f64, f64))> = Vec::new();
-    let x_corr = incoming("x-correlation-id");
-    let x_req = incoming("x-request-id");
+/// One benchmarked configuration: a criterion group, a name in it, how to
+/// build its requests, and how to serve one.
+struct Case {
+    group: &'static str,
+    name: &'static str,
+    make: Box<dyn Fn() -> Req>,
+    run: Box<dyn FnMut(Req)>,
+}
 
-    rows.push(("bare (incoming ID)", allocations(&mut Bare, &x_corr, None)));
-    rows.push((
-        "telltale server (incoming ID)",
-        allocations(&mut telltale_server().layer(Bare), &x_corr, None),
-    ));
-    rows.push((
-        "tower-http set+propagate (incoming ID)",
-        allocations(&mut tower_http(Bare), &x_req, None),
-    ));
-    rows.push(("bare (no ID)", allocations(&mut Bare, &absent, None)));
-    rows.push((
-        "telltale server (generated)",
-        allocations(&mut telltale_server().layer(Bare), &absent, None),
-    ));
-    rows.push((
-        "tower-http set+propagate (generated)",
-        allocations(&mut tower_http(Bare), &absent, None),
-    ));
-    rows.push((
-        "bare client call (ID in scope)",
-        allocations(&mut Bare, &absent, Some(&id)),
-    ));
-    rows.push((
-        "telltale client (ID in scope)",
-        allocations(
-            &mut InjectCorrelationLayer::new().layer(Bare),
-            &absent,
-            Some(&id),
-        ),
-    ));
-    rows.push((
-        "bare server + bare outbound call",
-        allocations(&mut Calls(Bare), &x_corr, None),
-    ));
-    rows.push((
-        "telltale server + client (incoming ID)",
-        allocations(
-            &mut telltale_server().layer(Calls(InjectCorrelationLayer::new().layer(Bare))),
-            &x_corr,
+fn case<S, B>(
+    group: &'static str,
+    name: &'static str,
+    make: impl Fn() -> Req + 'static,
+    mut svc: S,
+    scope: Option<CorrelationId>,
+) -> Case
+where
+    S: Service<Req, Response = Response<B>> + 'static,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    Case {
+        group,
+        name,
+        make: Box::new(make),
+        run: Box::new(move |req| match &scope {
+            // The client layer reads the ID the server layer made current.
+            Some(id) => sync_scope(id.clone(), || drive(&mut svc, req)),
+            None => drive(&mut svc, req),
+        }),
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let id: CorrelationId = INCOMING.parse().unwrap();
+    let x_corr = || incoming("x-correlation-id");
+    let x_req = || incoming("x-request-id");
+    let client = || InjectCorrelationLayer::new();
+    vec![
+        case("incoming", "bare", x_corr(), Bare, None),
+        case(
+            "incoming",
+            "telltale",
+            x_corr(),
+            telltale_server().layer(Bare),
             None,
         ),
-    ));
-    eprintln!("\nheap allocations per request (stats_alloc, 10k requests after 1k warm-up):");
-    for (name, (allocs, bytes)) in rows {
-        eprintln!("  {name:<42} {allocs:>5.2} allocs  {bytes:>7.1} bytes");
+        case("incoming", "tower_http", x_req(), tower_http(Bare), None),
+        case("generated", "bare", absent, Bare, None),
+        case(
+            "generated",
+            "telltale",
+            absent,
+            telltale_server().layer(Bare),
+            None,
+        ),
+        case("generated", "tower_http", absent, tower_http(Bare), None),
+        case("client", "bare", absent, Bare, Some(id.clone())),
+        case("client", "telltale", absent, client().layer(Bare), Some(id)),
+        case("server_and_client", "bare", x_corr(), Calls(Bare), None),
+        case(
+            "server_and_client",
+            "telltale",
+            x_corr(),
+            telltale_server().layer(Calls(client().layer(Bare))),
+            None,
+        ),
+    ]
+}
+
+/// Allocations and bytes per request for every case, after warm-up.
+fn report_allocations(cases: &mut [Case]) {
+    const N: usize = 10_000;
+    eprintln!("\nheap allocations per request (stats_alloc, {N} requests after 1k warm-up):");
+    for case in cases {
+        for _ in 0..1_000 {
+            (case.run)((case.make)());
+        }
+        let requests: Vec<Req> = (0..N).map(|_| (case.make)()).collect();
+        let region = Region::new(GLOBAL);
+        for req in requests {
+            (case.run)(req);
+        }
+        let stats = region.change();
+        eprintln!(
+            "  {:<30} {:>5.2} allocs {:>7.1} bytes",
+            format!("{}/{}", case.group, case.name),
+            stats.allocations as f64 / N as f64,
+            stats.bytes_allocated as f64 / N as f64,
+        );
+    }
+}
+
+/// Time per request for every case, measured in interleaved rounds (every
+/// case once per round) so that load from other processes hits all cases
+/// alike; reports the median round and the ratio to the group's bare case.
+fn report_interleaved(cases: &mut [Case]) {
+    const ROUNDS: usize = 31;
+    const N: usize = 20_000;
+    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for _ in 0..ROUNDS {
+        for (case, out) in cases.iter_mut().zip(&mut samples) {
+            let requests: Vec<Req> = (0..N).map(|_| (case.make)()).collect();
+            let start = std::time::Instant::now();
+            for req in requests {
+                (case.run)(req);
+            }
+            out.push(start.elapsed().as_nanos() as f64 / N as f64);
+        }
+    }
+    eprintln!(
+        "\ninterleaved timing ({ROUNDS} rounds x {N} requests; median ns/request, ratio to bare):"
+    );
+    let medians: Vec<f64> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect();
+    for (i, case) in cases.iter().enumerate() {
+        let bare = cases
+            .iter()
+            .position(|c| c.group == case.group && c.name == "bare")
+            .map_or(medians[i], |b| medians[b]);
+        eprintln!(
+            "  {:<30} {:>8.1} ns  x{:.2}  (+{:.1} ns)",
+            format!("{}/{}", case.group, case.name),
+            medians[i],
+            medians[i] / bare,
+            medians[i] - bare,
+        );
     }
     eprintln!();
 }
 
 fn bench(c: &mut Criterion) {
-    report_allocations();
+    let mut cases = cases();
+    report_allocations(&mut cases);
+    report_interleaved(&mut cases);
 
-    let mut g = c.benchmark_group("correlation/incoming");
-    let x_corr = incoming("x-correlation-id");
-    let x_req = incoming("x-request-id");
-    let mut bare = Bare;
-    g.bench_function("bare", |b| {
-        b.iter_batched(&x_corr, |req| drive(&mut bare, req), BatchSize::SmallInput)
-    });
-    let mut svc = telltale_server().layer(Bare);
-    g.bench_function("telltale", |b| {
-        b.iter_batched(&x_corr, |req| drive(&mut svc, req), BatchSize::SmallInput)
-    });
-    let mut svc = tower_http(Bare);
-    g.bench_function("tower_http", |b| {
-        b.iter_batched(&x_req, |req| drive(&mut svc, req), BatchSize::SmallInput)
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("correlation/generated");
-    g.bench_function("bare", |b| {
-        b.iter_batched(absent, |req| drive(&mut bare, req), BatchSize::SmallInput)
-    });
-    let mut svc = telltale_server().layer(Bare);
-    g.bench_function("telltale", |b| {
-        b.iter_batched(absent, |req| drive(&mut svc, req), BatchSize::SmallInput)
-    });
-    let mut svc = tower_http(Bare);
-    g.bench_function("tower_http", |b| {
-        b.iter_batched(absent, |req| drive(&mut svc, req), BatchSize::SmallInput)
-    });
-    g.finish();
-
-    let id: CorrelationId = INCOMING.parse().unwrap();
-    let mut g = c.benchmark_group("correlation/client");
-    g.bench_function("bare", |b| {
-        b.iter_batched(
-            absent,
-            |req| sync_scope(id.clone(), || drive(&mut bare, req)),
-            BatchSize::SmallInput,
-        )
-    });
-    let mut svc = InjectCorrelationLayer::new().layer(Bare);
-    g.bench_function("telltale", |b| {
-        b.iter_batched(
-            absent,
-            |req| sync_scope(id.clone(), || drive(&mut svc, req)),
-            BatchSize::SmallInput,
-        )
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("correlation/server_and_client");
-    let mut svc = Calls(Bare);
-    g.bench_function("bare", |b| {
-        b.iter_batched(&x_corr, |req| drive(&mut svc, req), BatchSize::SmallInput)
-    });
-    let mut svc = telltale_server().layer(Calls(InjectCorrelationLayer::new().layer(Bare)));
-    g.bench_function("telltale", |b| {
-        b.iter_batched(&x_corr, |req| drive(&mut svc, req), BatchSize::SmallInput)
-    });
-    g.finish();
+    let groups: Vec<&'static str> = {
+        let mut g: Vec<_> = cases.iter().map(|c| c.group).collect();
+        g.dedup();
+        g
+    };
+    for group in groups {
+        let mut g = c.benchmark_group(format!("correlation/{group}"));
+        for case in cases.iter_mut().filter(|c| c.group == group) {
+            let Case { make, run, .. } = case;
+            g.bench_function(case.name, |b| {
+                b.iter_batched(&**make, &mut **run, BatchSize::SmallInput)
+            });
+        }
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -250,6 +250,26 @@ mod tests {
         assert!(accept(&anything, v).is_ok());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn default_rule_matches_the_pattern(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let expected = (1..=DEFAULT_MAX_LEN).contains(&bytes.len())
+                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(b));
+            proptest::prop_assert_eq!(DefaultRule::default().check(&bytes).is_ok(), expected);
+        }
+
+        #[test]
+        fn accepted_ids_are_always_safe(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1100)) {
+            // Whatever a custom rule admits, an ID is visible ASCII within MAX_LEN.
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                if let Ok(id) = accept(&|_: &[u8]| Ok(()), value) {
+                    proptest::prop_assert!(id.as_str().len() <= MAX_LEN);
+                    proptest::prop_assert!(id.as_str().bytes().all(|b| (0x21..=0x7e).contains(&b)));
+                }
+            }
+        }
+    }
+
     #[test]
     fn reasons_are_fixed_words() {
         assert_eq!(Rejection::Empty.reason(), "empty");

@@ -21,9 +21,10 @@ impl Refusal {
     fn into_response<B>(self) -> Response<ResponseBody<B>> {
         let mut res;
         if self.grpc {
-            // Trailers-only gRPC response: INVALID_ARGUMENT. The message is
-            // visible ASCII without '%', so it needs no percent-encoding.
+            // Trailers-only gRPC response: INVALID_ARGUMENT, with the message
+            // percent-encoded as grpc-message requires.
             let text = self.message.strip_suffix(b"\n").unwrap_or(&self.message);
+            let text = grpc_message(text);
             res = Response::new(ResponseBody::message(Bytes::new()));
             let h = res.headers_mut();
             h.insert(
@@ -31,7 +32,7 @@ impl Refusal {
                 HeaderValue::from_static("application/grpc"),
             );
             h.insert("grpc-status", HeaderValue::from_static("3"));
-            if let Ok(v) = HeaderValue::from_bytes(text) {
+            if let Ok(v) = HeaderValue::from_bytes(&text) {
                 h.insert("grpc-message", v);
             }
         } else {
@@ -44,6 +45,20 @@ impl Refusal {
         }
         res
     }
+}
+
+/// Percent-encodes what the gRPC spec asks for in `grpc-message`: bytes
+/// outside `0x20..=0x7E`, and `%`.
+fn grpc_message(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for &b in text {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    out
 }
 
 pin_project_lite::pin_project! {
@@ -127,5 +142,16 @@ where
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(grpc_message(b"plain text: ok"), b"plain text: ok");
+        assert_eq!(grpc_message(b"100% \xc3\xa9\n"), b"100%25 %C3%A9%0A");
     }
 }

@@ -154,3 +154,106 @@ where
         ResponseFuture::scoped(correlation::scope(id.clone(), fut), id, echo)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::server::CorrelationLayer;
+
+    /// Answers with what the inner service saw in `call` (synchronously) and
+    /// in its future: `header|extension|current in call|current in future`.
+    fn inner() -> impl Service<
+        Request<Empty<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        let text = |id: Option<CorrelationId>| id.map(|i| i.to_string()).unwrap_or_default();
+        service_fn(move |req: Request<Empty<Bytes>>| {
+            let header = req
+                .headers()
+                .get("x-correlation-id")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            let ext = text(req.extensions().get::<CorrelationId>().cloned());
+            let in_call = text(correlation::current());
+            async move {
+                let in_future = text(correlation::current());
+                let body = format!("{header}|{ext}|{in_call}|{in_future}");
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+            }
+        })
+    }
+
+    async fn send(layer: &CorrelationLayer, headers: &[(&str, &[u8])]) -> (Response<()>, String) {
+        let mut req = Request::new(Empty::new());
+        for (k, v) in headers {
+            req.headers_mut().append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        let res = layer.layer(inner()).oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_id_is_everywhere_the_inner_service_looks() {
+        let layer = CorrelationLayer::builder()
+            .alias("x-request-id")
+            .build()
+            .unwrap();
+        let (res, body) = send(&layer, &[("x-request-id", b"alias-1")]).await;
+        assert_eq!(body, "alias-1|alias-1|alias-1|alias-1");
+        assert_eq!(res.headers()["x-correlation-id"], "alias-1");
+
+        // A rejected primary value is overwritten on the request.
+        let (res, body) = send(&layer, &[("x-correlation-id", b"no spaces")]).await;
+        let id = res.headers()["x-correlation-id"].to_str().unwrap();
+        assert_eq!(body, [id; 4].join("|"));
+        assert!(!body.contains("no spaces"));
+
+        // No ID outside the request.
+        assert_eq!(correlation::current(), None);
+    }
+
+    #[tokio::test]
+    async fn refusals_say_why_without_calling_the_service() {
+        let layer = CorrelationLayer::builder()
+            .require_header(true)
+            .build()
+            .unwrap();
+        let (res, body) = send(&layer, &[]).await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(body, "missing required header x-correlation-id\n");
+        let (res, body) = send(&layer, &[("x-correlation-id", b"")]).await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(body, "invalid x-correlation-id header: empty\n");
+        let (res, body) = send(
+            &layer,
+            &[
+                ("x-correlation-id", b""),
+                ("content-type", b"application/grpc+proto"),
+            ],
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["grpc-status"], "3");
+        assert_eq!(
+            res.headers()["grpc-message"],
+            "invalid x-correlation-id header: empty"
+        );
+        assert_eq!(body, "");
+    }
+}
