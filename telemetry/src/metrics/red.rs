@@ -387,7 +387,19 @@ struct Inner {
     routes: Interner,
     addrs: Interner,
     series: SeriesMap<Series>,
+    /// Client gauges, labelled by server address (capped).
     gauges: SeriesMap<Gauge>,
+    /// Server gauges: one per method and scheme, created on first use.
+    server_gauges: [OnceLock<Gauge>; SERVER_GAUGES],
+}
+
+const SERVER_GAUGES: usize = METHODS.len() * 2;
+
+/// The active-requests gauge an [`InFlight`] lowers when dropped.
+enum GaugeRef {
+    None,
+    Server(u8),
+    Client(Gauge),
 }
 
 impl Inner {
@@ -685,6 +697,7 @@ impl RedMetrics {
                 addrs: Interner::new(cap),
                 series: SeriesMap::new(cap),
                 gauges: SeriesMap::new(cap),
+                server_gauges: std::array::from_fn(|_| OnceLock::new()),
             }),
         }
     }
@@ -736,22 +749,36 @@ impl RedMetrics {
         } else {
             (ID_NONE, None)
         };
-        let gauge = inner.names.gauge.as_ref().map(|_| {
-            let key = SeriesKey {
-                route: ID_NONE,
-                addr,
-                port,
-                status: 0,
-                grpc: GRPC_NONE,
-                method,
-                // Semconv labels the server gauge by scheme; nothing else does.
-                scheme: if kind == Kind::HttpServer && inner.naming == Naming::OpenTelemetry {
-                    scheme
-                } else {
-                    Scheme::Http
-                },
-                error: None,
+        // Semconv labels the server gauge by scheme; nothing else does.
+        let gauge_scheme = if kind == Kind::HttpServer && inner.naming == Naming::OpenTelemetry {
+            scheme
+        } else {
+            Scheme::Http
+        };
+        let key = SeriesKey {
+            route: ID_NONE,
+            addr,
+            port,
+            status: 0,
+            grpc: GRPC_NONE,
+            method,
+            scheme: gauge_scheme,
+            error: None,
+        };
+        let gauge = if inner.names.gauge.is_none() {
+            GaugeRef::None
+        } else if !kind.is_client() {
+            // A fixed slot per method and scheme: no lock, no map.
+            let index = method as usize * 2 + usize::from(gauge_scheme == Scheme::Https);
+            let values = LabelValues {
+                route: None,
+                addr: None,
             };
+            inner.server_gauges[index]
+                .get_or_init(|| inner.create_gauge(&key, &values))
+                .increment(1.0);
+            GaugeRef::Server(index as u8)
+        } else {
             let values = LabelValues {
                 route: None,
                 addr: server_address,
@@ -765,8 +792,8 @@ impl RedMetrics {
                     g.clone()
                 },
             );
-            gauge
-        });
+            GaugeRef::Client(gauge)
+        };
         InFlight {
             metrics: self.clone(),
             started,
@@ -787,7 +814,7 @@ impl RedMetrics {
 pub struct InFlight {
     metrics: RedMetrics,
     started: Instant,
-    gauge: Option<Gauge>,
+    gauge: GaugeRef,
     method: u8,
     scheme: Scheme,
     addr: u32,
@@ -907,8 +934,14 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(g) = &self.gauge {
-            g.decrement(1.0);
+        match &self.gauge {
+            GaugeRef::None => {}
+            GaugeRef::Server(index) => {
+                if let Some(g) = self.metrics.inner.server_gauges[*index as usize].get() {
+                    g.decrement(1.0);
+                }
+            }
+            GaugeRef::Client(g) => g.decrement(1.0),
         }
     }
 }
