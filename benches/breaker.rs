@@ -1,9 +1,257 @@
-//! Benchmark: breaker (filled in by its issue).
-use criterion::{Criterion, criterion_group, criterion_main};
+//! Closed-breaker call cost: telltale-resilience vs a bare service,
+//! tower-resilience's circuit breaker and failsafe, single-threaded and with
+//! contention from several tasks; heap allocations per call.
+//!
+//! `cargo bench --bench breaker -- --warm-up-time 1 --measurement-time 3`
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("breaker/placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use failsafe::futures::CircuitBreaker as _;
+use http_body_util::Empty;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use telltale_resilience::{CircuitBreaker, SlidingWindow};
+use tower::{Service, ServiceBuilder, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+type Req = http::Request<()>;
+type Res = http::Response<Empty<Bytes>>;
+
+fn bare()
+-> impl Service<Req, Response = Res, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    service_fn(|_req: Req| async { Ok::<_, Infallible>(http::Response::new(Empty::new())) })
 }
 
-criterion_group!(benches, placeholder);
+fn breaker() -> CircuitBreaker {
+    CircuitBreaker::builder("bench")
+        .sliding_window(SlidingWindow::Count(100))
+        .build()
+        .unwrap()
+}
+
+fn tr_layer() -> tower_resilience::circuitbreaker::CircuitBreakerLayer {
+    tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .sliding_window_size(100)
+        .build()
+        .unwrap()
+}
+
+/// Polls a future that completes without waiting.
+fn now<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+fn ready<S: Service<Req>>(svc: &mut S) {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+}
+
+/// One call of each subject, as closures the single-threaded bench and the
+/// allocation count share.
+fn subjects() -> Vec<(&'static str, Box<dyn FnMut()>)> {
+    let mut bare_svc = bare();
+    let mut tt_layer = ServiceBuilder::new()
+        .layer(breaker().layer())
+        .service(bare());
+    let tt = breaker();
+    let tt_permit = breaker();
+    let mut tr_svc = ServiceBuilder::new().layer(tr_layer()).service(bare());
+    let fs = failsafe::Config::new().build();
+    vec![
+        (
+            "bare_service",
+            Box::new(move || {
+                ready(&mut bare_svc);
+                drop(black_box(now(bare_svc.call(http::Request::new(())))));
+            }),
+        ),
+        (
+            "telltale_layer",
+            Box::new(move || {
+                ready(&mut tt_layer);
+                drop(black_box(now(tt_layer.call(http::Request::new(())))));
+            }),
+        ),
+        (
+            "telltale_call",
+            Box::new(move || {
+                black_box(now(tt.call(async { Ok::<_, Infallible>(1u32) })).unwrap());
+            }),
+        ),
+        (
+            "telltale_permit",
+            Box::new(move || {
+                tt_permit
+                    .try_acquire()
+                    .unwrap()
+                    .record(telltale_resilience::Verdict::Success);
+            }),
+        ),
+        (
+            "tower_resilience_layer",
+            Box::new(move || {
+                ready(&mut tr_svc);
+                drop(black_box(now(tr_svc.call(http::Request::new(())))));
+            }),
+        ),
+        (
+            "failsafe_call",
+            Box::new(move || {
+                black_box(now(fs.call(async { Ok::<_, Infallible>(1u32) })).unwrap());
+            }),
+        ),
+    ]
+}
+
+fn allocations() {
+    println!("\nheap allocations per call (after 10k warm-up calls, 10k measured):");
+    for (name, mut f) in subjects() {
+        for _ in 0..10_000 {
+            f();
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..10_000 {
+            f();
+        }
+        let stats = region.change();
+        println!(
+            "  {name:<24} {:>6.2} allocs/call {:>8.1} bytes/call",
+            stats.allocations as f64 / 10_000.0,
+            stats.bytes_allocated as f64 / 10_000.0
+        );
+    }
+    println!();
+}
+
+fn single_threaded(c: &mut Criterion) {
+    allocations();
+    let mut group = c.benchmark_group("breaker/single");
+    for (name, mut f) in subjects() {
+        group.bench_function(name, |b| b.iter(&mut f));
+    }
+    group.finish();
+}
+
+const TASKS: usize = 4;
+
+/// `iters` calls spread over `TASKS` tasks on a multi-threaded runtime.
+fn contended<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, call: F) -> Duration
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let per_task = iters.div_ceil(TASKS as u64);
+    rt.block_on(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        call().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+fn multi_threaded(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(TASKS)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("breaker/contended");
+    group.bench_function(BenchmarkId::new("bare_service", TASKS), |b| {
+        let svc = bare();
+        b.iter_custom(|iters| {
+            let svc = svc.clone();
+            contended(&rt, iters, move || {
+                let mut svc = svc.clone();
+                async move {
+                    drop(black_box(svc.call(http::Request::new(())).await));
+                }
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("telltale_layer", TASKS), |b| {
+        let svc = ServiceBuilder::new()
+            .layer(breaker().layer())
+            .service(bare());
+        b.iter_custom(|iters| {
+            let svc = svc.clone();
+            contended(&rt, iters, move || {
+                let mut svc = svc.clone();
+                async move {
+                    drop(black_box(svc.call(http::Request::new(())).await));
+                }
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("telltale_call", TASKS), |b| {
+        let breaker = breaker();
+        b.iter_custom(|iters| {
+            let breaker = breaker.clone();
+            contended(&rt, iters, move || {
+                let breaker = breaker.clone();
+                async move {
+                    black_box(
+                        breaker
+                            .call(async { Ok::<_, Infallible>(1u32) })
+                            .await
+                            .unwrap(),
+                    );
+                }
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("tower_resilience_layer", TASKS), |b| {
+        let svc = ServiceBuilder::new().layer(tr_layer()).service(bare());
+        b.iter_custom(|iters| {
+            let svc = svc.clone();
+            contended(&rt, iters, move || {
+                let mut svc = svc.clone();
+                async move {
+                    ready(&mut svc);
+                    drop(black_box(svc.call(http::Request::new(())).await));
+                }
+            })
+        })
+    });
+    group.bench_function(BenchmarkId::new("failsafe_call", TASKS), |b| {
+        let fs = Arc::new(failsafe::Config::new().build());
+        b.iter_custom(|iters| {
+            let fs = fs.clone();
+            contended(&rt, iters, move || {
+                let fs = fs.clone();
+                async move {
+                    black_box(fs.call(async { Ok::<_, Infallible>(1u32) }).await.unwrap());
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_threaded, multi_threaded);
 criterion_main!(benches);

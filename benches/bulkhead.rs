@@ -1,9 +1,223 @@
-//! Benchmark: bulkhead (filled in by its issue).
-use criterion::{Criterion, criterion_group, criterion_main};
+//! Bulkhead call cost: telltale-resilience vs a bare service, tower's
+//! `ConcurrencyLimit` and tower-resilience's bulkhead, single-threaded and with
+//! contention from several tasks (slots to spare, and fewer slots than tasks);
+//! heap allocations per call.
+//!
+//! `cargo bench --bench bulkhead -- --warm-up-time 1 --measurement-time 3`
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("bulkhead/placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http_body_util::Empty;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use telltale_resilience::Bulkhead;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+type Req = http::Request<()>;
+type Res = http::Response<Empty<Bytes>>;
+
+/// A service that yields once, so concurrent calls overlap.
+fn bare()
+-> impl Service<Req, Response = Res, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    service_fn(|_req: Req| async {
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(http::Response::new(Empty::new()))
+    })
 }
 
-criterion_group!(benches, placeholder);
+/// A service that answers at once (single-threaded measurements).
+fn instant()
+-> impl Service<Req, Response = Res, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    service_fn(|_req: Req| async { Ok::<_, Infallible>(http::Response::new(Empty::new())) })
+}
+
+fn bulkhead(max: usize) -> Bulkhead {
+    Bulkhead::builder("bench")
+        .max_concurrent(max)
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn tr_layer(max: usize) -> tower_resilience::bulkhead::BulkheadLayer {
+    tower_resilience::bulkhead::BulkheadLayer::builder()
+        .max_concurrent_calls(max)
+        .max_wait_duration(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn now<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+fn ready<S: Service<Req>>(svc: &mut S) {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+}
+
+fn subjects() -> Vec<(&'static str, Box<dyn FnMut()>)> {
+    let mut bare_svc = instant();
+    let mut tt_layer = ServiceBuilder::new()
+        .layer(bulkhead(8).layer())
+        .service(instant());
+    let tt = bulkhead(8);
+    let mut limit = ServiceBuilder::new()
+        .layer(ConcurrencyLimitLayer::new(8))
+        .service(instant());
+    let mut tr_svc = ServiceBuilder::new().layer(tr_layer(8)).service(instant());
+    vec![
+        (
+            "bare_service",
+            Box::new(move || {
+                ready(&mut bare_svc);
+                drop(black_box(now(bare_svc.call(http::Request::new(())))));
+            }),
+        ),
+        (
+            "telltale_layer",
+            Box::new(move || {
+                ready(&mut tt_layer);
+                drop(black_box(now(tt_layer.call(http::Request::new(())))));
+            }),
+        ),
+        (
+            "telltale_call",
+            Box::new(move || {
+                black_box(now(tt.call(async { Ok::<_, Infallible>(1u32) })).unwrap());
+            }),
+        ),
+        (
+            "tower_concurrency_limit",
+            Box::new(move || {
+                ready(&mut limit);
+                drop(black_box(now(limit.call(http::Request::new(())))));
+            }),
+        ),
+        (
+            "tower_resilience_bulkhead",
+            Box::new(move || {
+                ready(&mut tr_svc);
+                drop(black_box(now(tr_svc.call(http::Request::new(())))));
+            }),
+        ),
+    ]
+}
+
+fn allocations() {
+    println!("\nheap allocations per call (after 10k warm-up calls, 10k measured):");
+    for (name, mut f) in subjects() {
+        for _ in 0..10_000 {
+            f();
+        }
+        let region = Region::new(GLOBAL);
+        for _ in 0..10_000 {
+            f();
+        }
+        let stats = region.change();
+        println!(
+            "  {name:<26} {:>6.2} allocs/call {:>8.1} bytes/call",
+            stats.allocations as f64 / 10_000.0,
+            stats.bytes_allocated as f64 / 10_000.0
+        );
+    }
+    println!();
+}
+
+fn single_threaded(c: &mut Criterion) {
+    allocations();
+    let mut group = c.benchmark_group("bulkhead/single");
+    for (name, mut f) in subjects() {
+        group.bench_function(name, |b| b.iter(&mut f));
+    }
+    group.finish();
+}
+
+const TASKS: usize = 4;
+
+fn contended<S>(rt: &tokio::runtime::Runtime, iters: u64, svc: S) -> Duration
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: std::fmt::Debug + Send,
+{
+    let per_task = iters.div_ceil(TASKS as u64);
+    rt.block_on(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let mut svc = svc.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let res = svc
+                            .ready()
+                            .await
+                            .unwrap()
+                            .call(http::Request::new(()))
+                            .await;
+                        drop(black_box(res.unwrap()));
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    })
+}
+
+fn multi_threaded(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(TASKS)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("bulkhead/contended");
+    // `slots`: 64 leaves slots to spare; 2 makes tasks wait for each other.
+    for slots in [64usize, 2] {
+        let id = |name: &str| BenchmarkId::new(name, format!("{TASKS}tasks_{slots}slots"));
+        group.bench_function(id("bare_service"), |b| {
+            b.iter_custom(|iters| contended(&rt, iters, bare()))
+        });
+        group.bench_function(id("telltale_layer"), |b| {
+            let svc = ServiceBuilder::new()
+                .layer(bulkhead(slots).layer())
+                .service(bare());
+            b.iter_custom(|iters| contended(&rt, iters, svc.clone()))
+        });
+        group.bench_function(id("tower_concurrency_limit"), |b| {
+            let svc = ServiceBuilder::new()
+                .layer(ConcurrencyLimitLayer::new(slots))
+                .service(bare());
+            // ConcurrencyLimit reserves in poll_ready: share one limit via Buffer-free
+            // clones (each clone shares the semaphore).
+            b.iter_custom(|iters| contended(&rt, iters, svc.clone()))
+        });
+        group.bench_function(id("tower_resilience_bulkhead"), |b| {
+            let svc = ServiceBuilder::new().layer(tr_layer(slots)).service(bare());
+            b.iter_custom(|iters| contended(&rt, iters, svc.clone()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, single_threaded, multi_threaded);
 criterion_main!(benches);

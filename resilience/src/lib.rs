@@ -37,5 +37,5 @@ pub use breaker::{
     AbandonedPolicy, BreakerEvent, BreakerPermit, CircuitBreaker, CircuitBreakerBuilder,
     CircuitBreakerLayer, Reason, SlidingWindow, State, Verdict,
 };
-pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadLayer, BulkheadPermit};
+pub use bulkhead::{Bulkhead, BulkheadBuilder, BulkheadEvent, BulkheadLayer, BulkheadPermit};
 pub use error::{BuildError, BulkheadFull, CircuitOpen, Error, Rejection};

@@ -1,5 +1,6 @@
 //! The tower layers with real parts: an axum server on 127.0.0.1 and a hyper
 //! client through the breaker (and the breaker on the server).
+#![cfg(not(loom))]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -121,8 +121,8 @@ pub enum Verdict {
     Success,
     /// A failure.
     Failure,
-    /// Not counted (for example a 4xx under the default policy's eyes... or a
-    /// cancellation): reported as `ignored`.
+    /// Not counted (for example a cache miss, or a cancellation): reported as
+    /// `ignored`.
     Ignore,
 }
 

@@ -637,3 +637,165 @@ impl Core {
         self.params.minimum_calls
     }
 }
+
+/// Model checks of the admission and transition state machine:
+/// `RUSTFLAGS="--cfg loom" cargo test -p telltale-resilience --release loom`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const FAIL: Sample = Sample {
+        failed: true,
+        slow: false,
+    };
+    const OK: Sample = Sample {
+        failed: false,
+        slow: false,
+    };
+
+    fn core(minimum_calls: u32, probes: u32) -> Core {
+        Core::new(
+            Kind::Count { size: 4 },
+            Params {
+                failure_rate: 0.5,
+                slow_call_rate: 1.0,
+                minimum_calls,
+                probes,
+                probe_deadline_nanos: 1_000,
+                wait: WaitParams {
+                    base_nanos: 0,
+                    max_nanos: 0,
+                    multiplier: 1.0,
+                    jitter: 0.0,
+                },
+            },
+            State::Closed,
+        )
+    }
+
+    fn open(c: &Core) {
+        c.force(State::Open, 0, &mut |_| {});
+        assert_eq!(c.current().1, State::Open);
+    }
+
+    /// Three callers race the open → half-open transition and one probe slot:
+    /// exactly one transition, at most one probe.
+    #[test]
+    fn loom_one_probe_and_one_transition() {
+        loom::model(|| {
+            let c = Arc::new(core(1, 1));
+            open(&c);
+            let handles: Vec<_> = (0..3)
+                .map(|_| {
+                    let c = c.clone();
+                    thread::spawn(move || {
+                        let mut transitions = 0;
+                        let admitted = c.try_acquire(10, &mut |_| transitions += 1).is_ok();
+                        (usize::from(admitted), transitions)
+                    })
+                })
+                .collect();
+            let (mut probes, mut transitions) = (0, 0);
+            for h in handles {
+                let (p, t) = h.join().unwrap();
+                probes += p;
+                transitions += t;
+            }
+            assert_eq!(probes, 1);
+            assert_eq!(transitions, 1);
+            assert_eq!(c.current().1, State::HalfOpen);
+        });
+    }
+
+    /// A probe of an earlier half-open generation succeeding late races the
+    /// current probe failing: the breaker never closes.
+    #[test]
+    fn loom_late_probe_cannot_close() {
+        loom::model(|| {
+            let c = Arc::new(core(1, 1));
+            open(&c);
+            let stale = c.try_acquire(10, &mut |_| {}).unwrap();
+            // The probe deadline passes: re-open (zero wait), then a new
+            // half-open admits a new probe.
+            let current = c.try_acquire(2_000, &mut |_| {}).unwrap();
+            assert_eq!(current.lane, Lane::Probe);
+            assert_ne!(stale.generation, current.generation);
+            let c1 = c.clone();
+            let t1 = thread::spawn(move || c1.settle(stale, 2_001, OK, &mut |_| {}));
+            let c2 = c.clone();
+            let t2 = thread::spawn(move || c2.settle(current, 2_001, FAIL, &mut |_| {}));
+            assert_eq!(t1.join().unwrap(), Settled::Late);
+            assert!(matches!(t2.join().unwrap(), Settled::Counted(_)));
+            assert_eq!(c.current().1, State::Open);
+        });
+    }
+
+    /// Two failures settle at once when both cross the threshold: one
+    /// closed → open transition.
+    #[test]
+    fn loom_concurrent_failures_open_once() {
+        loom::model(|| {
+            let c = Arc::new(core(2, 1));
+            let a = c.try_acquire(0, &mut |_| {}).unwrap();
+            let b = c.try_acquire(0, &mut |_| {}).unwrap();
+            let spawn = |admit| {
+                let c = c.clone();
+                thread::spawn(move || {
+                    let mut transitions = 0;
+                    c.settle(admit, 1, FAIL, &mut |t| {
+                        assert_eq!((t.from, t.to), (State::Closed, State::Open));
+                        transitions += 1;
+                    });
+                    transitions
+                })
+            };
+            let (ta, tb) = (spawn(a), spawn(b));
+            assert_eq!(ta.join().unwrap() + tb.join().unwrap(), 1);
+            assert_eq!(c.current().1, State::Open);
+        });
+    }
+
+    /// A result of the previous closed generation racing a reset never lands
+    /// in the new window.
+    #[test]
+    fn loom_result_racing_reset_stays_out_of_the_new_window() {
+        loom::model(|| {
+            let c = Arc::new(core(10, 1));
+            let old = c.try_acquire(0, &mut |_| {}).unwrap();
+            let c1 = c.clone();
+            let t1 = thread::spawn(move || c1.settle(old, 1, FAIL, &mut |_| {}));
+            let c2 = c.clone();
+            let t2 = thread::spawn(move || c2.force(State::Closed, 1, &mut |_| {}));
+            t1.join().unwrap();
+            t2.join().unwrap();
+            let (generation, state) = c.current();
+            assert_eq!(state, State::Closed);
+            assert_ne!(generation, old.generation);
+            assert_eq!(c.window_snapshot().total, 0);
+        });
+    }
+
+    /// A probe released (abandoned) while another caller asks for one: the
+    /// slot is reused, never doubled.
+    #[test]
+    fn loom_released_probe_slot_is_reused_once() {
+        loom::model(|| {
+            let c = Arc::new(core(1, 1));
+            open(&c);
+            let probe = c.try_acquire(10, &mut |_| {}).unwrap();
+            let c1 = c.clone();
+            let t1 = thread::spawn(move || {
+                c1.release(probe);
+            });
+            let c2 = c.clone();
+            let t2 = thread::spawn(move || c2.try_acquire(10, &mut |_| {}).is_ok());
+            let c3 = c.clone();
+            let t3 = thread::spawn(move || c3.try_acquire(10, &mut |_| {}).is_ok());
+            t1.join().unwrap();
+            let admitted = usize::from(t2.join().unwrap()) + usize::from(t3.join().unwrap());
+            assert!(admitted <= 1);
+        });
+    }
+}

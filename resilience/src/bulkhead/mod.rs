@@ -47,7 +47,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use telltale_core::config::EnvSource;
 use telltale_core::{BodyEnd, ConfigError, Env, OnEnd};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio::time::Instant;
 
 pub use future::{BulkheadCall, ResponseBody, ResponseFuture};
@@ -147,6 +147,7 @@ impl BulkheadBuilder {
         metrics.available.set(self.max_concurrent as f64);
         Ok(Bulkhead {
             inner: Arc::new(Inner {
+                events: broadcast::channel(64).0,
                 semaphore: Arc::new(Semaphore::new(self.max_concurrent)),
                 max_concurrent: self.max_concurrent,
                 max_wait: self.max_wait,
@@ -163,7 +164,16 @@ struct BulkheadMetrics {
     wait: Histogram,
 }
 
+/// A rejection, as handed to [`Bulkhead::subscribe`]rs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum BulkheadEvent {
+    /// A call was rejected.
+    Rejected(BulkheadFull),
+}
+
 pub(crate) struct Inner {
+    events: broadcast::Sender<BulkheadEvent>,
     name: Arc<str>,
     semaphore: Arc<Semaphore>,
     max_concurrent: usize,
@@ -238,6 +248,11 @@ impl Bulkhead {
     /// The max wait for a slot.
     pub fn max_wait(&self) -> Duration {
         self.inner.max_wait
+    }
+
+    /// Subscribes to rejections (64 buffered per subscriber before it lags).
+    pub fn subscribe(&self) -> broadcast::Receiver<BulkheadEvent> {
+        self.inner.events.subscribe()
     }
 
     /// Free slots now.
@@ -324,10 +339,12 @@ impl Inner {
             waited_ms = waited.as_millis() as u64,
             "bulkhead full"
         );
-        BulkheadFull {
+        let full = BulkheadFull {
             name: self.name.clone(),
             max_concurrent: self.max_concurrent,
             waited,
-        }
+        };
+        let _ = self.events.send(BulkheadEvent::Rejected(full.clone()));
+        full
     }
 }
