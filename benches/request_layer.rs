@@ -196,51 +196,53 @@ struct Row {
     bytes: f64,
 }
 
-/// Time and heap allocations per request, after a warm-up (label sets, span
-/// names and connection-free caches are prepared by then).
+/// Time and heap allocations per request, after a warm-up (label sets and
+/// caches are prepared by then). Rounds are interleaved (every configuration
+/// once per round, best round kept) so that load on the machine hits all
+/// configurations alike.
 fn measure(rt: &tokio::runtime::Runtime, configs: &[Config]) -> Vec<Row> {
     const WARM_UP: usize = 2_000;
-    const N: usize = 20_000;
-    configs
-        .iter()
-        .map(|config| {
-            tracing::dispatcher::with_default(&config.dispatch, || {
-                rt.block_on(async {
-                    for _ in 0..WARM_UP {
-                        drive(&config.router).await;
-                    }
-                    // Best of three rounds for time; allocations are stable.
-                    let mut best = f64::MAX;
-                    let mut allocs = 0.0;
-                    let mut bytes = 0.0;
-                    for _ in 0..3 {
-                        let region = Region::new(GLOBAL);
-                        let start = Instant::now();
-                        for _ in 0..N {
-                            drive(&config.router).await;
-                        }
-                        let elapsed = start.elapsed();
-                        let stats = region.change();
-                        best = best.min(elapsed.as_nanos() as f64 / N as f64);
-                        allocs = (stats.allocations + stats.reallocations) as f64 / N as f64;
-                        bytes = stats.bytes_allocated as f64 / N as f64;
-                    }
-                    Row {
-                        name: config.name,
-                        nanos: best,
-                        allocs,
-                        bytes,
-                    }
-                })
+    const N: usize = 10_000;
+    const ROUNDS: usize = 7;
+    let run = |config: &Config, n: usize| {
+        tracing::dispatcher::with_default(&config.dispatch, || {
+            rt.block_on(async {
+                let region = Region::new(GLOBAL);
+                let start = Instant::now();
+                for _ in 0..n {
+                    drive(&config.router).await;
+                }
+                (start.elapsed(), region.change())
             })
         })
-        .collect()
+    };
+    let mut rows: Vec<Row> = configs
+        .iter()
+        .map(|config| {
+            run(config, WARM_UP);
+            Row {
+                name: config.name,
+                nanos: f64::MAX,
+                allocs: 0.0,
+                bytes: 0.0,
+            }
+        })
+        .collect();
+    for _ in 0..ROUNDS {
+        for (config, row) in configs.iter().zip(rows.iter_mut()) {
+            let (elapsed, stats) = run(config, N);
+            row.nanos = row.nanos.min(elapsed.as_nanos() as f64 / N as f64);
+            row.allocs = (stats.allocations + stats.reallocations) as f64 / N as f64;
+            row.bytes = stats.bytes_allocated as f64 / N as f64;
+        }
+    }
+    rows
 }
 
 fn report(rows: &[Row]) {
     let bare = rows[0].nanos;
     println!();
-    println!("request_layer: per request (best of 3 x 20000, after warm-up)");
+    println!("request_layer: per request (best of 7 interleaved rounds x 10000, after warm-up)");
     println!(
         "{:<42} {:>10} {:>9} {:>12} {:>12}",
         "configuration", "ns/req", "x bare", "allocs/req", "bytes/req"

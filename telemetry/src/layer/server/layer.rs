@@ -320,7 +320,9 @@ impl ServerLayerBuilder {
         self
     }
 
-    /// Applies the variables set in `env` over this builder's settings.
+    /// Applies the variables set in `env` over this builder's settings; the
+    /// metrics configuration is replaced by [`RedConfig::from_env_source`] (set
+    /// a recorder with [`red_config`](Self::red_config) after this call).
     pub fn env<S: EnvSource>(mut self, env: &Env<S>) -> Result<Self, BuildError> {
         if let Some(v) = env.parse(TRUSTED_PROXIES_VAR, |s| {
             parse_list_with(s, |item| Ok(item.to_owned()))
