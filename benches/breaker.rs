@@ -64,7 +64,10 @@ fn ready<S: Service<Req>>(svc: &mut S) {
 
 /// One call of each subject, as closures the single-threaded bench and the
 /// allocation count share.
-fn subjects() -> Vec<(&'static str, Box<dyn FnMut()>)> {
+/// A named benchmark subject: one call per invocation.
+type Subject = (&'static str, Box<dyn FnMut()>);
+
+fn subjects() -> Vec<Subject> {
     let mut bare_svc = bare();
     let mut tt_layer = ServiceBuilder::new()
         .layer(breaker().layer())

@@ -73,7 +73,10 @@ fn ready<S: Service<Req>>(svc: &mut S) {
     assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
 }
 
-fn subjects() -> Vec<(&'static str, Box<dyn FnMut()>)> {
+/// A named benchmark subject: one call per invocation.
+type Subject = (&'static str, Box<dyn FnMut()>);
+
+fn subjects() -> Vec<Subject> {
     let mut bare_svc = instant();
     let mut tt_layer = ServiceBuilder::new()
         .layer(bulkhead(8).layer())
