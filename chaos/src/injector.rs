@@ -547,11 +547,9 @@ impl Injector {
     /// Chooses the faults for a request, or `None`. Only called when armed.
     pub(crate) fn plan<B>(&self, side: Direction, req: &mut Request<B>) -> Option<Plan> {
         let shared = &self.shared;
-        let armed = shared
-            .armed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        // Held for the evaluation (rules are replaced rarely); no Arc traffic.
+        let guard = shared.armed.read().unwrap_or_else(|e| e.into_inner());
+        let armed: &Armed = &guard;
         if let Some(deadline) = armed.deadline {
             if Instant::now() >= deadline {
                 if shared
