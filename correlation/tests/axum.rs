@@ -464,3 +464,27 @@ async fn other_control_bytes_never_reach_the_handler() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_never_see_each_others_ids() {
+    let addr = start(CorrelationLayer::builder()).await;
+    let client = http_client();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let id = format!("req-{i}");
+            let (res, body) = http_get(
+                &client,
+                format!("http://{addr}/"),
+                &[("x-correlation-id", &id)],
+            )
+            .await;
+            assert_eq!(res.headers()["x-correlation-id"], id.as_str());
+            assert_eq!(parts(&body), [id.as_str(); 4]);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
