@@ -88,7 +88,8 @@ impl Interner {
         Interner {
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(Vec::new()),
-            cap,
+            // Ids stay below the reserved values.
+            cap: cap.min(ID_OVERFLOW as usize),
         }
     }
 
