@@ -123,3 +123,30 @@ async fn a_killed_injector_lets_every_grpc_call_through() {
         client.check(check()).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_fault_hangs_until_the_callers_deadline() {
+    let injector = from_env("in: timeout");
+    let addr = serve(&injector).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(std::time::Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let err = client.check(check()).await.unwrap_err();
+    assert!(
+        matches!(err.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{err:?}"
+    );
+    // The server drops the hung request when the client resets the stream,
+    // releasing its active-fault slot.
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while injector.active() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the slot is released once the caller gives up");
+}
