@@ -170,6 +170,7 @@ pub struct TelemetryBuilder {
     pub(crate) service_name: Option<String>,
     pub(crate) resource: Vec<KeyValue>,
     pub(crate) otlp: Option<OtlpConfig>,
+    pub(crate) otlp_logs: Option<OtlpConfig>,
     pub(crate) stdout_exporter: bool,
     pub(crate) flight_recorder_capacity: Option<usize>,
     pub(crate) sampler: Sampler,
@@ -192,6 +193,7 @@ impl fmt::Debug for TelemetryBuilder {
             .field("service_name", &self.service_name)
             .field("resource", &self.resource)
             .field("otlp", &self.otlp)
+            .field("otlp_logs", &self.otlp_logs)
             .field("stdout_exporter", &self.stdout_exporter)
             .field("flight_recorder_capacity", &self.flight_recorder_capacity)
             .field("sampler", &self.sampler)
@@ -213,6 +215,7 @@ impl Default for TelemetryBuilder {
             service_name: None,
             resource: Vec::new(),
             otlp: None,
+            otlp_logs: None,
             stdout_exporter: false,
             flight_recorder_capacity: None,
             sampler: Sampler::default(),
@@ -269,19 +272,39 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Adds a header (gRPC metadata) to every OTLP export. Defaults to none.
-    /// Has no effect until [`otlp`](Self::otlp) is set.
+    /// Also exports log records (the tracing events that pass the filter)
+    /// over OTLP to `endpoint`, a full URL (for HTTP, including `/v1/logs`).
+    /// Log lines are still written to the log output. Defaults to no OTLP log
+    /// export.
+    pub fn otlp_logs(mut self, endpoint: impl Into<String>, protocol: Protocol) -> Self {
+        let previous = self.otlp_logs.take().or_else(|| self.otlp.clone());
+        self.otlp_logs = Some(OtlpConfig {
+            endpoint: endpoint.into(),
+            protocol,
+            headers: previous
+                .as_ref()
+                .map(|o| o.headers.clone())
+                .unwrap_or_default(),
+            timeout: previous.map_or(DEFAULT_EXPORT_TIMEOUT, |o| o.timeout),
+        });
+        self
+    }
+
+    /// Adds a header (gRPC metadata) to every OTLP export, of spans and of
+    /// log records. Defaults to none. Has no effect on an exporter not set yet
+    /// ([`otlp`](Self::otlp), [`otlp_logs`](Self::otlp_logs)).
     pub fn otlp_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        if let Some(otlp) = &mut self.otlp {
-            otlp.headers.push((name.into(), value.into()));
+        let (name, value) = (name.into(), value.into());
+        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+            otlp.headers.push((name.clone(), value.clone()));
         }
         self
     }
 
-    /// Bound of one OTLP export request. Defaults to 10 s. Has no effect
-    /// until [`otlp`](Self::otlp) is set.
+    /// Bound of one OTLP export request. Defaults to 10 s. Has no effect on
+    /// an exporter not set yet.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
-        if let Some(otlp) = &mut self.otlp {
+        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
             otlp.timeout = timeout;
         }
         self
@@ -413,11 +436,6 @@ impl TelemetryBuilder {
                     }
                 }),
         };
-        // The logs endpoint is validated so a typo fails at start-up; log
-        // records go to the log output (stdout), where collectors such as
-        // Fluent Bit pick them up.
-        env.parse("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", parse_endpoint)?;
-        env.parse("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Protocol::from_str)?;
         let headers = match env.parse("OTEL_EXPORTER_OTLP_TRACES_HEADERS", parse_headers)? {
             Some(h) => h,
             None => env
@@ -449,6 +467,62 @@ impl TelemetryBuilder {
                 protocol,
                 headers,
                 timeout,
+            });
+        }
+        // Log records always go to the log output (stdout, for Fluent Bit
+        // and friends); OTLP log export is opt-in, so that setting only
+        // OTEL_EXPORTER_OTLP_ENDPOINT does not ship every line twice.
+        let log_exporters = env.parse("OTEL_LOGS_EXPORTER", parse_exporters)?;
+        let logs_protocol =
+            match env.parse("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", Protocol::from_str)? {
+                Some(p) => p,
+                None => env
+                    .parse("OTEL_EXPORTER_OTLP_PROTOCOL", Protocol::from_str)?
+                    .unwrap_or_default(),
+            };
+        let logs_endpoint = env.parse("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", parse_endpoint)?;
+        let want_otlp_logs = match &log_exporters {
+            Some(list) => list.contains(&ExporterKind::Otlp),
+            None => logs_endpoint.is_some(),
+        };
+        let logs_headers = match env.parse("OTEL_EXPORTER_OTLP_LOGS_HEADERS", parse_headers)? {
+            Some(h) => h,
+            None => env
+                .parse("OTEL_EXPORTER_OTLP_HEADERS", parse_headers)?
+                .unwrap_or_default(),
+        };
+        let general = env
+            .number::<u64>("OTEL_EXPORTER_OTLP_TIMEOUT")?
+            .map(Duration::from_millis);
+        let logs_timeout = match env.duration("TELLTALE_EXPORT_TIMEOUT")? {
+            Some(t) => t,
+            None => env
+                .number::<u64>("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT")?
+                .map(Duration::from_millis)
+                .or(general)
+                .unwrap_or(DEFAULT_EXPORT_TIMEOUT),
+        };
+        if want_otlp_logs {
+            let endpoint = match logs_endpoint {
+                Some(e) => e,
+                None => match env.parse("OTEL_EXPORTER_OTLP_ENDPOINT", parse_endpoint)? {
+                    Some(base) => match logs_protocol {
+                        Protocol::Grpc => base,
+                        Protocol::HttpProtobuf => {
+                            format!("{}/v1/logs", base.trim_end_matches('/'))
+                        }
+                    },
+                    None => match logs_protocol {
+                        Protocol::Grpc => "http://localhost:4317".to_owned(),
+                        Protocol::HttpProtobuf => "http://localhost:4318/v1/logs".to_owned(),
+                    },
+                },
+            };
+            b.otlp_logs = Some(OtlpConfig {
+                endpoint,
+                protocol: logs_protocol,
+                headers: logs_headers,
+                timeout: logs_timeout,
             });
         }
         b.stdout_exporter = exporters
@@ -507,7 +581,7 @@ impl TelemetryBuilder {
     pub(crate) fn validate(&self) -> Result<(), InitError> {
         check_filter(&self.filter)
             .map_err(|e| ConfigError::new(self.filter_source.clone(), &self.filter, e))?;
-        if let Some(otlp) = &self.otlp {
+        for otlp in [&self.otlp, &self.otlp_logs].into_iter().flatten() {
             parse_endpoint(&otlp.endpoint)
                 .map_err(|e| ConfigError::new("otlp endpoint", &otlp.endpoint, e))?;
             for (name, value) in &otlp.headers {
@@ -838,6 +912,38 @@ mod tests {
         assert!(b.otlp.is_none());
         let b = from(&[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
         assert_eq!(b.otlp.unwrap().endpoint, "http://localhost:4318/v1/traces");
+    }
+
+    #[test]
+    fn otlp_log_export_is_opt_in() {
+        let b = from(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")]).unwrap();
+        assert!(b.otlp.is_some());
+        assert!(b.otlp_logs.is_none());
+        let b = from(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_LOGS_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "k=v"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "1500"),
+        ])
+        .unwrap();
+        let logs = b.otlp_logs.unwrap();
+        assert_eq!(logs.endpoint, "http://collector:4318/v1/logs");
+        assert_eq!(logs.headers, [("k".to_owned(), "v".to_owned())]);
+        assert_eq!(logs.timeout, Duration::from_millis(1500));
+        let b = from(&[
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ])
+        .unwrap();
+        let logs = b.otlp_logs.unwrap();
+        assert_eq!(
+            (logs.endpoint.as_str(), logs.protocol),
+            ("http://logs:4317", Protocol::Grpc)
+        );
+        assert!(
+            b.otlp.is_none(),
+            "traces are not exported by the logs variables"
+        );
     }
 
     #[test]

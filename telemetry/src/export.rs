@@ -1,16 +1,17 @@
-//! A bounded batching span processor that never blocks and counts what it
-//! drops.
+//! Bounded batching processors (spans and log records) that never block and
+//! count what they drop.
 //!
-//! See [`BoundedBatchProcessor`].
+//! See [`BoundedBatchProcessor`] and [`BoundedLogProcessor`].
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry::Context;
+use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use tokio::sync::mpsc;
 
@@ -18,6 +19,10 @@ use tokio::sync::mpsc;
 pub const SPANS_DROPPED_TOTAL: &str = "telltale_telemetry_spans_dropped_total";
 /// Name of the counter of spans handed to an exporter successfully.
 pub const SPANS_EXPORTED_TOTAL: &str = "telltale_telemetry_spans_exported_total";
+/// Name of the counter of log records that were never exported over OTLP.
+pub const LOGS_DROPPED_TOTAL: &str = "telltale_telemetry_logs_dropped_total";
+/// Name of the counter of log records handed to an exporter successfully.
+pub const LOGS_EXPORTED_TOTAL: &str = "telltale_telemetry_logs_exported_total";
 
 /// Sizes and bounds of a [`BoundedBatchProcessor`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,17 +64,19 @@ struct Counters {
 /// Live counts of one exporter's queue, a cheap-clone handle.
 ///
 /// The same numbers go to the `metrics` counters
-/// [`SPANS_DROPPED_TOTAL`] and [`SPANS_EXPORTED_TOTAL`]; this handle is there
+/// [`SPANS_DROPPED_TOTAL`] and [`SPANS_EXPORTED_TOTAL`] (for log records
+/// [`LOGS_DROPPED_TOTAL`] and [`LOGS_EXPORTED_TOTAL`]); this handle is there
 /// for tests and health checks without a metrics recorder.
 #[derive(Clone, Debug)]
 pub struct ExportStats {
     name: &'static str,
+    metrics: (&'static str, &'static str),
     capacity: usize,
     counters: Arc<Counters>,
 }
 
 impl ExportStats {
-    /// The exporter's name (`otlp`, `stdout`, ...).
+    /// The exporter's name (`otlp`, `stdout`, `otlp_logs`, ...).
     pub fn exporter(&self) -> &'static str {
         self.name
     }
@@ -115,8 +122,7 @@ impl ExportStats {
         counter.fetch_add(n, Ordering::Relaxed);
         // Looked up at drop time, not prepared: drops are rare, and the
         // recorder may be installed after telemetry.
-        metrics::counter!(SPANS_DROPPED_TOTAL, "exporter" => self.name, "reason" => reason)
-            .increment(n);
+        metrics::counter!(self.metrics.0, "exporter" => self.name, "reason" => reason).increment(n);
     }
 }
 
@@ -168,18 +174,14 @@ enum Control {
 /// assert_eq!((stats.exported(), stats.dropped()), (1, 0));
 /// ```
 pub struct BoundedBatchProcessor {
-    tx: mpsc::Sender<SpanData>,
-    control: mpsc::UnboundedSender<Control>,
-    stats: ExportStats,
-    config: BatchConfig,
-    is_shutdown: AtomicBool,
+    queue: Queue<SpanData>,
 }
 
 impl fmt::Debug for BoundedBatchProcessor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundedBatchProcessor")
-            .field("stats", &self.stats)
-            .field("config", &self.config)
+            .field("stats", &self.queue.stats)
+            .field("config", &self.queue.config)
             .finish_non_exhaustive()
     }
 }
@@ -193,6 +195,160 @@ impl BoundedBatchProcessor {
         E: SpanExporter + 'static,
         F: FnOnce() -> Result<E, String> + Send + 'static,
     {
+        let queue = Queue::start(
+            name,
+            (SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL),
+            config,
+            move || make().map(Spans),
+        )?;
+        Ok(BoundedBatchProcessor { queue })
+    }
+
+    /// A handle on this processor's counts.
+    pub fn stats(&self) -> ExportStats {
+        self.queue.stats.clone()
+    }
+}
+
+impl SpanProcessor for BoundedBatchProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.queue.push(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.queue.flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.queue.shutdown(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.queue.set_resource(resource);
+    }
+}
+
+/// The log-record twin of [`BoundedBatchProcessor`]: same bounded queue,
+/// worker thread, drop counting (as [`LOGS_DROPPED_TOTAL`]) and bounded
+/// shutdown, for an OpenTelemetry [`LogExporter`] such as OTLP.
+pub struct BoundedLogProcessor {
+    queue: Queue<(SdkLogRecord, InstrumentationScope)>,
+}
+
+impl fmt::Debug for BoundedLogProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedLogProcessor")
+            .field("stats", &self.queue.stats)
+            .field("config", &self.queue.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundedLogProcessor {
+    /// Starts the worker thread and builds the exporter there with `make`,
+    /// as [`BoundedBatchProcessor::new`] does.
+    pub fn new<E, F>(name: &'static str, config: BatchConfig, make: F) -> Result<Self, String>
+    where
+        E: LogExporter + 'static,
+        F: FnOnce() -> Result<E, String> + Send + 'static,
+    {
+        let queue = Queue::start(
+            name,
+            (LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL),
+            config,
+            move || make().map(Logs),
+        )?;
+        Ok(BoundedLogProcessor { queue })
+    }
+
+    /// A handle on this processor's counts.
+    pub fn stats(&self) -> ExportStats {
+        self.queue.stats.clone()
+    }
+}
+
+impl LogProcessor for BoundedLogProcessor {
+    fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        self.queue.push((data.clone(), instrumentation.clone()));
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.queue.flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.queue.shutdown(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.queue.set_resource(resource);
+    }
+}
+
+/// What a worker exports to: a span or a log exporter.
+trait Sink: 'static {
+    type Item: Send + 'static;
+    fn export(&mut self, batch: Vec<Self::Item>) -> impl Future<Output = OTelSdkResult>;
+    fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult;
+    fn set_resource(&mut self, resource: &Resource);
+}
+
+struct Spans<E>(E);
+
+impl<E: SpanExporter + 'static> Sink for Spans<E> {
+    type Item = SpanData;
+    fn export(&mut self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> {
+        self.0.export(batch)
+    }
+    fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+struct Logs<E>(E);
+
+impl<E: LogExporter + 'static> Sink for Logs<E> {
+    type Item = (SdkLogRecord, InstrumentationScope);
+    async fn export(&mut self, batch: Vec<Self::Item>) -> OTelSdkResult {
+        let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+            batch.iter().map(|(r, s)| (r, s)).collect();
+        self.0.export(LogBatch::new(&refs)).await
+    }
+    fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
+    }
+}
+
+/// The shared part: bounded channel, control channel, counts.
+struct Queue<T> {
+    tx: mpsc::Sender<T>,
+    control: mpsc::UnboundedSender<Control>,
+    stats: ExportStats,
+    config: BatchConfig,
+    is_shutdown: AtomicBool,
+}
+
+impl<T: Send + 'static> Queue<T> {
+    fn start<S, F>(
+        name: &'static str,
+        metrics: (&'static str, &'static str),
+        config: BatchConfig,
+        make: F,
+    ) -> Result<Self, String>
+    where
+        S: Sink<Item = T>,
+        F: FnOnce() -> Result<S, String> + Send + 'static,
+    {
         let config = BatchConfig {
             queue_size: config.queue_size.max(1),
             batch_size: config.batch_size.clamp(1, config.queue_size.max(1)),
@@ -202,6 +358,7 @@ impl BoundedBatchProcessor {
         let (control, control_rx) = mpsc::unbounded_channel();
         let stats = ExportStats {
             name,
+            metrics,
             capacity: config.queue_size,
             counters: Arc::default(),
         };
@@ -210,6 +367,9 @@ impl BoundedBatchProcessor {
         std::thread::Builder::new()
             .name(format!("telltale-export-{name}"))
             .spawn(move || {
+                // The exporter's own tracing (hyper, tonic, the SDK) must not
+                // become spans or logs that are exported again.
+                let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -247,7 +407,7 @@ impl BoundedBatchProcessor {
         ready_rx
             .recv()
             .map_err(|_| "export worker stopped while starting".to_owned())??;
-        Ok(BoundedBatchProcessor {
+        Ok(Queue {
             tx,
             control,
             stats,
@@ -256,9 +416,42 @@ impl BoundedBatchProcessor {
         })
     }
 
-    /// A handle on this processor's counts.
-    pub fn stats(&self) -> ExportStats {
-        self.stats.clone()
+    fn push(&self, item: T) {
+        if self.is_shutdown.load(Ordering::Relaxed) {
+            self.stats.count_dropped("shutdown", 1);
+            return;
+        }
+        // Counted before sending so the worker's decrement never underflows.
+        self.stats.counters.queued.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.count_dropped("queue_full", 1);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.stats.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.count_dropped("shutdown", 1);
+            }
+        }
+    }
+
+    fn flush(&self) -> OTelSdkResult {
+        if self.is_shutdown.load(Ordering::Relaxed) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        self.request(Control::Flush, self.config.flush_timeout)
+    }
+
+    fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        if self.is_shutdown.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.request(Control::Shutdown, timeout)
+    }
+
+    fn set_resource(&self, resource: &Resource) {
+        let _ = self.control.send(Control::Resource(resource.clone()));
     }
 
     fn request(
@@ -281,61 +474,16 @@ impl BoundedBatchProcessor {
     }
 }
 
-impl SpanProcessor for BoundedBatchProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
-        if self.is_shutdown.load(Ordering::Relaxed) {
-            self.stats.count_dropped("shutdown", 1);
-            return;
-        }
-        // Counted before sending so the worker's decrement never underflows.
-        self.stats.counters.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(span) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.stats.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                self.stats.count_dropped("queue_full", 1);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                self.stats.count_dropped("shutdown", 1);
-            }
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        if self.is_shutdown.load(Ordering::Relaxed) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        self.request(Control::Flush, self.config.flush_timeout)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        if self.is_shutdown.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.request(Control::Shutdown, timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        let _ = self.control.send(Control::Resource(resource.clone()));
-    }
-}
-
-struct Worker<E> {
-    exporter: E,
-    rx: mpsc::Receiver<SpanData>,
+struct Worker<S: Sink> {
+    exporter: S,
+    rx: mpsc::Receiver<S::Item>,
     control: mpsc::UnboundedReceiver<Control>,
     config: BatchConfig,
     stats: ExportStats,
-    batch: Vec<SpanData>,
+    batch: Vec<S::Item>,
 }
 
-impl<E: SpanExporter> Worker<E> {
+impl<S: Sink> Worker<S> {
     async fn run(mut self) {
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -353,7 +501,7 @@ impl<E: SpanExporter> Worker<E> {
                         let mut result = self.drain(until).await;
                         let left = until.saturating_duration_since(Instant::now());
                         if result.is_ok() {
-                            result = self.exporter.shutdown_with_timeout(left);
+                            result = self.exporter.shutdown(left);
                         }
                         let _ = reply.send(result);
                         return;
@@ -398,7 +546,7 @@ impl<E: SpanExporter> Worker<E> {
                     false => Ok(()),
                     true if Instant::now() >= until => Err(OTelSdkError::Timeout(Duration::ZERO)),
                     true => Err(OTelSdkError::InternalFailure(
-                        "spans could not be exported".to_owned(),
+                        "some batches could not be exported".to_owned(),
                     )),
                 };
             }
@@ -423,7 +571,7 @@ impl<E: SpanExporter> Worker<E> {
         match tokio::time::timeout(timeout, self.exporter.export(batch)).await {
             Ok(Ok(())) => {
                 self.stats.counters.exported.fetch_add(n, Ordering::Relaxed);
-                metrics::counter!(SPANS_EXPORTED_TOTAL, "exporter" => self.stats.name).increment(n);
+                metrics::counter!(self.stats.metrics.1, "exporter" => self.stats.name).increment(n);
                 true
             }
             Ok(Err(_)) | Err(_) => {

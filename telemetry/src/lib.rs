@@ -63,6 +63,7 @@ mod error;
 mod export;
 mod flight_recorder;
 mod logs;
+mod otlp_logs;
 mod stdout;
 mod telemetry;
 
@@ -74,7 +75,8 @@ pub use config::{
 };
 pub use error::InitError;
 pub use export::{
-    BatchConfig, BoundedBatchProcessor, ExportStats, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
+    BatchConfig, BoundedBatchProcessor, BoundedLogProcessor, ExportStats, LOGS_DROPPED_TOTAL,
+    LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
 };
 pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
 pub use logs::{

@@ -18,10 +18,14 @@ use tracing_subscriber::registry::LookupSpan;
 /// OpenTelemetry layer for span contexts (`tracing::dispatcher::get_default`
 /// is not usable while an event is being dispatched).
 #[derive(Clone, Debug, Default)]
-struct DispatchCell(Arc<OnceLock<WeakDispatch>>);
+pub(crate) struct DispatchCell(Arc<OnceLock<WeakDispatch>>);
 
 impl DispatchCell {
-    fn span_context(&self, id: &tracing::span::Id) -> Option<SpanContext> {
+    pub(crate) fn set(&self, dispatch: &Dispatch) {
+        let _ = self.0.set(dispatch.downgrade());
+    }
+
+    pub(crate) fn span_context(&self, id: &tracing::span::Id) -> Option<SpanContext> {
         let dispatch = self.0.get()?.upgrade()?;
         tracing_opentelemetry::get_otel_context(id, &dispatch)
             .map(|cx| cx.span().span_context().clone())
@@ -49,7 +53,7 @@ impl OtelIdsLayer {
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for OtelIdsLayer {
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        let _ = self.cell.0.set(dispatch.downgrade());
+        self.cell.set(dispatch);
     }
 }
 
@@ -435,7 +439,7 @@ fn is_last(fields: &[(String, String)], i: usize) -> bool {
     !fields[i + 1..].iter().any(|(k, _)| k == key)
 }
 
-fn severity(level: &Level) -> (&'static str, &'static str, u8) {
+pub(crate) fn severity(level: &Level) -> (&'static str, &'static str, u8) {
     match *level {
         Level::TRACE => ("TRACE", "trace", 1),
         Level::DEBUG => ("DEBUG", "debug", 5),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -17,9 +18,10 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::TelemetryBuilder;
 use crate::config::{DEFAULT_FLIGHT_RECORDER_CAPACITY, LogFormat, OtlpConfig, Protocol};
 use crate::error::InitError;
-use crate::export::{BatchConfig, BoundedBatchProcessor, ExportStats};
+use crate::export::{BatchConfig, BoundedBatchProcessor, BoundedLogProcessor, ExportStats};
 use crate::flight_recorder::FlightRecorder;
 use crate::logs::{JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat};
+use crate::otlp_logs::OtlpLogLayer;
 use crate::stdout::StdoutExporter;
 
 type Base = Layered<EnvFilter, Registry>;
@@ -167,24 +169,44 @@ impl TelemetryBuilder {
 
         let mut stats = Vec::new();
         let mut recorder = None;
+        let resource = Resource::builder_empty()
+            .with_detector(Box::new(TelemetryResourceDetector))
+            .with_attributes(self.resource.iter().cloned())
+            .with_service_name(service_name.clone())
+            .build();
+        let config = |export_timeout| BatchConfig {
+            queue_size: self.queue_size,
+            batch_size: self.batch_size,
+            delay: self.export_delay,
+            export_timeout,
+            flush_timeout: self.shutdown_timeout,
+        };
+        let logger_provider = match self.otlp_logs.clone() {
+            Some(otlp) if !self.sdk_disabled => {
+                let timeout = otlp.timeout;
+                let processor = BoundedLogProcessor::new("otlp_logs", config(timeout), move || {
+                    otlp_log_exporter(otlp)
+                })
+                .map_err(|message| InitError::Exporter {
+                    exporter: "otlp_logs",
+                    message,
+                })?;
+                stats.push(processor.stats());
+                Some(
+                    SdkLoggerProvider::builder()
+                        .with_resource(resource.clone())
+                        .with_log_processor(processor)
+                        .build(),
+                )
+            }
+            _ => None,
+        };
         let provider = if self.sdk_disabled {
             None
         } else {
-            let resource = Resource::builder_empty()
-                .with_detector(Box::new(TelemetryResourceDetector))
-                .with_attributes(self.resource.iter().cloned())
-                .with_service_name(service_name.clone())
-                .build();
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource)
                 .with_sampler(self.sampler.to_sdk());
-            let config = |export_timeout| BatchConfig {
-                queue_size: self.queue_size,
-                batch_size: self.batch_size,
-                delay: self.export_delay,
-                export_timeout,
-                flush_timeout: self.shutdown_timeout,
-            };
             let has_exporter = self.otlp.is_some() || self.stdout_exporter;
             let capacity = self.flight_recorder_capacity.unwrap_or(if has_exporter {
                 0
@@ -259,11 +281,21 @@ impl TelemetryBuilder {
             }
             LogFormat::None => {}
         }
-        let subscriber = Registry::default().with(filter).with(layers).with(ids);
+        let otlp_logs = OtlpLogLayer::new(
+            logger_provider
+                .as_ref()
+                .map(|p| opentelemetry::logs::LoggerProvider::logger(p, "telltale")),
+        );
+        let subscriber = Registry::default()
+            .with(filter)
+            .with(layers)
+            .with(ids)
+            .with(otlp_logs);
         Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
             guard: TelemetryGuard {
                 provider,
+                logger_provider,
                 flight_recorder: recorder,
                 stats,
                 shutdown_timeout: self.shutdown_timeout,
@@ -284,6 +316,38 @@ fn default_service_name() -> String {
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_default();
     format!("unknown_service:{exe}")
+}
+
+fn otlp_log_exporter(otlp: OtlpConfig) -> Result<opentelemetry_otlp::LogExporter, String> {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+    let built = match otlp.protocol {
+        Protocol::Grpc => opentelemetry_otlp::LogExporter::builder()
+            .with_tonic()
+            .with_endpoint(otlp.endpoint)
+            .with_timeout(otlp.timeout)
+            .with_metadata(metadata(&otlp.headers)?)
+            .build(),
+        Protocol::HttpProtobuf => opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(otlp.endpoint)
+            .with_timeout(otlp.timeout)
+            .with_headers(otlp.headers.into_iter().collect())
+            .build(),
+    };
+    built.map_err(|e| e.to_string())
+}
+
+fn metadata(
+    headers: &[(String, String)],
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, String> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in headers {
+        let name: http::HeaderName = name.parse().map_err(|e| format!("{name}: {e}"))?;
+        let value: http::HeaderValue = value.parse().map_err(|e| format!("{name}: {e}"))?;
+        map.append(name, value);
+    }
+    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
 }
 
 fn otlp_exporter(otlp: OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, String> {
@@ -337,6 +401,7 @@ pub enum ShutdownError {
 /// `let _ = …`, which drops it at once).
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
     flight_recorder: Option<FlightRecorder>,
     stats: Vec<ExportStats>,
     shutdown_timeout: Duration,
@@ -360,7 +425,8 @@ impl TelemetryGuard {
         self.flight_recorder.as_ref()
     }
 
-    /// Queue and drop counts of each exporter (OTLP, stdout).
+    /// Queue and drop counts of each exporter (`otlp_logs` first when OTLP
+    /// log export is on, then `otlp`, then `stdout`).
     pub fn export_stats(&self) -> &[ExportStats] {
         &self.stats
     }
@@ -370,15 +436,14 @@ impl TelemetryGuard {
         self.provider.as_ref()
     }
 
-    /// Exports every finished span now, waiting at most the shutdown timeout.
+    /// Exports every finished span (and log record) now, waiting at most the
+    /// shutdown timeout in all.
     pub fn force_flush(&self) -> Result<(), ShutdownError> {
-        match &self.provider {
-            Some(provider) => {
-                let provider = provider.clone();
-                bounded(self.shutdown_timeout, move || provider.force_flush())
-            }
-            None => Ok(()),
-        }
+        let (traces, logs) = (self.provider.clone(), self.logger_provider.clone());
+        bounded(self.shutdown_timeout, move || {
+            let logs = logs.map_or(Ok(()), |p| p.force_flush());
+            traces.map_or(Ok(()), |p| p.force_flush()).and(logs)
+        })
     }
 
     /// Flushes and shuts the exporters down, waiting at most the shutdown
@@ -391,14 +456,15 @@ impl TelemetryGuard {
         if std::mem::replace(&mut self.done, true) {
             return Ok(());
         }
-        match &self.provider {
-            Some(provider) => {
-                let provider = provider.clone();
-                let timeout = self.shutdown_timeout;
-                bounded(timeout, move || provider.shutdown_with_timeout(timeout))
-            }
-            None => Ok(()),
-        }
+        let (traces, logs) = (self.provider.clone(), self.logger_provider.clone());
+        let timeout = self.shutdown_timeout;
+        bounded(timeout, move || {
+            let started = std::time::Instant::now();
+            let traces = traces.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
+            let left = timeout.saturating_sub(started.elapsed());
+            let logs = logs.map_or(Ok(()), |p| p.shutdown_with_timeout(left));
+            traces.and(logs)
+        })
     }
 }
 

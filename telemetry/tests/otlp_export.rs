@@ -21,11 +21,13 @@ fn pipeline(
     profile: Profile,
     logs: &Captured,
 ) -> Telemetry {
+    let logs_endpoint = endpoint.replace("/v1/traces", "/v1/logs");
     Telemetry::builder()
         .service_name(service)
         .resource_attribute("deployment.environment", "test")
         .resource_attribute("service.version", "1.2.3")
         .otlp(endpoint, protocol)
+        .otlp_logs(logs_endpoint, protocol)
         .otlp_timeout(Duration::from_secs(5))
         .export_delay(Duration::from_millis(20))
         .log_format(LogFormat::Json(profile))
@@ -153,8 +155,27 @@ async fn a_calls_b(protocol: Protocol, sink: Sink, endpoint: String) {
     assert_eq!(line_b["log.level"], "info");
     assert_eq!(line_b["ecs.version"], "8.11.0");
 
+    // The same events went out as OTLP log records, linked to the spans.
+    let records = sink
+        .wait_for_logs(|logs| {
+            logs.iter().any(|l| l.body == "handled in a")
+                && logs.iter().any(|l| l.body == "handled in b")
+        })
+        .await;
+    let record_a = records.iter().find(|l| l.body == "handled in a").unwrap();
+    assert_eq!(record_a.service, "svc-a");
+    assert_eq!(record_a.severity_text, "INFO");
+    assert_eq!(record_a.trace_id, TRACE_ID);
+    assert_eq!(record_a.span_id, a_server.span_id);
+    assert_eq!(record_a.attributes["step"], "a");
+    let record_b = records.iter().find(|l| l.body == "handled in b").unwrap();
+    assert_eq!(record_b.service, "svc-b");
+    assert_eq!(record_b.span_id, b_server.span_id);
+
     for guard in [guard_a, guard_b] {
-        assert_eq!(guard.export_stats()[0].dropped(), 0);
+        for stats in guard.export_stats() {
+            assert_eq!(stats.dropped(), 0, "{stats:?}");
+        }
         guard.shutdown().unwrap();
     }
 }

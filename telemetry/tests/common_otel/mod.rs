@@ -18,6 +18,12 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -170,6 +176,7 @@ pub async fn get(client: &Client, url: &str, headers: &[(&str, &str)]) -> (u16, 
 #[derive(Clone, Default)]
 pub struct Sink {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
     notify: Arc<tokio::sync::Notify>,
 }
 
@@ -200,10 +207,75 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One received log record with its service.
+#[derive(Clone, Debug)]
+pub struct ReceivedLog {
+    pub service: String,
+    pub body: String,
+    pub severity_text: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
 impl Sink {
     fn push(&self, req: ExportTraceServiceRequest) {
         self.requests.lock().unwrap().push(req);
         self.notify.notify_waiters();
+    }
+
+    fn push_logs(&self, req: ExportLogsServiceRequest) {
+        self.logs.lock().unwrap().push(req);
+        self.notify.notify_waiters();
+    }
+
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        let mut out = Vec::new();
+        for req in self.logs.lock().unwrap().iter() {
+            for rl in &req.resource_logs {
+                let service = rl
+                    .resource
+                    .iter()
+                    .flat_map(|r| r.attributes.iter())
+                    .find(|kv| kv.key == "service.name")
+                    .map(|kv| any_to_string(&kv.value))
+                    .unwrap_or_default();
+                for sl in &rl.scope_logs {
+                    for r in &sl.log_records {
+                        out.push(ReceivedLog {
+                            service: service.clone(),
+                            body: any_to_string(&r.body),
+                            severity_text: r.severity_text.clone(),
+                            trace_id: hex(&r.trace_id),
+                            span_id: hex(&r.span_id),
+                            attributes: r
+                                .attributes
+                                .iter()
+                                .map(|kv| (kv.key.clone(), any_to_string(&kv.value)))
+                                .collect(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits (bounded) until `done` holds for the received log records.
+    pub async fn wait_for_logs(&self, done: impl Fn(&[ReceivedLog]) -> bool) -> Vec<ReceivedLog> {
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        loop {
+            let notified = self.notify.notified();
+            let logs = self.logs();
+            if done(&logs) {
+                return logs;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let logs = self.logs();
+                assert!(done(&logs), "timed out waiting; received {logs:#?}");
+                return logs;
+            }
+        }
     }
 
     pub fn spans(&self) -> Vec<Received> {
@@ -268,13 +340,26 @@ impl TraceService for Sink {
     }
 }
 
-/// A real OTLP/gRPC collector on `listener`.
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.push_logs(request.into_inner());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// A real OTLP/gRPC collector (traces and logs) on `listener`.
 pub fn grpc_receiver_on(listener: TcpListener) -> (Sink, tokio::task::JoinHandle<()>) {
     let sink = Sink::default();
     let service = TraceServiceServer::new(sink.clone());
+    let logs = LogsServiceServer::new(sink.clone());
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(service)
+            .add_service(logs)
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
             .await;
     });
@@ -306,11 +391,30 @@ async fn http_export(State(sink): State<Sink>, body: Bytes) -> Response {
     }
 }
 
-/// A real OTLP/HTTP (protobuf) collector on `listener`.
+async fn http_export_logs(State(sink): State<Sink>, body: Bytes) -> Response {
+    match ExportLogsServiceRequest::decode(body) {
+        Ok(req) => {
+            sink.push_logs(req);
+            http::Response::builder()
+                .header("content-type", "application/x-protobuf")
+                .body(Body::from(
+                    ExportLogsServiceResponse::default().encode_to_vec(),
+                ))
+                .unwrap()
+        }
+        Err(_) => http::Response::builder()
+            .status(400)
+            .body(Body::empty())
+            .unwrap(),
+    }
+}
+
+/// A real OTLP/HTTP (protobuf) collector (`/v1/traces`, `/v1/logs`) on `listener`.
 pub fn http_receiver_on(listener: TcpListener) -> Sink {
     let sink = Sink::default();
     let app = Router::new()
         .route("/v1/traces", axum::routing::post(http_export))
+        .route("/v1/logs", axum::routing::post(http_export_logs))
         .with_state(sink.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
