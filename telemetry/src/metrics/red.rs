@@ -160,6 +160,17 @@ impl SeriesKey {
         self
     }
 
+    /// Where a label set goes once the cap is reached: its route and address
+    /// folded into `__overflow__`, or the catch-all when it has neither.
+    fn overflow_target(self) -> Self {
+        let folded = self.folded();
+        if folded == self && !self.has_overflow() {
+            self.catch_all()
+        } else {
+            folded
+        }
+    }
+
     /// The last-resort label set once even overflow label sets are exhausted.
     fn catch_all(self) -> Self {
         SeriesKey {
@@ -193,13 +204,16 @@ struct SeriesMap<V> {
 }
 
 struct SeriesInner<V> {
+    /// Handles, and whether the label set is an overflow set.
     map: HashMap<SeriesKey, (V, bool)>,
     overflow_sets: usize,
 }
 
-enum Lookup<V> {
-    Hit(V, bool),
-    Miss,
+impl<V> SeriesInner<V> {
+    /// The number of regular (not overflow) label sets.
+    fn normal(&self) -> usize {
+        self.map.len() - self.overflow_sets
+    }
 }
 
 impl<V: Clone> SeriesMap<V> {
@@ -225,6 +239,9 @@ impl<V: Clone> SeriesMap<V> {
     /// Runs `hit` on the handles for `key`, creating them with `create` when the
     /// label set is new. Returns whether the request was recorded under an
     /// overflow label set.
+    ///
+    /// Known label sets, and label sets folded into existing overflow sets once
+    /// the cap is reached, take the read lock only.
     fn with<R>(
         &self,
         key: SeriesKey,
@@ -232,20 +249,20 @@ impl<V: Clone> SeriesMap<V> {
         create: impl Fn(&SeriesKey, &LabelValues<'_>) -> V,
         hit: impl Fn(&V) -> R,
     ) -> (R, bool) {
-        if let Lookup::Hit(r, overflow) = self.read(&key, &hit) {
-            return (r, overflow);
-        }
-        let folded = key.folded();
-        if folded != key && !key.has_overflow() {
-            // Over the cap already? Then the folded set is likely there: try it
-            // under the read lock before taking the write lock.
-            let full = {
-                let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-                inner.map.len() - inner.overflow_sets >= self.cap
-            };
-            if full {
-                if let Lookup::Hit(r, overflow) = self.read(&folded, &hit) {
-                    return (r, overflow);
+        let target = key.overflow_target();
+        {
+            let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((v, overflow)) = inner.map.get(&key) {
+                return (hit(v), *overflow || key.has_overflow());
+            }
+            if key.has_overflow() || inner.normal() >= self.cap {
+                if let Some((v, _)) = inner.map.get(&target) {
+                    return (hit(v), true);
+                }
+                if inner.overflow_sets >= self.reserve {
+                    if let Some((v, _)) = inner.map.get(&target.catch_all()) {
+                        return (hit(v), true);
+                    }
                 }
             }
         }
@@ -253,23 +270,17 @@ impl<V: Clone> SeriesMap<V> {
         if let Some((v, overflow)) = inner.map.get(&key) {
             return (hit(v), *overflow || key.has_overflow());
         }
-        let normal = inner.map.len() - inner.overflow_sets;
-        if !key.has_overflow() && normal < self.cap {
+        if !key.has_overflow() && inner.normal() < self.cap {
             let v = create(&key, values);
             let r = hit(&v);
             inner.map.insert(key, (v, false));
             return (r, false);
         }
-        let key = if folded == key && !key.has_overflow() {
-            // Nothing to fold (no route, no address): only the catch-all is left.
-            key.catch_all()
-        } else {
-            folded
-        };
-        for candidate in [key, key.catch_all()] {
+        for candidate in [target, target.catch_all()] {
             if let Some((v, _)) = inner.map.get(&candidate) {
                 return (hit(v), true);
             }
+            // The catch-all is always admitted: it is the last label set.
             if inner.overflow_sets < self.reserve || candidate == candidate.catch_all() {
                 let v = create(&candidate, values);
                 let r = hit(&v);
@@ -279,14 +290,6 @@ impl<V: Clone> SeriesMap<V> {
             }
         }
         unreachable!("the catch-all label set is always admitted")
-    }
-
-    fn read<R>(&self, key: &SeriesKey, hit: &impl Fn(&V) -> R) -> Lookup<R> {
-        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        match inner.map.get(key) {
-            Some((v, overflow)) => Lookup::Hit(hit(v), *overflow || key.has_overflow()),
-            None => Lookup::Miss,
-        }
     }
 }
 
