@@ -47,20 +47,23 @@ impl<B> ResponseBody<B> {
 
 impl<B> Body for ResponseBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body,
+    B::Data: From<Bytes>,
 {
-    type Data = Bytes;
+    type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Scoped { body, id } => {
                 correlation::sync_scope(id.clone(), || body.poll_frame(cx))
             }
-            KindProj::Message { text } => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
+            KindProj::Message { text } => {
+                Poll::Ready(text.take().map(|t| Ok(Frame::data(t.into()))))
+            }
         }
     }
 
