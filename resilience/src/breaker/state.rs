@@ -267,6 +267,23 @@ const fn deadline_pack(generation: u32, nanos: u64) -> u64 {
     (tag(generation) << 48) | ((nanos / 1_000) & 0xFFFF_FFFF_FFFF)
 }
 
+/// The deadline in `word` when it is tagged with `generation`; `None` while
+/// a transition to another generation is being published.
+fn deadline_for(word: &AtomicU64, generation: u32) -> Option<u64> {
+    let d = word.load(Ordering::Acquire);
+    (d >> 48 == tag(generation)).then_some((d & 0xFFFF_FFFF_FFFF) * 1_000)
+}
+
+/// Tags `word` with `generation` and `nanos`, unless a newer generation
+/// already wrote it (a stale writer never overwrites a newer tag).
+fn set_deadline(word: &AtomicU64, generation: u32, nanos: u64) {
+    let value = deadline_pack(generation, nanos);
+    let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+        let ahead = ((d >> 48).wrapping_sub(tag(generation)) & 0xFFFF) < 0x8000;
+        (!ahead).then_some(value)
+    });
+}
+
 /// The breaker's shared state machine. Time is passed in as nanoseconds since
 /// the breaker's origin so the same code runs under tokio's paused clock and
 /// under loom.
@@ -274,7 +291,10 @@ pub(crate) struct Core {
     state: AtomicU64,
     window: Window,
     probes: AtomicU64,
-    deadline: AtomicU64,
+    /// End of the open wait, tagged with the open generation.
+    open_until: AtomicU64,
+    /// End of the half-open probe window, tagged with the half-open generation.
+    probe_deadline: AtomicU64,
     /// Opens since the last close (drives the open-wait backoff).
     opens: AtomicU64,
     params: Params,
@@ -297,7 +317,8 @@ impl Core {
             state: AtomicU64::new(pack(1, initial)),
             window: Window::new(kind, 1),
             probes: AtomicU64::new(probe_pack(0, 0, 0, 0, 0)),
-            deadline: AtomicU64::new(deadline_pack(0, 0)),
+            open_until: AtomicU64::new(deadline_pack(0, 0)),
+            probe_deadline: AtomicU64::new(deadline_pack(0, 0)),
             opens: AtomicU64::new(0),
             params,
         }
@@ -346,7 +367,14 @@ impl Core {
                     });
                 }
                 State::Open => {
-                    let Some(until) = self.deadline_for(generation) else {
+                    let Some(until) = deadline_for(&self.open_until, generation) else {
+                        // A transition is being published: reject rather than spin.
+                        if self.state.load(Ordering::Acquire) == word {
+                            return Err(Reject {
+                                state,
+                                retry_after: Some(0),
+                            });
+                        }
                         continue;
                     };
                     if now < until {
@@ -361,7 +389,11 @@ impl Core {
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
                             (probe_fields(p).0 != tag(next)).then(|| probe_pack(next, 0, 0, 0, 0))
                         });
-                    self.set_deadline(next, now.saturating_add(self.params.probe_deadline_nanos));
+                    set_deadline(
+                        &self.probe_deadline,
+                        next,
+                        now.saturating_add(self.params.probe_deadline_nanos),
+                    );
                     self.publish(
                         word,
                         next,
@@ -385,9 +417,27 @@ impl Core {
                                 lane: Lane::Probe,
                             });
                         }
-                        Err(p) if probe_fields(p).0 != tag(generation) => continue,
+                        Err(p)
+                            if probe_fields(p).0 != tag(generation)
+                                && self.state.load(Ordering::Acquire) != word =>
+                        {
+                            continue;
+                        }
+                        Err(p) if probe_fields(p).0 != tag(generation) => {
+                            // A transition is being published: reject rather than spin.
+                            return Err(Reject {
+                                state,
+                                retry_after: Some(0),
+                            });
+                        }
                         Err(_) => {
-                            let Some(until) = self.deadline_for(generation) else {
+                            let Some(until) = deadline_for(&self.probe_deadline, generation) else {
+                                if self.state.load(Ordering::Acquire) == word {
+                                    return Err(Reject {
+                                        state,
+                                        retry_after: Some(0),
+                                    });
+                                }
                                 continue;
                             };
                             if now < until {
@@ -403,25 +453,6 @@ impl Core {
                 }
             }
         }
-    }
-
-    /// The deadline tagged with `generation`, or `None` while a transition to a
-    /// newer generation is being published (the caller re-reads the state).
-    fn deadline_for(&self, generation: u32) -> Option<u64> {
-        let d = self.deadline.load(Ordering::Acquire);
-        (d >> 48 == tag(generation)).then_some((d & 0xFFFF_FFFF_FFFF) * 1_000)
-    }
-
-    fn set_deadline(&self, generation: u32, nanos: u64) {
-        let value = deadline_pack(generation, nanos);
-        let _ = self
-            .deadline
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                let g = d >> 48;
-                // Only move forward: a stale writer never overwrites a newer tag.
-                let ahead = (g.wrapping_sub(tag(generation)) & 0xFFFF) < 0x8000;
-                (!ahead).then_some(value)
-            });
     }
 
     fn publish(
@@ -470,7 +501,7 @@ impl Core {
     ) -> bool {
         let next = unpack(from_word).0.wrapping_add(1);
         let wait = self.params.wait.wait(self.consecutive_opens());
-        self.set_deadline(next, now.saturating_add(wait));
+        set_deadline(&self.open_until, next, now.saturating_add(wait));
         self.publish(from_word, next, State::Open, reason, transitions)
     }
 
@@ -614,7 +645,11 @@ impl Core {
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
                             (probe_fields(p).0 != tag(next)).then(|| probe_pack(next, 0, 0, 0, 0))
                         });
-                    self.set_deadline(next, now.saturating_add(self.params.probe_deadline_nanos));
+                    set_deadline(
+                        &self.probe_deadline,
+                        next,
+                        now.saturating_add(self.params.probe_deadline_nanos),
+                    );
                     self.publish(word, next, to, Reason::Manual, transitions)
                 }
                 State::MetricsOnly => {
@@ -681,10 +716,13 @@ mod loom_tests {
     }
 
     /// Three callers race the open → half-open transition and one probe slot:
-    /// exactly one transition, at most one probe.
+    /// exactly one transition, at most one probe. (Preemptions bounded to 3 to
+    /// keep the run in seconds; the two-caller case below is exhaustive.)
     #[test]
     fn loom_one_probe_and_one_transition() {
-        loom::model(|| {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
             let c = Arc::new(core(1, 1));
             open(&c);
             let handles: Vec<_> = (0..3)
@@ -729,6 +767,29 @@ mod loom_tests {
             assert_eq!(t1.join().unwrap(), Settled::Late);
             assert!(matches!(t2.join().unwrap(), Settled::Counted(_)));
             assert_eq!(c.current().1, State::Open);
+        });
+    }
+
+    /// Two callers race the open → half-open transition and one probe slot
+    /// (exhaustive).
+    #[test]
+    fn loom_one_probe_two_callers_exhaustive() {
+        loom::model(|| {
+            let c = Arc::new(core(1, 1));
+            open(&c);
+            let spawn = || {
+                let c = c.clone();
+                thread::spawn(move || {
+                    let mut transitions = 0;
+                    let admitted = c.try_acquire(10, &mut |_| transitions += 1).is_ok();
+                    (usize::from(admitted), transitions)
+                })
+            };
+            let (a, b) = (spawn(), spawn());
+            let (a, b) = (a.join().unwrap(), b.join().unwrap());
+            assert_eq!(a.0 + b.0, 1);
+            assert_eq!(a.1 + b.1, 1);
+            assert_eq!(c.current().1, State::HalfOpen);
         });
     }
 
