@@ -190,6 +190,47 @@ impl SeriesKey {
     }
 }
 
+/// A fast hasher for [`SeriesKey`]s (small integers chosen by this crate, not by
+/// callers, so no flooding concern): the FxHash mixing step.
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(buf));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+
 /// The strings of a label set, available when a new label set is registered.
 struct LabelValues<'a> {
     route: Option<&'a str>,
@@ -205,7 +246,7 @@ struct SeriesMap<V> {
 
 struct SeriesInner<V> {
     /// Handles, and whether the label set is an overflow set.
-    map: HashMap<SeriesKey, (V, bool)>,
+    map: HashMap<SeriesKey, (V, bool), KeyHash>,
     overflow_sets: usize,
 }
 
@@ -220,7 +261,7 @@ impl<V: Clone> SeriesMap<V> {
     fn new(cap: usize) -> Self {
         SeriesMap {
             inner: RwLock::new(SeriesInner {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 overflow_sets: 0,
             }),
             cap,
