@@ -1,9 +1,208 @@
-//! Benchmark: full_stack (filled in by its issue).
-use criterion::{Criterion, criterion_group, criterion_main};
+//! Full server stack per request: a bare axum hello-world router, the full
+//! telltale stack (telemetry server layer with spans sampled in and RED
+//! metrics, correlation IDs, circuit breaker, bulkhead, chaos layer disabled)
+//! and the full peer stack a user would otherwise combine (tower-http
+//! `SetRequestId` + `PropagateRequestId` + `TraceLayer`, axum-prometheus,
+//! axum-tracing-opentelemetry, tower-resilience circuit breaker + bulkhead),
+//! in the same run. The stacks are defined once in `benches/stacks/mod.rs`,
+//! shared with the loopback load target (`examples/load_target.rs`).
+//!
+//! Every request goes through the router with `oneshot` on a current-thread
+//! runtime, body collected, with a `Host` and a `User-Agent` header and no
+//! incoming ID or trace context (both stacks generate an ID and start a
+//! trace). Spans go through the OpenTelemetry SDK's `SimpleSpanProcessor` to an
+//! exporter that discards them, so the export work happens on the request's
+//! thread and is counted with it; metrics go to one Prometheus recorder.
+//!
+//! Before criterion runs, two tables are printed: heap allocations (and spans
+//! exported) per request, counted with `stats_alloc` after warm-up, and time
+//! per request measured in interleaved rounds (every stack once per round, so
+//! load from other processes hits all three alike) with the ratios
+//! telltale/bare, peers/bare and telltale/peers.
+//!
+//! ```text
+//! cargo bench --bench full_stack -- --warm-up-time 1 --measurement-time 3
+//! ```
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("full_stack/placeholder", |b| b.iter(|| std::hint::black_box(1 + 1)));
+use std::alloc::System;
+use std::hint::black_box;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use criterion::Criterion;
+use http::Request;
+use http_body_util::BodyExt;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+mod stacks;
+
+use stacks::{ROUTE, Stack};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn request() -> Request<Body> {
+    Request::get(ROUTE)
+        .header("host", "127.0.0.1:3000")
+        .header("user-agent", "bench/1")
+        .body(Body::empty())
+        .expect("valid request")
 }
 
-criterion_group!(benches, placeholder);
-criterion_main!(benches);
+async fn drive(router: &Router) {
+    let response = router.clone().oneshot(request()).await.expect("infallible");
+    let body = response.into_body().collect().await.expect("hello body");
+    black_box(body);
+}
+
+/// Every stack answers `Hello, World!` and the instrumented ones add their ID.
+async fn check(stack: Stack, router: &Router) {
+    let response = router.clone().oneshot(request()).await.expect("infallible");
+    assert_eq!(response.status(), 200, "{}", stack.name());
+    let id = match stack {
+        Stack::Bare => None,
+        Stack::Telltale => Some("x-correlation-id"),
+        Stack::Peers => Some("x-request-id"),
+    };
+    if let Some(id) = id {
+        assert!(
+            response.headers().contains_key(id),
+            "{}: {id}",
+            stack.name()
+        );
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(&body[..], b"Hello, World!");
+}
+
+struct Allocs {
+    allocs: f64,
+    bytes: f64,
+    spans: f64,
+}
+
+/// Heap allocations, bytes and exported spans per request, after warm-up.
+fn allocations(rt: &Runtime, router: &Router) -> Allocs {
+    const WARM_UP: usize = 2_000;
+    const N: usize = 10_000;
+    rt.block_on(async {
+        for _ in 0..WARM_UP {
+            drive(router).await;
+        }
+        stacks::metrics().run_upkeep();
+        let spans = stacks::spans_exported();
+        let region = Region::new(GLOBAL);
+        for _ in 0..N {
+            drive(router).await;
+        }
+        let stats = region.change();
+        Allocs {
+            allocs: (stats.allocations + stats.reallocations) as f64 / N as f64,
+            bytes: stats.bytes_allocated as f64 / N as f64,
+            spans: (stacks::spans_exported() - spans) as f64 / N as f64,
+        }
+    })
+}
+
+/// Median time per request over interleaved rounds.
+fn interleaved(rt: &Runtime, routers: &[(Stack, Router)]) -> Vec<f64> {
+    const ROUNDS: usize = 15;
+    const N: usize = 4_000;
+    let mut samples = vec![Vec::with_capacity(ROUNDS); routers.len()];
+    for _ in 0..ROUNDS {
+        for ((_, router), out) in routers.iter().zip(&mut samples) {
+            let nanos = rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..N {
+                    drive(router).await;
+                }
+                start.elapsed().as_nanos() as f64 / N as f64
+            });
+            out.push(nanos);
+        }
+        stacks::metrics().run_upkeep();
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect()
+}
+
+fn report(rt: &Runtime, routers: &[(Stack, Router)]) {
+    println!(
+        "\nfull_stack heap allocations per request (stats_alloc, 10000 requests after 2000 warm-up):"
+    );
+    let allocs: Vec<Allocs> = routers.iter().map(|(_, r)| allocations(rt, r)).collect();
+    for ((stack, _), a) in routers.iter().zip(&allocs) {
+        println!(
+            "  {:<10} {:>7.2} allocs {:>9.1} bytes {:>5.2} spans",
+            stack.name(),
+            a.allocs,
+            a.bytes,
+            a.spans
+        );
+    }
+    let nanos = interleaved(rt, routers);
+    println!("\nfull_stack interleaved timing (15 rounds x 4000 requests; median ns/request):");
+    for ((stack, _), ns) in routers.iter().zip(&nanos) {
+        println!(
+            "  {:<10} {:>9.0} ns  x{:.2} bare",
+            stack.name(),
+            ns,
+            ns / nanos[0]
+        );
+    }
+    let at = |s: Stack| routers.iter().position(|(x, _)| *x == s).expect("stack");
+    let (b, t, p) = (at(Stack::Bare), at(Stack::Telltale), at(Stack::Peers));
+    println!(
+        "full_stack ratios: telltale/bare {:.2}  peers/bare {:.2}  telltale/peers {:.2}  \
+         (overhead over bare: telltale/peers {:.2}; allocations telltale/peers {:.2})\n",
+        nanos[t] / nanos[b],
+        nanos[p] / nanos[b],
+        nanos[t] / nanos[p],
+        (nanos[t] - nanos[b]) / (nanos[p] - nanos[b]),
+        allocs[t].allocs / allocs[p].allocs,
+    );
+}
+
+fn bench(c: &mut Criterion, rt: &Runtime, routers: &[(Stack, Router)]) {
+    let mut group = c.benchmark_group("full_stack");
+    for (stack, router) in routers {
+        group.bench_function(stack.name(), |b| b.to_async(rt).iter(|| drive(router)));
+    }
+    group.finish();
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    stacks::metrics();
+    let (dispatch, provider) = stacks::subscriber(false);
+    let routers: Vec<(Stack, Router)> = {
+        let _entered = rt.enter();
+        Stack::ALL.map(|s| (s, stacks::router(s))).into()
+    };
+    let mut criterion = Criterion::default().configure_from_args();
+    tracing::dispatcher::with_default(&dispatch, || {
+        for (stack, router) in &routers {
+            rt.block_on(check(*stack, router));
+        }
+        report(&rt, &routers);
+        bench(&mut criterion, &rt, &routers);
+    });
+    criterion.final_summary();
+    provider.shutdown().expect("tracer provider shutdown");
+}
