@@ -135,8 +135,23 @@ async fn prometheus_scrapes_red_metrics_and_promql_matches_what_was_sent() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(Sent::default());
-    let started = Instant::now();
     let tasks = drive(vec![otel_addr, classic_addr], stop.clone(), sent.clone());
+    // The client's own counts every 100 ms, to compare with Prometheus' rates
+    // over the same window.
+    let history = Arc::new(std::sync::Mutex::new(Vec::<(Instant, u64, u64)>::new()));
+    let sampler = {
+        let (history, sent, stop) = (history.clone(), sent.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let mixed =
+                    sent.mixed_ok.load(Ordering::Relaxed) + sent.mixed_err.load(Ordering::Relaxed);
+                let slow = sent.slow.load(Ordering::Relaxed);
+                history.lock().unwrap().push((Instant::now(), mixed, slow));
+            }
+        })
+    };
 
     // Let Prometheus collect at least 6 scrapes with traffic in them.
     prom.wait_for(
@@ -150,12 +165,21 @@ async fn prometheus_scrapes_red_metrics_and_promql_matches_what_was_sent() {
     )
     .await;
 
-    // Rate by route, against what the client sent per second so far.
-    let elapsed = started.elapsed().as_secs_f64();
-    let mixed_rate = (sent.mixed_ok.load(Ordering::Relaxed)
-        + sent.mixed_err.load(Ordering::Relaxed)) as f64
-        / elapsed;
-    let slow_rate = sent.slow.load(Ordering::Relaxed) as f64 / elapsed;
+    // Rate by route, against what the client sent per second over the last 5 s.
+    let (mixed_rate, slow_rate) = {
+        let history = history.lock().unwrap();
+        let &(end, mixed_end, slow_end) = history.last().unwrap();
+        let &(begin, mixed_begin, slow_begin) = history
+            .iter()
+            .rev()
+            .find(|(t, _, _)| end.duration_since(*t) >= Duration::from_secs(5))
+            .unwrap_or(&history[0]);
+        let dt = end.duration_since(begin).as_secs_f64();
+        (
+            (mixed_end - mixed_begin) as f64 / dt,
+            (slow_end - slow_begin) as f64 / dt,
+        )
+    };
     for (promql, label) in [
         (
             "sum by (http_route) (rate(http_server_request_duration_seconds_count[5s]))",
@@ -174,11 +198,11 @@ async fn prometheus_scrapes_red_metrics_and_promql_matches_what_was_sent() {
         let mixed = rates["/mixed/{id}"];
         let slow = rates["/slow"];
         assert!(
-            approx(mixed, mixed_rate, 0.5),
+            approx(mixed, mixed_rate, 0.3),
             "{promql}: /mixed/{{id}} {mixed}/s, sent {mixed_rate}/s"
         );
         assert!(
-            approx(slow, slow_rate, 0.5),
+            approx(slow, slow_rate, 0.3),
             "{promql}: /slow {slow}/s, sent {slow_rate}/s"
         );
     }
@@ -233,6 +257,7 @@ async fn prometheus_scrapes_red_metrics_and_promql_matches_what_was_sent() {
     for t in tasks {
         t.await.unwrap();
     }
+    sampler.await.unwrap();
     let ok = sent.mixed_ok.load(Ordering::Relaxed) as f64;
     let err = sent.mixed_err.load(Ordering::Relaxed) as f64;
     let slow = sent.slow.load(Ordering::Relaxed) as f64;
