@@ -396,7 +396,7 @@ struct Deciding<'a> {
     corr: Option<u64>,
     plan: Option<Plan>,
     fired: Vec<Arc<str>>,
-    kinds: Vec<&'static str>,
+    kinds: Vec<String>,
     done: bool,
 }
 
@@ -459,7 +459,6 @@ impl Deciding<'_> {
         let side = side_index(self.side);
         for (i, f) in faults.iter().enumerate() {
             f.counters[side].increment(1);
-            self.kinds.push(f.fault.kind());
             match &f.fault {
                 Fault::Delay(d) => {
                     plan.delay += d.pick(draw(self.shared.seed, self.corr, rule.key, i as u64 + 1));
@@ -486,6 +485,7 @@ impl Deciding<'_> {
             "chaos fault injected"
         );
         self.fired.push(rule.id.clone());
+        self.kinds.push(rule.kinds.clone());
     }
 }
 
@@ -723,10 +723,12 @@ impl ChaosHandle {
     /// slow and truncated bodies) stop at once and let the real exchange go on.
     /// Final for this injector.
     pub fn kill(&self) {
-        let previous = self.shared.state.swap(KILLED, Ordering::AcqRel);
-        if previous == REFUSED {
-            self.shared.state.store(REFUSED, Ordering::Release);
-        }
+        let _ = self
+            .shared
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s != REFUSED).then_some(KILLED)
+            });
         self.shared.kill.notify_waiters();
         tracing::warn!(target: "telltale_chaos", "chaos killed");
     }

@@ -553,7 +553,7 @@ fn faults_are_tagged_on_the_span_and_in_one_event() {
         [
             "span: chaos.injected=true",
             "span: chaos.rule=1.1",
-            "span: chaos.fault=delay,status"
+            "span: chaos.fault=delay+status"
         ],
         "{seen:#?}"
     );
