@@ -17,6 +17,9 @@
 //!   `service.name` and the fields of enclosing spans at the top level
 //!   ([`JsonFormat`], OpenTelemetry or Elastic Common Schema names), or a
 //!   [`PrettyFormat`] for terminals (`TELLTALE_LOG_FORMAT`);
+//! - optionally, OTLP export of the same events as OpenTelemetry log records
+//!   (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` or `OTEL_LOGS_EXPORTER=otlp`), through
+//!   the same kind of bounded queue ([`BoundedLogProcessor`]);
 //! - the W3C trace-context and baggage propagators.
 //!
 //! The returned [`TelemetryGuard`] flushes and shuts the exporters down when

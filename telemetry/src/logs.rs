@@ -348,19 +348,33 @@ impl EventFields {
 /// Everything a line needs, gathered once for both formats.
 struct Line {
     message: String,
-    /// `(key, json)` pairs: span fields root to leaf, then event fields.
-    fields: Vec<(String, String)>,
+    /// Encoded `name\tjson\n` fields: span fields root to leaf, then the
+    /// event's (one buffer for all, to allocate little).
+    encoded: String,
     span_names: Vec<&'static str>,
-    correlation_json: Option<String>,
+    /// The task-local correlation ID as JSON, when no field carries one.
+    task_correlation: Option<String>,
     otel: Option<SpanContext>,
 }
 
-fn parse_encoded(encoded: &str, into: &mut Vec<(String, String)>) {
-    for line in encoded.lines() {
-        if let Some((k, v)) = line.split_once('\t') {
-            into.push((k.to_owned(), v.to_owned()));
-        }
+impl Line {
+    /// `(key, json)` pairs in order.
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.encoded
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .collect()
     }
+}
+
+/// The correlation ID as JSON: the innermost field, else the task-local.
+fn correlation<'a>(pairs: &[(&'a str, &'a str)], line: &'a Line) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == "correlation_id")
+        .map(|(_, v)| *v)
+        .or(line.task_correlation.as_deref())
 }
 
 fn gather<S>(
@@ -372,13 +386,6 @@ fn gather<S>(
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let mut fields = EventFields {
-        message: None,
-        encoded: String::new(),
-        max,
-    };
-    event.record(&mut fields);
-
     // The OpenTelemetry context of the innermost span (not holding any
     // extension lock while asking the OpenTelemetry layer for it).
     let leaf = ctx
@@ -396,47 +403,50 @@ where
     }
     .filter(SpanContext::is_valid);
 
-    let mut pairs = Vec::new();
+    let mut fields = EventFields {
+        message: None,
+        encoded: String::new(),
+        max,
+    };
     let mut span_names = Vec::new();
     if let Some(scope) = ctx.event_scope() {
         for span in scope.from_root() {
             span_names.push(span.name());
             let ext = span.extensions();
             if let Some(stored) = ext.get::<FormattedFields<JsonFields>>() {
-                parse_encoded(&stored.fields, &mut pairs);
+                fields.encoded.push_str(&stored.fields);
             }
         }
     }
-    parse_encoded(&fields.encoded, &mut pairs);
+    event.record(&mut fields);
 
-    let correlation_json = pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "correlation_id")
-        .map(|(_, v)| v.clone())
-        .or_else(|| {
-            telltale_core::correlation::with_current(|id| {
-                id.map(|id| {
-                    let mut s = String::new();
-                    let _ = write_json_str(&mut s, id.as_str(), max);
-                    s
-                })
+    let has_field = fields.encoded.starts_with("correlation_id\t")
+        || fields.encoded.contains("\ncorrelation_id\t");
+    let task_correlation = if has_field {
+        None
+    } else {
+        telltale_core::correlation::with_current(|id| {
+            id.map(|id| {
+                let mut s = String::new();
+                let _ = write_json_str(&mut s, id.as_str(), max);
+                s
             })
-        });
+        })
+    };
 
     Line {
         message: fields.message.unwrap_or_default(),
-        fields: pairs,
+        encoded: fields.encoded,
         span_names,
-        correlation_json,
+        task_correlation,
         otel,
     }
 }
 
 /// Keys that appear later win (inner spans over outer, the event over spans).
-fn is_last(fields: &[(String, String)], i: usize) -> bool {
-    let key = &fields[i].0;
-    !fields[i + 1..].iter().any(|(k, _)| k == key)
+fn is_last(fields: &[(&str, &str)], i: usize) -> bool {
+    let key = fields[i].0;
+    !fields[i + 1..].iter().any(|(k, _)| *k == key)
 }
 
 pub(crate) fn severity(level: &Level) -> (&'static str, &'static str, u8) {
@@ -449,10 +459,8 @@ pub(crate) fn severity(level: &Level) -> (&'static str, &'static str, u8) {
     }
 }
 
-fn timestamp() -> String {
-    let mut s = String::with_capacity(32);
-    let _ = SystemTime.format_time(&mut Writer::new(&mut s));
-    s
+fn write_timestamp(w: &mut Writer<'_>) -> fmt::Result {
+    SystemTime.format_time(w)
 }
 
 /// One JSON object per line, with trace and correlation IDs and the fields of
@@ -546,7 +554,9 @@ where
         let meta = event.metadata();
         let (upper, lower, number) = severity(meta.level());
 
-        write!(w, "{{\"{}\":\"{}\"", keys.timestamp, timestamp())?;
+        write!(w, "{{\"{}\":\"", keys.timestamp)?;
+        write_timestamp(&mut w)?;
+        w.write_char('"')?;
         match self.profile {
             Profile::OpenTelemetry => write!(
                 w,
@@ -572,17 +582,15 @@ where
                 sc.span_id()
             )?;
         }
-        if let Some(id) = &line.correlation_json {
+        let pairs = line.pairs();
+        if let Some(id) = correlation(&pairs, &line) {
             write!(w, ",\"{}\":{id}", keys.correlation_id)?;
         }
         if self.profile == Profile::ElasticCommonSchema {
             write!(w, ",\"ecs.version\":\"{ECS_VERSION}\"")?;
         }
-        for (i, (key, value)) in line.fields.iter().enumerate() {
-            if key.starts_with("otel.")
-                || keys.reserved.contains(&key.as_str())
-                || !is_last(&line.fields, i)
-            {
+        for (i, (key, value)) in pairs.iter().enumerate() {
+            if key.starts_with("otel.") || keys.reserved.contains(key) || !is_last(&pairs, i) {
                 continue;
             }
             w.write_char(',')?;
@@ -659,7 +667,7 @@ where
             Level::DEBUG => "34",
             Level::TRACE => "35",
         };
-        w.write_str(&timestamp())?;
+        write_timestamp(&mut w)?;
         if self.ansi {
             write!(w, " \x1b[{color}m{upper:>5}\x1b[0m ")?;
         } else {
@@ -674,8 +682,9 @@ where
         write_escaped(&mut w, meta.target(), self.max_len)?;
         w.write_str(": ")?;
         write_escaped(&mut w, &line.message, self.max_len)?;
-        for (i, (key, value)) in line.fields.iter().enumerate() {
-            if key.starts_with("otel.") || key == "correlation_id" || !is_last(&line.fields, i) {
+        let pairs = line.pairs();
+        for (i, (key, value)) in pairs.iter().enumerate() {
+            if key.starts_with("otel.") || *key == "correlation_id" || !is_last(&pairs, i) {
                 continue;
             }
             w.write_char(' ')?;
@@ -685,7 +694,7 @@ where
         if let Some(sc) = &line.otel {
             write!(w, " trace_id={} span_id={}", sc.trace_id(), sc.span_id())?;
         }
-        if let Some(id) = &line.correlation_json {
+        if let Some(id) = correlation(&pairs, &line) {
             write!(w, " correlation_id={id}")?;
         }
         w.write_char('\n')
