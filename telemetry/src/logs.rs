@@ -674,7 +674,8 @@ where
             write!(w, " {upper:>5} ")?;
         }
         for name in &line.span_names {
-            write!(w, "{name}:")?;
+            write_escaped(&mut w, name, 256)?;
+            w.write_char(':')?;
         }
         if !line.span_names.is_empty() {
             w.write_char(' ')?;

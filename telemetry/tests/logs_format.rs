@@ -227,3 +227,24 @@ fn disabled_sdk_still_logs_without_ids() {
     assert_eq!(line["k"], "v");
     assert!(line.get("trace.id").is_none());
 }
+
+#[test]
+fn pretty_colors_only_the_level_and_escapes_everything_else() {
+    let logs = Captured::default();
+    let telemetry = Telemetry::builder()
+        .log_format(LogFormat::Pretty)
+        .ansi(true)
+        .writer(logs.clone())
+        .build()
+        .unwrap();
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::info!(evil = "\x1b[31m", "hi \x1b[2J");
+    });
+    let text = logs.text();
+    assert!(text.contains("\x1b[32m INFO\x1b[0m "), "{text:?}");
+    assert_eq!(text.matches('\x1b').count(), 2, "{text:?}");
+    assert!(
+        text.contains(r#"hi \u001b[2J evil="\u001b[31m""#),
+        "{text:?}"
+    );
+}
