@@ -182,6 +182,7 @@ where
 fn multi_threaded(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(TASKS)
+        .enable_all()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("breaker/contended");

@@ -145,6 +145,12 @@ fn allocations() {
 }
 
 fn single_threaded(c: &mut Criterion) {
+    // tower-resilience's bulkhead arms a tokio timer per call: give it a runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _context = rt.enter();
     allocations();
     let mut group = c.benchmark_group("bulkhead/single");
     for (name, mut f) in subjects() {
@@ -191,6 +197,7 @@ where
 fn multi_threaded(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(TASKS)
+        .enable_all()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("bulkhead/contended");
