@@ -25,6 +25,9 @@
 //!     });
 //! # let _ = svc;
 //! ```
+//!
+//! # Guide
+#![doc = include_str!("../README.md")]
 
 pub mod breaker;
 pub mod bulkhead;

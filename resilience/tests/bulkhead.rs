@@ -231,3 +231,25 @@ async fn no_permit_leaked_under_100_000_cancelled_calls() {
     let all: Vec<_> = (0..4).map(|_| b.try_acquire().unwrap()).collect();
     assert_eq!(all.len(), 4);
 }
+
+#[tokio::test]
+async fn full_bulkhead_maps_to_429_when_asked() {
+    use telltale_resilience::reject::RejectionResponseLayer;
+    let b = Bulkhead::builder("api").max_concurrent(1).build().unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(RejectionResponseLayer::new().bulkhead_status(http::StatusCode::TOO_MANY_REQUESTS))
+        .layer(b.layer())
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
+        });
+    let _held = b.try_acquire().unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "1");
+}
