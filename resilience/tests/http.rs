@@ -335,3 +335,45 @@ async fn keyed_breakers_isolate_hosts() {
     assert_eq!(registry.len(), 2);
     assert_eq!(hits.load(Ordering::SeqCst), 5);
 }
+
+/// A gRPC stream whose status only comes in the trailers settles at the end
+/// of the body, classified from the trailers.
+#[tokio::test]
+async fn grpc_status_in_trailers_settles_at_the_end() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let b = breaker().build().unwrap();
+    let mut svc =
+        ServiceBuilder::new()
+            .layer(b.layer())
+            .service_fn(|_req: http::Request<()>| async {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from_static("13"));
+                let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                    Ok(Frame::data(Bytes::from_static(b"msg"))),
+                    Ok(Frame::trailers(trailers)),
+                ];
+                let mut res =
+                    http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+                res.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/grpc"));
+                Ok::<_, Infallible>(res)
+            });
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(b.snapshot().calls, 0, "data frames do not settle");
+    body.frame().await.unwrap().unwrap();
+    let snap = b.snapshot();
+    assert_eq!(
+        (snap.calls, snap.failed),
+        (1, 1),
+        "INTERNAL in the trailers"
+    );
+}
