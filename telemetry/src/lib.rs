@@ -87,7 +87,9 @@ pub use logs::{
     write_escaped,
 };
 pub use stdout::StdoutExporter;
-pub use telemetry::{ShutdownError, Telemetry, TelemetryGuard, install_propagators};
+pub use telemetry::{
+    ShutdownError, Telemetry, TelemetryGuard, current_trace_id, install_propagators,
+};
 
 /// Builds the telemetry pipeline from the environment and installs it
 /// globally; see the [crate docs](crate) and [`Telemetry::from_env`].

@@ -151,6 +151,29 @@ pub fn install_propagators() {
     ]));
 }
 
+/// The OpenTelemetry trace ID of the current tracing span, for a response
+/// header or a link to the flight recorder; `None` outside any span or
+/// without the OpenTelemetry layer.
+///
+/// ```
+/// use telltale_telemetry::{Telemetry, current_trace_id};
+///
+/// let telemetry = Telemetry::builder().build().unwrap();
+/// tracing::dispatcher::with_default(telemetry.dispatch(), || {
+///     assert_eq!(current_trace_id(), None);
+///     let id = tracing::info_span!("request").in_scope(|| current_trace_id()).unwrap();
+///     assert_eq!(telemetry.flight_recorder().unwrap().trace(id).len(), 1);
+/// });
+/// ```
+pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id())
+}
+
 impl TelemetryBuilder {
     /// Builds the pipeline without installing anything global.
     pub fn build(self) -> Result<Telemetry, InitError> {
