@@ -66,26 +66,7 @@ impl Telemetry {
         TelemetryBuilder::default()
     }
 
-    /// A builder from the process environment, which code can still adjust.
-    ///
-    /// Standard variables: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `_TRACES_ENDPOINT` (and `_LOGS_ENDPOINT`,
-    /// `_LOGS_PROTOCOL`, checked only), `OTEL_EXPORTER_OTLP_PROTOCOL` /
-    /// `_TRACES_PROTOCOL` (`grpc`, `http/protobuf`), `OTEL_EXPORTER_OTLP_HEADERS`
-    /// / `_TRACES_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT` / `_TRACES_TIMEOUT`
-    /// (ms), `OTEL_TRACES_EXPORTER` (`otlp`, `console`, `none`),
-    /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_SDK_DISABLED`,
-    /// `RUST_LOG`.
-    ///
-    /// telltale knobs: `TELLTALE_LOG_FORMAT` (`json`, `ecs`, `pretty`,
-    /// `none`; default `json`), `TELLTALE_LOG_MAX_FIELD_LEN`,
-    /// `TELLTALE_LOG_ANSI`, `TELLTALE_FLIGHT_RECORDER_CAPACITY`,
-    /// `TELLTALE_EXPORT_QUEUE_SIZE`, `TELLTALE_EXPORT_BATCH_SIZE`,
-    /// `TELLTALE_EXPORT_DELAY`, `TELLTALE_EXPORT_TIMEOUT`,
-    /// `TELLTALE_SHUTDOWN_TIMEOUT`.
-    ///
-    /// Every invalid value is an [`InitError::Config`] naming the variable
-    /// and the position of the problem.
+    #[doc = include_str!("../docs/configuration.md")]
     pub fn from_env() -> Result<TelemetryBuilder, InitError> {
         TelemetryBuilder::from_env_source(&Env::process())
     }
