@@ -7,7 +7,11 @@ use telltale::core::{FailurePolicy, Outcome, Side};
 
 fn main() {
     let policy = FailurePolicy::default();
-    for status in [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE] {
+    for status in [
+        StatusCode::OK,
+        StatusCode::NOT_FOUND,
+        StatusCode::SERVICE_UNAVAILABLE,
+    ] {
         let outcome = Outcome::Response { status, grpc: None };
         println!(
             "{status}: failure={} error.type(server)={:?} error.type(client)={:?}",
