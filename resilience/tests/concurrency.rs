@@ -67,13 +67,18 @@ async fn concurrent_results_make_one_transition_per_generation() {
         .minimum_calls(5)
         .wait_in_open(Duration::ZERO)
         .permitted_probes(2)
-        .event_capacity(1 << 20)
+        .event_capacity(1 << 14)
         .build()
         .unwrap();
     let mut events = b.subscribe();
     let collector = tokio::spawn(async move {
         let mut seen = Vec::new();
-        while let Ok(e) = events.recv().await {
+        loop {
+            let e = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                Err(e) => panic!("{e}"),
+            };
             if let telltale_resilience::BreakerEvent::StateTransition {
                 from,
                 to,
