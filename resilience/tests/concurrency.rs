@@ -67,7 +67,7 @@ async fn concurrent_results_make_one_transition_per_generation() {
         .minimum_calls(5)
         .wait_in_open(Duration::ZERO)
         .permitted_probes(2)
-        .event_capacity(1 << 14)
+        .event_capacity(1 << 17) // more than calls + transitions: never lags
         .build()
         .unwrap();
     let mut events = b.subscribe();
