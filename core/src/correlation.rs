@@ -78,8 +78,14 @@ impl CorrelationId {
     /// A new random, time-ordered ID (UUIDv7, hyphenated).
     pub fn generate() -> Self {
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
-        CorrelationId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+        uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        // One allocation for the owner; clones of the header value are then
+        // reference counts (a `Vec`-backed value would allocate again on its
+        // first clone).
+        let bytes = bytes::Bytes::from_owner(buf);
+        CorrelationId(
+            HeaderValue::from_maybe_shared(bytes).expect("a UUID is a valid header value"),
+        )
     }
 
     /// Takes a header value as an ID when it is visible ASCII of an allowed length.
