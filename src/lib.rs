@@ -9,6 +9,19 @@
 //! | `telemetry` | `telemetry` | init, spans, enriched logs, RED metrics |
 //! | `resilience` | `resilience` | circuit breakers, bulkheads |
 //! | `chaos` | `chaos` | fault injection from env vars |
+//! | `stack` | `stack` | [`ServerStack`](stack::ServerStack) / [`ClientStack`](stack::ClientStack): every layer in the recommended order |
+//!
+//! ```
+//! # #[cfg(feature = "stack")] {
+//! use axum::{Router, routing::get};
+//!
+//! // Span + RED metrics, correlation ID, (breaker, bulkhead,) chaos: one layer.
+//! let app: Router = Router::new()
+//!     .route("/hello", get(|| async { "hello" }))
+//!     .layer(telltale::stack().layer());
+//! # let _ = app;
+//! # }
+//! ```
 
 pub use telltale_core as core;
 
@@ -20,3 +33,8 @@ pub use telltale_correlation as correlation;
 pub use telltale_resilience as resilience;
 #[cfg(feature = "telemetry")]
 pub use telltale_telemetry as telemetry;
+
+#[cfg(feature = "stack")]
+pub mod stack;
+#[cfg(feature = "stack")]
+pub use stack::{ClientStack, ServerStack, stack};
