@@ -83,6 +83,37 @@ async fn check(stack: Stack, router: &Router) {
     assert_eq!(&body[..], b"Hello, World!");
 }
 
+/// How many requests the printed tables measure: full size under `cargo
+/// bench`, a quick pass when the bench runs as a test (`cargo test
+/// --all-targets`), which still checks every stack.
+#[derive(Clone, Copy)]
+struct Sizes {
+    warm_up: usize,
+    allocs: usize,
+    rounds: usize,
+    per_round: usize,
+}
+
+impl Sizes {
+    fn from_args() -> Sizes {
+        if std::env::args().any(|a| a == "--bench") {
+            Sizes {
+                warm_up: 2_000,
+                allocs: 10_000,
+                rounds: 15,
+                per_round: 4_000,
+            }
+        } else {
+            Sizes {
+                warm_up: 100,
+                allocs: 500,
+                rounds: 3,
+                per_round: 200,
+            }
+        }
+    }
+}
+
 struct Allocs {
     allocs: f64,
     bytes: f64,
@@ -90,41 +121,39 @@ struct Allocs {
 }
 
 /// Heap allocations, bytes and exported spans per request, after warm-up.
-fn allocations(rt: &Runtime, router: &Router) -> Allocs {
-    const WARM_UP: usize = 2_000;
-    const N: usize = 10_000;
+fn allocations(rt: &Runtime, router: &Router, sizes: Sizes) -> Allocs {
+    let n = sizes.allocs;
     rt.block_on(async {
-        for _ in 0..WARM_UP {
+        for _ in 0..sizes.warm_up {
             drive(router).await;
         }
         stacks::metrics().run_upkeep();
         let spans = stacks::spans_exported();
         let region = Region::new(GLOBAL);
-        for _ in 0..N {
+        for _ in 0..n {
             drive(router).await;
         }
         let stats = region.change();
         Allocs {
-            allocs: (stats.allocations + stats.reallocations) as f64 / N as f64,
-            bytes: stats.bytes_allocated as f64 / N as f64,
-            spans: (stacks::spans_exported() - spans) as f64 / N as f64,
+            allocs: (stats.allocations + stats.reallocations) as f64 / n as f64,
+            bytes: stats.bytes_allocated as f64 / n as f64,
+            spans: (stacks::spans_exported() - spans) as f64 / n as f64,
         }
     })
 }
 
 /// Median time per request over interleaved rounds.
-fn interleaved(rt: &Runtime, routers: &[(Stack, Router)]) -> Vec<f64> {
-    const ROUNDS: usize = 15;
-    const N: usize = 4_000;
-    let mut samples = vec![Vec::with_capacity(ROUNDS); routers.len()];
-    for _ in 0..ROUNDS {
+fn interleaved(rt: &Runtime, routers: &[(Stack, Router)], sizes: Sizes) -> Vec<f64> {
+    let n = sizes.per_round;
+    let mut samples = vec![Vec::with_capacity(sizes.rounds); routers.len()];
+    for _ in 0..sizes.rounds {
         for ((_, router), out) in routers.iter().zip(&mut samples) {
             let nanos = rt.block_on(async {
                 let start = Instant::now();
-                for _ in 0..N {
+                for _ in 0..n {
                     drive(router).await;
                 }
-                start.elapsed().as_nanos() as f64 / N as f64
+                start.elapsed().as_nanos() as f64 / n as f64
             });
             out.push(nanos);
         }
@@ -139,11 +168,15 @@ fn interleaved(rt: &Runtime, routers: &[(Stack, Router)]) -> Vec<f64> {
         .collect()
 }
 
-fn report(rt: &Runtime, routers: &[(Stack, Router)]) {
+fn report(rt: &Runtime, routers: &[(Stack, Router)], sizes: Sizes) {
     println!(
-        "\nfull_stack heap allocations per request (stats_alloc, 10000 requests after 2000 warm-up):"
+        "\nfull_stack heap allocations per request (stats_alloc, {} requests after {} warm-up):",
+        sizes.allocs, sizes.warm_up
     );
-    let allocs: Vec<Allocs> = routers.iter().map(|(_, r)| allocations(rt, r)).collect();
+    let allocs: Vec<Allocs> = routers
+        .iter()
+        .map(|(_, r)| allocations(rt, r, sizes))
+        .collect();
     for ((stack, _), a) in routers.iter().zip(&allocs) {
         println!(
             "  {:<10} {:>7.2} allocs {:>9.1} bytes {:>5.2} spans",
@@ -153,8 +186,11 @@ fn report(rt: &Runtime, routers: &[(Stack, Router)]) {
             a.spans
         );
     }
-    let nanos = interleaved(rt, routers);
-    println!("\nfull_stack interleaved timing (15 rounds x 4000 requests; median ns/request):");
+    let nanos = interleaved(rt, routers, sizes);
+    println!(
+        "\nfull_stack interleaved timing ({} rounds x {} requests; median ns/request):",
+        sizes.rounds, sizes.per_round
+    );
     for ((stack, _), ns) in routers.iter().zip(&nanos) {
         println!(
             "  {:<10} {:>9.0} ns  x{:.2} bare",
@@ -200,7 +236,7 @@ fn main() {
         for (stack, router) in &routers {
             rt.block_on(check(*stack, router));
         }
-        report(&rt, &routers);
+        report(&rt, &routers, Sizes::from_args());
         bench(&mut criterion, &rt, &routers);
     });
     criterion.final_summary();
