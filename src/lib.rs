@@ -9,7 +9,7 @@
 //! | `telemetry` | `telemetry` | init, spans, enriched logs, RED metrics |
 //! | `resilience` | `resilience` | circuit breakers, bulkheads |
 //! | `chaos` | `chaos` | fault injection from env vars |
-//! | `stack` | `stack` | [`ServerStack`](stack::ServerStack) / [`ClientStack`](stack::ClientStack): every layer in the recommended order |
+//! | `stack` | `stack` | `ServerStack` / `ClientStack`: every layer in the recommended order |
 //!
 //! ```
 //! # #[cfg(feature = "stack")] {
@@ -38,3 +38,8 @@ pub use telltale_telemetry as telemetry;
 pub mod stack;
 #[cfg(feature = "stack")]
 pub use stack::{ClientStack, ServerStack, stack};
+
+/// The README's code, compiled as doctests.
+#[cfg(all(doctest, feature = "stack"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
