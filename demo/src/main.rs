@@ -71,8 +71,11 @@ pub(crate) struct Settings {
     pub(crate) upstream: Option<String>,
     /// `--short`: the short scenario.
     pub(crate) short: bool,
-    /// `--logs json` (or `TELLTALE_LOG_FORMAT` set): JSON log lines.
+    /// Whether services print log lines (`--logs json`, or
+    /// `TELLTALE_LOG_FORMAT` set); the parent forwards them to its stdout.
     pub(crate) json_logs: bool,
+    /// `--logs json|none` given explicitly: overrides `TELLTALE_LOG_FORMAT`.
+    pub(crate) logs_flag: bool,
     /// `--report-json PATH`: write the report's facts as JSON.
     pub(crate) report_json: Option<std::path::PathBuf>,
 }
@@ -110,8 +113,8 @@ fn parse_args() -> Result<Settings, String> {
             "--short" => s.short = true,
             "--report-json" => s.report_json = Some(value("--report-json")?.into()),
             "--logs" => match value("--logs")?.as_str() {
-                "json" => s.json_logs = true,
-                "none" | "off" => s.json_logs = false,
+                "json" => (s.json_logs, s.logs_flag) = (true, true),
+                "none" | "off" => (s.json_logs, s.logs_flag) = (false, true),
                 other => return Err(format!("--logs takes json or none, not {other:?}")),
             },
             "-h" | "--help" => return Err(String::new()),

@@ -131,8 +131,11 @@ async fn start(
     if let Some(up) = &upstream {
         cmd.arg("--upstream").arg(up);
     }
-    cmd.arg("--logs")
-        .arg(if settings.json_logs { "json" } else { "none" });
+    // TELLTALE_LOG_FORMAT alone: the services use it as is.
+    if settings.logs_flag || !settings.json_logs {
+        cmd.arg("--logs")
+            .arg(if settings.json_logs { "json" } else { "none" });
+    }
     cmd.env("OTEL_SERVICE_NAME", role.name());
     if std::env::var_os("TELLTALE_SHUTDOWN_TIMEOUT").is_none() {
         cmd.env("TELLTALE_SHUTDOWN_TIMEOUT", "3s");

@@ -161,11 +161,13 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
     let mut builder = Telemetry::from_env()?
         .service_name(role.name())
         .flight_recorder_capacity(100_000);
-    builder = builder.log_format(if settings.json_logs {
-        LogFormat::Json(Profile::OpenTelemetry)
-    } else {
-        LogFormat::None
-    });
+    if settings.logs_flag {
+        builder = builder.log_format(if settings.json_logs {
+            LogFormat::Json(Profile::OpenTelemetry)
+        } else {
+            LogFormat::None
+        });
+    }
     let guard = builder.init()?;
     let recorder = guard
         .flight_recorder()
@@ -216,7 +218,7 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
                 .from_env()?
                 .build()?;
             let bulkhead = Bulkhead::builder("external-fraud-api")
-                .max_concurrent(6)
+                .max_concurrent(4)
                 .max_wait(Duration::ZERO)
                 .from_env()?
                 .build()?;
@@ -367,6 +369,7 @@ async fn checkout(State((client, upstream)): State<(HttpClient, String)>, body: 
                     return answer(StatusCode::BAD_GATEWAY, None, format!("payment body: {e}"));
                 }
             };
+            tracing::info!(%status, rejected_by = rejected.as_deref(), "checkout finished");
             if status.is_success() {
                 answer(StatusCode::OK, None, format!("order confirmed: {text}"))
             } else {
@@ -419,6 +422,7 @@ async fn pay(State(client): State<GrpcClient>, Json(pay): Json<PayRequest>) -> R
     match grpc::check(client, request).await {
         Ok(reply) => {
             let CheckReply { approved, score } = reply.into_inner();
+            tracing::info!(approved, score, "fraud check answered");
             if approved {
                 answer(StatusCode::OK, None, format!("paid (risk {score:.2})"))
             } else {
@@ -474,7 +478,11 @@ impl grpc::Check for Fraud {
                 .expect("valid request");
             let res = match this.client.oneshot(req).await {
                 Ok(res) => res,
-                Err(e) => return Err(status_of(&*e)),
+                Err(e) => {
+                    let status = status_of(&*e);
+                    tracing::warn!(error = %e, code = ?status.code(), "external fraud API call failed");
+                    return Err(status);
+                }
             };
             if !res.status().is_success() {
                 return Err(tonic::Status::unavailable(format!(
@@ -521,5 +529,6 @@ async fn score(Path(order): Path<String>) -> Json<Value> {
     let h = order.bytes().map(u64::from).sum::<u64>();
     tokio::time::sleep(Duration::from_millis(15 + h % 11)).await;
     let score = (h % 50) as f64 / 100.0;
+    tracing::info!(%order, score, "scored");
     Json(json!({ "order": order, "score": score }))
 }
