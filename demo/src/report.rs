@@ -629,3 +629,71 @@ pub(crate) fn render(r: &Value) -> String {
 fn yes(v: &Value) -> &'static str {
     if v == true { "yes" } else { "NO" }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let d: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&d, 0.5), 50.0);
+        assert_eq!(percentile(&d, 0.99), 99.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn metrics_requests_sum_server_counts_only() {
+        let text = "# TYPE x histogram\n\
+            http_server_request_duration_seconds_count{http_route=\"/a\"} 3\n\
+            http_server_request_duration_seconds_count{http_route=\"/b\"} 2\n\
+            http_client_request_duration_seconds_count{x=\"y\"} 9\n\
+            rpc_server_call_duration_seconds_count{rpc_method=\"Check\"} 4\n\
+            http_server_request_duration_seconds_sum{http_route=\"/a\"} 0.5\n";
+        assert_eq!(metrics_requests(text), 9);
+    }
+
+    #[test]
+    fn chaos_tags_come_from_the_event_or_the_header() {
+        let event = json!({"events": [{"name": "chaos fault injected", "attributes": {}}], "attributes": {}});
+        let header =
+            json!({"events": [], "attributes": {"http.response.header.x-telltale-chaos": "1.1"}});
+        let plain = json!({"events": [{"name": "saying hello", "attributes": {}}], "attributes": {"http.route": "/"}});
+        assert!(is_chaos_tagged(&event));
+        assert!(is_chaos_tagged(&header));
+        assert!(!is_chaos_tagged(&plain));
+    }
+
+    #[test]
+    fn the_slowest_trace_is_one_tree_with_depths() {
+        let span = |id: &str,
+                    parent: Option<&str>,
+                    service: &str,
+                    kind: &str,
+                    start: u64,
+                    end: u64| {
+            json!({"trace_id": "t", "span_id": id, "parent_span_id": parent, "service.name": service,
+                   "kind": kind, "name": "x", "start_time_unix_nano": start, "end_time_unix_nano": end,
+                   "duration_ms": (end - start) as f64 / 1e6, "status": "unset", "events": [],
+                   "attributes": {"correlation_id": "order-1"}})
+        };
+        let spans = vec![
+            span("b", Some("a"), "front", "client", 1_000_000, 9_000_000),
+            span("a", None, "front", "server", 0, 10_000_000),
+            span("c", Some("b"), "back", "server", 2_000_000, 8_000_000),
+        ];
+        let t = slowest_trace(&spans);
+        assert_eq!(t["duration_ms"], 10.0);
+        assert_eq!(t["correlation_ids"], json!(["order-1"]));
+        let depths: Vec<u64> = t["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["depth"].as_u64().unwrap())
+            .collect();
+        assert_eq!(depths, [0, 1, 2]);
+        assert_eq!(t["time_by_service_ms"]["back"], 6.0);
+        assert_eq!(t["time_by_service_ms"]["front"], 2.0);
+    }
+}

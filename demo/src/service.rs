@@ -267,6 +267,10 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
     });
     let admin_task = tokio::spawn(async move { axum::serve(admin_listener, admin).await });
 
+    // Ctrl-C in a terminal reaches the whole process group: leave it to the
+    // parent, which closes our stdin so that we flush and exit.
+    tokio::spawn(async { while tokio::signal::ctrl_c().await.is_ok() {} });
+
     // The parent waits for this line.
     println!(
         "{} {}",
