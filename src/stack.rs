@@ -36,6 +36,9 @@
 //!    with `grpc-status` `UNAVAILABLE`, `RESOURCE_EXHAUSTED`,
 //!    `DEADLINE_EXCEEDED` or `INTERNAL`. The stack is infallible (what axum's
 //!    `Router::layer` asks for) and the span above sees the mapped status.
+//!    An injected `abort`/`reset` therefore becomes a `500` here; to break
+//!    real connections, serve `ChaosLayer::inbound` outside the stack with
+//!    hyper-util (see the chaos crate's README).
 //! 4. **Circuit breaker** ([`resilience::CircuitBreaker`]): outside the
 //!    bulkhead, so a full bulkhead is counted by the breaker and an open
 //!    circuit rejects before taking a slot.
@@ -687,15 +690,28 @@ impl<S> Layer<S> for ErrorResponseLayer {
         ErrorResponse {
             inner,
             bulkhead_status: self.bulkhead_status,
+            not_ready: None,
         }
     }
 }
 
 /// The service of [`ErrorResponseLayer`]: infallible.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ErrorResponse<S> {
     inner: S,
     bulkhead_status: StatusCode,
+    /// A readiness error, answered (as a response) by the next call.
+    not_ready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for ErrorResponse<S> {
+    fn clone(&self) -> Self {
+        ErrorResponse {
+            inner: self.inner.clone(),
+            bulkhead_status: self.bulkhead_status,
+            not_ready: None,
+        }
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorResponse<S>
@@ -708,11 +724,19 @@ where
     type Future = ErrorResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // A service that fails readiness cannot be called; the layers here
-        // (breaker, bulkhead, chaos) reserve in `call`, so they are always
-        // ready. Anything else is reported at the call.
+        // The layers inside (breaker, bulkhead, chaos) reserve in `call` and
+        // are ready when the handler is; should the inner service fail
+        // readiness anyway, the next call answers that error as a response
+        // without calling it.
+        if self.not_ready.is_some() {
+            return Poll::Ready(Ok(()));
+        }
         match self.inner.poll_ready(cx) {
-            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                self.not_ready = Some(e.into());
+                Poll::Ready(Ok(()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -722,11 +746,26 @@ where
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let inner = match self.not_ready.take() {
+            Some(err) => Inner::NotReady { err: Some(err) },
+            None => Inner::Called {
+                future: self.inner.call(req),
+            },
+        };
         ErrorResponseFuture {
-            inner: self.inner.call(req),
+            inner,
             bulkhead_status: self.bulkhead_status,
             grpc,
         }
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner<F> {
+        Called { #[pin] future: F },
+        NotReady { err: Option<BoxError> },
     }
 }
 
@@ -735,7 +774,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct ErrorResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Inner<F>,
         bulkhead_status: StatusCode,
         grpc: bool,
     }
@@ -750,9 +789,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let err = match ready!(this.inner.poll(cx)) {
-            Ok(res) => return Poll::Ready(Ok(res.map(Either::Left))),
-            Err(e) => e.into(),
+        let err = match this.inner.project() {
+            InnerProj::Called { future } => match ready!(future.poll(cx)) {
+                Ok(res) => return Poll::Ready(Ok(res.map(Either::Left))),
+                Err(e) => e.into(),
+            },
+            InnerProj::NotReady { err } => err
+                .take()
+                .unwrap_or_else(|| "ErrorResponseFuture polled after completion".into()),
         };
         Poll::Ready(Ok(error_response(&*err, *this.bulkhead_status, *this.grpc)))
     }
@@ -814,6 +858,32 @@ fn status_response(status: StatusCode) -> Response<Empty<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fails readiness; panics if called anyway.
+    #[derive(Clone)]
+    struct NeverReady;
+
+    impl Service<Request<()>> for NeverReady {
+        type Response = Response<Empty<Bytes>>;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err(std::io::Error::other("not ready")))
+        }
+
+        fn call(&mut self, _req: Request<()>) -> Self::Future {
+            panic!("called without being ready")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_is_answered_without_calling() {
+        use tower::ServiceExt;
+        let svc = ErrorResponseLayer::new(StatusCode::SERVICE_UNAVAILABLE).layer(NeverReady);
+        let res = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(res.status(), 500);
+    }
 
     #[test]
     fn errors_become_statuses() {
