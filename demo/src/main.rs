@@ -92,9 +92,13 @@ usage: demo [--short] [--report-json PATH] [--logs json]
 
 Starts checkout → payment → fraud-detection (gRPC) → external-fraud-api on
 127.0.0.1, each its own process, runs a scripted incident against them and
-prints a report from their flight recorders. Environment: TELLTALE_CHAOS
-replaces the incident's chaos rules on external-fraud-api; every OTEL_* and
-TELLTALE_* variable of the telltale crates applies to every service.";
+prints a report from their flight recorders.
+
+Environment: TELLTALE_CHAOS replaces the incident's chaos rules on
+external-fraud-api; TELLTALE_BREAKER_* and TELLTALE_BULKHEAD_* tune the
+breaker and bulkhead of fraud-detection; OTEL_* (OTEL_EXPORTER_OTLP_ENDPOINT
+exports to a collector), TELLTALE_LOG_*, TELLTALE_HTTP_*, TELLTALE_METRICS_*
+and TELLTALE_CORRELATION_* apply to every service.";
 
 fn parse_args() -> Result<Settings, String> {
     let mut s = Settings {

@@ -142,9 +142,12 @@ fn metrics_requests(text: &str) -> u64 {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (name, rest) = l.split_once(['{', ' '])?;
-            let server = name.ends_with("_count")
+            // OpenTelemetry names (histogram counts), or the classic ones.
+            let server = (name.ends_with("_count")
                 && (name.starts_with("http_server_request_duration")
-                    || name.starts_with("rpc_server_"));
+                    || name.starts_with("rpc_server_")))
+                || name.ends_with("http_requests_total")
+                || name.ends_with("grpc_server_handled_total");
             let value = rest.rsplit(' ').next()?;
             server.then(|| value.parse::<f64>().ok()).flatten()
         })

@@ -25,6 +25,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use telltale::chaos::{ChaosHandle, Injector};
+use telltale::core::config::Env;
+use telltale::correlation::client::Builder as InjectBuilder;
+use telltale::correlation::server::Builder as CorrelationBuilder;
 use telltale::resilience::{
     BreakerEvent, Bulkhead, BulkheadEvent, CircuitBreaker, Rejection, SlidingWindow,
 };
@@ -173,37 +176,52 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
         .flight_recorder()
         .cloned()
         .ok_or("the flight recorder is off")?;
-    let metrics = install_prometheus(&RedConfig::default())?;
+    let metrics = install_prometheus(&RedConfig::from_env()?)?;
 
     let (listener, addr) = bind().await?;
     let (admin_listener, admin_addr) = bind().await?;
     let events = Arc::new(Events::default());
     let upstream = settings.upstream.clone().unwrap_or_default();
-    // The server stack of every service; the external API also answers the
-    // chaos header on its spans.
+    // The layers of every service, configured from TELLTALE_HTTP_*,
+    // TELLTALE_METRICS_* and TELLTALE_CORRELATION_*; breakers, bulkheads and
+    // chaos only where the story puts them (so TELLTALE_BREAKER_* and
+    // TELLTALE_BULKHEAD_* tune fraud-detection's, and TELLTALE_CHAOS is the
+    // incident). Spans record the chaos tag and the rejection header.
+    let env = Env::process();
     let server_layer = ServerLayer::builder()
+        .env(&env)?
         .capture_response_headers(["x-telltale-chaos", REJECTED_BY])
         .build()?;
+    let server_stack = ServerStack::new()
+        .telemetry(server_layer)
+        .correlation(CorrelationBuilder::from_env_source(&env)?.build()?);
+    let client_stack = ClientStack::new()
+        .telemetry(
+            ClientLayer::builder()
+                .env(&env)?
+                .capture_response_headers(["x-telltale-chaos"])
+                .build()?,
+        )
+        .correlation(InjectBuilder::from_env_source(&env)?.build()?);
     let mut chaos = None;
 
     let serve: tokio::task::JoinHandle<Result<(), BoxError>> = match role {
         Role::Checkout => {
-            let client =
-                http_client(&ClientStack::from_env("payment")?.timeout(settings.scale(2000)));
+            let client = http_client(&client_stack.timeout(settings.scale(2000)));
             let app = Router::new()
                 .route("/checkout", post(checkout))
                 .with_state((client, upstream))
-                .layer(ServerStack::new().telemetry(server_layer).layer());
+                .layer(server_stack.layer());
             tokio::spawn(async move { Ok(axum::serve(listener, app).await?) })
         }
         Role::Payment => {
             let channel = tonic::transport::Endpoint::from_shared(upstream)?.connect_lazy();
-            let stack = ClientStack::from_env("fraud-detection")?.timeout(settings.scale(1500));
+            let stack = client_stack.timeout(settings.scale(1500));
             let client = ServiceBuilder::new().layer(stack.layer()).service(channel);
             let app = Router::new()
                 .route("/pay", post(pay))
                 .with_state(client)
-                .layer(ServerStack::new().telemetry(server_layer).layer());
+                .layer(server_stack.layer());
             tokio::spawn(async move { Ok(axum::serve(listener, app).await?) })
         }
         Role::FraudDetection => {
@@ -223,12 +241,7 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
                 .from_env()?
                 .build()?;
             watch_resilience(&breaker, &bulkhead, &events);
-            let stack = ClientStack::new()
-                .telemetry(
-                    ClientLayer::builder()
-                        .capture_response_headers(["x-telltale-chaos"])
-                        .build()?,
-                )
+            let stack = client_stack
                 .breaker(breaker)
                 .bulkhead(bulkhead)
                 .timeout(settings.scale(250));
@@ -238,7 +251,7 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
                 upstream: Arc::from(upstream),
             };
             let server = tonic::transport::Server::builder()
-                .layer(ServerStack::new().telemetry(server_layer).layer())
+                .layer(server_stack.layer())
                 .add_service(grpc::FraudDetectionServer::new(fraud));
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             tokio::spawn(async move { Ok(server.serve_with_incoming(incoming).await?) })
@@ -249,12 +262,9 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
                 return Err(format!("chaos refused: {why}").into());
             }
             chaos = Some(injector.handle());
-            let app = Router::new().route("/v1/score/{order}", get(score)).layer(
-                ServerStack::new()
-                    .telemetry(server_layer)
-                    .chaos(&injector)
-                    .layer(),
-            );
+            let app = Router::new()
+                .route("/v1/score/{order}", get(score))
+                .layer(server_stack.chaos(&injector).layer());
             tokio::spawn(async move { Ok(axum::serve(listener, app).await?) })
         }
     };
