@@ -169,3 +169,49 @@ async fn injected_outbound_faults_count_in_the_breaker() {
     }
     assert_eq!(breaker.state(), State::Open);
 }
+
+#[tokio::test]
+async fn tonic_channel_behind_the_client_stack() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    recorder();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(telltale::stack().layer())
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let breaker = CircuitBreaker::builder("grpc-client").build().unwrap();
+    let stack = ClientStack::new().breaker(breaker.clone());
+    let mut client = HealthClient::new(ServiceBuilder::new().layer(stack.layer()).service(channel));
+
+    let id: CorrelationId = "grpc-client-1".parse().unwrap();
+    let res = scope(id, client.check(HealthCheckRequest::default()))
+        .await
+        .unwrap();
+    assert_eq!(res.get_ref().status(), ServingStatus::Serving);
+    // The server echoed the ID the client stack sent.
+    assert_eq!(
+        res.metadata().get("x-correlation-id").unwrap(),
+        "grpc-client-1"
+    );
+
+    // An open breaker fails the call before it leaves: UNAVAILABLE-like
+    // status built by tonic from the boxed rejection.
+    breaker.force_open();
+    let status = client
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("grpc-client"), "{status:?}");
+}
