@@ -253,3 +253,37 @@ async fn tonic_server_stack_serves_and_maps_rejections_to_grpc_statuses() {
     let status = full.check(HealthCheckRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
 }
+
+#[tokio::test]
+async fn the_breaker_counts_injected_faults_because_chaos_is_innermost() {
+    recorder();
+    let env = Env::from_pairs([
+        ("TELLTALE_CHAOS", "in: status(500)"),
+        ("TELLTALE_ENV", "test"),
+        ("TELLTALE_BREAKER_WINDOW", "4"),
+        ("TELLTALE_BREAKER_MINIMUM_CALLS", "2"),
+        ("TELLTALE_BREAKER_OPEN_WAIT", "1m"),
+    ]);
+    let stack = ServerStack::from_env_source(&env).unwrap();
+    let breaker = stack.breaker_ref().unwrap().clone();
+    let addr = serve(hello_router().layer(stack.layer())).await;
+    let client = client();
+    for i in 0..2 {
+        let res = get_with_id(&client, addr, "/hello/x", &format!("inner-{i}")).await;
+        assert_eq!(res.status(), 500);
+        assert!(res.headers().contains_key("x-telltale-chaos"));
+    }
+    // The server settles the breaker when it has sent the body's end, which
+    // may be just after the client read the last byte: wait, bounded.
+    for _ in 0..200 {
+        if breaker.state() == telltale::resilience::State::Open {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(breaker.state(), telltale::resilience::State::Open);
+    // Now the breaker answers before chaos is reached.
+    let res = get_with_id(&client, addr, "/hello/x", "inner-2").await;
+    assert_eq!(res.status(), 503);
+    assert!(!res.headers().contains_key("x-telltale-chaos"));
+}
