@@ -563,7 +563,10 @@ pub(crate) fn render(r: &Value) -> String {
         fc["real_error_types"]
     );
 
-    let _ = writeln!(o, "\nDependency map (from CLIENT spans)");
+    let _ = writeln!(
+        o,
+        "\nDependency map (from CLIENT spans; calls include those rejected before leaving)"
+    );
     for d in r["dependencies"].as_array().into_iter().flatten() {
         let _ = writeln!(
             o,
