@@ -5,19 +5,20 @@
 //! library crate).
 //!
 //! - `bare`: an axum hello-world router.
-//! - `telltale`: the same router with the full telltale server stack, as one
+//! - `telltale`: the same router with the facade's preset
+//!   `telltale::stack::ServerStack` (what a user writes), as one
 //!   `Router::layer` (axum boxes each `layer` call once, so both stacks get
-//!   one): telemetry `ServerLayer` (span + RED metrics; outermost, so it sees
-//!   rejections as responses) → `CorrelationLayer` (inside the span, as its
-//!   docs ask) → axum `HandleErrorLayer` (rejections → `503`) →
-//!   `CircuitBreaker` → `Bulkhead` (breaker outside the bulkhead, as in the
-//!   resilience crate's example) → `ChaosLayer` (inbound, chaos disabled).
+//!   one). Its order, outermost first: telemetry `ServerLayer` (span + RED
+//!   metrics) → `CorrelationLayer` → errors to responses (rejections → `503`,
+//!   no allocation) → `CircuitBreaker` → `Bulkhead` → `ChaosLayer` (inbound,
+//!   chaos disabled).
 //! - `peers`: what a user combines instead, also as one `Router::layer`:
 //!   tower-http `SetRequestId` → axum-tracing-opentelemetry `OtelAxumLayer` →
 //!   tower-http `TraceLayer` (span and response event at INFO) → tower-http
 //!   `PropagateRequestId` → axum-prometheus `PrometheusMetricLayer` → axum
-//!   `HandleErrorLayer` (rejections → `503`) → tower-resilience circuit
-//!   breaker → tower-resilience bulkhead.
+//!   `HandleErrorLayer` (rejections → `503`; the way axum users make
+//!   tower-resilience's errors into responses, one boxed future per request)
+//!   → tower-resilience circuit breaker → tower-resilience bulkhead.
 //!
 //! Both instrumented stacks export through the same kind of OpenTelemetry SDK
 //! tracer provider (see [`subscriber`]: an exporter that discards, behind the
@@ -98,41 +99,23 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 const WINDOW: usize = 100;
 
 fn telltale_router() -> Router {
-    use telltale_resilience::{Bulkhead, CircuitBreaker, SlidingWindow};
-    let breaker = CircuitBreaker::builder("hello")
-        .sliding_window(SlidingWindow::Count(WINDOW as u32))
-        .build()
-        .expect("valid breaker");
-    let bulkhead = Bulkhead::builder("hello")
-        .max_concurrent(MAX_CONCURRENT)
-        .max_wait(MAX_WAIT)
-        .build()
-        .expect("valid bulkhead");
-    let chaos = telltale_chaos::Injector::disabled();
-    base().layer(
-        ServiceBuilder::new()
-            .layer(
-                telltale_telemetry::layer::ServerLayer::builder()
-                    .build()
-                    .expect("valid server layer"),
-            )
-            .layer(telltale_correlation::CorrelationLayer::new())
-            .layer(HandleErrorLayer::new(telltale_error))
-            .layer(breaker.layer())
-            .layer(bulkhead.layer())
-            .layer(telltale_chaos::ChaosLayer::inbound(&chaos)),
-    )
-}
-
-/// Rejections become `503` with `Retry-After` (the resilience crate's
-/// `to_response`), anything else `500`.
-async fn telltale_error(error: telltale_resilience::Error) -> Response {
-    use telltale_resilience::Error;
-    match error {
-        Error::Open(open) => open.to_response(),
-        Error::Full(full) => full.to_response(StatusCode::SERVICE_UNAVAILABLE),
-        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    use telltale::resilience::{Bulkhead, CircuitBreaker, SlidingWindow};
+    let stack = telltale::stack::ServerStack::new()
+        .breaker(
+            CircuitBreaker::builder("hello")
+                .sliding_window(SlidingWindow::Count(WINDOW as u32))
+                .build()
+                .expect("valid breaker"),
+        )
+        .bulkhead(
+            Bulkhead::builder("hello")
+                .max_concurrent(MAX_CONCURRENT)
+                .max_wait(MAX_WAIT)
+                .build()
+                .expect("valid bulkhead"),
+        )
+        .chaos(&telltale::chaos::Injector::disabled());
+    base().layer(stack.layer())
 }
 
 fn peer_router() -> Router {
@@ -168,8 +151,7 @@ type PeerError = tower_resilience::circuitbreaker::CircuitBreakerError<
     tower_resilience::bulkhead::BulkheadServiceError<Infallible>,
 >;
 
-/// An open circuit or a full bulkhead becomes `503`, as in
-/// [`telltale_error`].
+/// An open circuit or a full bulkhead becomes `503` (as in telltale's stack).
 async fn peer_error(_error: PeerError) -> Response {
     StatusCode::SERVICE_UNAVAILABLE.into_response()
 }
