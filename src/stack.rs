@@ -68,7 +68,9 @@
 //!
 //! A breaker or bulkhead that is not configured is present but inert (a
 //! breaker in the `disabled` state, a bulkhead with 2^61 slots), so both
-//! presets have one concrete type whatever the configuration.
+//! presets have one concrete type whatever the configuration. Inert ones are
+//! built under a no-op `metrics` recorder: they export no series and never
+//! show up on a dashboard.
 //!
 //! [`telemetry::layer::ServerLayer`]: crate::telemetry::layer::ServerLayer
 //! [`telemetry::layer::ClientLayer`]: crate::telemetry::layer::ClientLayer
@@ -204,18 +206,24 @@ fn bulkhead_from_env<S: EnvSource>(
     ))
 }
 
+// Resilience metric handles are created when a breaker or bulkhead is built,
+// so building under the no-op recorder keeps inert ones out of every exposition.
 fn inert_breaker(name: &str) -> CircuitBreaker {
-    CircuitBreaker::builder(format!("{name}/inert"))
-        .initial_state(State::Disabled)
-        .build()
-        .expect("the default breaker settings are valid")
+    metrics::with_local_recorder(&metrics::NoopRecorder, || {
+        CircuitBreaker::builder(format!("{name}/inert"))
+            .initial_state(State::Disabled)
+            .build()
+            .expect("the default breaker settings are valid")
+    })
 }
 
 fn inert_bulkhead(name: &str) -> Bulkhead {
-    Bulkhead::builder(format!("{name}/inert"))
-        .max_concurrent(tokio::sync::Semaphore::MAX_PERMITS)
-        .build()
-        .expect("2^61 slots are valid")
+    metrics::with_local_recorder(&metrics::NoopRecorder, || {
+        Bulkhead::builder(format!("{name}/inert"))
+            .max_concurrent(tokio::sync::Semaphore::MAX_PERMITS)
+            .build()
+            .expect("2^61 slots are valid")
+    })
 }
 
 /// The server preset: span + metrics → correlation → errors as responses →
@@ -858,6 +866,25 @@ fn status_response(status: StatusCode) -> Response<Empty<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inert_instances_export_no_series() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let _ = (inert_breaker("server"), inert_bulkhead("server"));
+            let configured = Bulkhead::builder("configured").build().unwrap();
+            drop(configured);
+        });
+        let names: Vec<String> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, ..)| format!("{:?}", key.key()))
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("inert")), "{names:?}");
+        assert!(names.iter().any(|n| n.contains("configured")), "{names:?}");
+    }
 
     /// Fails readiness; panics if called anyway.
     #[derive(Clone)]
