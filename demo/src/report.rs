@@ -554,13 +554,22 @@ pub(crate) fn render(r: &Value) -> String {
         c["injected_503s"],
         c["untagged_injected_503s"]
     );
+    // Real errors are listed by error.type only when there are any.
+    let real_error_types = fc["real_error_types"]
+        .as_object()
+        .filter(|types| !types.is_empty())
+        .map(|types| {
+            let listed: Vec<String> = types.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            format!(" ({})", listed.join(", "))
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         o,
-        "  failed checkouts: {} caused by injected faults (trace has a chaos tag), {} rejected by breaker/bulkhead, {} real errors {}",
+        "  failed checkouts: {} caused by injected faults (trace has a chaos tag), {} rejected by breaker/bulkhead, {} real errors{}",
         fc["caused_by_injected_faults"],
         fc["rejected_by_resilience"],
         fc["real_errors"],
-        fc["real_error_types"]
+        real_error_types
     );
 
     let _ = writeln!(
