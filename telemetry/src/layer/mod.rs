@@ -24,6 +24,7 @@
 mod attrs;
 pub mod client;
 mod error;
+mod future;
 mod propagation;
 mod record;
 pub mod server;

@@ -20,7 +20,8 @@ pub const PROPAGATE_VAR: &str = "TELLTALE_HTTP_CLIENT_PROPAGATE";
 pub(crate) struct Shared {
     pub(crate) redactor: Redactor,
     pub(crate) request_headers: Capture,
-    pub(crate) response_headers: Capture,
+    /// Shared with response futures that capture response headers.
+    pub(crate) response_headers: Arc<Capture>,
     pub(crate) propagate: bool,
     pub(crate) tracing: bool,
     pub(crate) http_metrics: Option<RedMetrics>,
@@ -221,7 +222,7 @@ impl ClientLayerBuilder {
             shared: Arc::new(Shared {
                 redactor: Redactor::new(&self.redacted_keys),
                 request_headers: Capture::new("http.request.header.", &request),
-                response_headers: Capture::new("http.response.header.", &response),
+                response_headers: Arc::new(Capture::new("http.response.header.", &response)),
                 propagate: self.propagate,
                 tracing: self.tracing,
                 http_metrics,

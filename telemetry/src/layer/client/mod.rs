@@ -41,12 +41,11 @@
 //! or by a W3C trace-context propagator when none is configured, so that
 //! propagation never fails silently.
 
-mod future;
 mod layer;
 mod service;
 
+pub use super::future::ResponseFuture;
 pub use crate::layer::server::ResponseBody;
-pub use future::ResponseFuture;
 pub use layer::{
     CAPTURE_REQUEST_HEADERS_VAR, CAPTURE_RESPONSE_HEADERS_VAR, ClientLayer, ClientLayerBuilder,
     PROPAGATE_VAR,

@@ -49,7 +49,8 @@ pub(crate) struct Shared {
     pub(crate) redactor: Redactor,
     pub(crate) trusted: Box<[IpNet]>,
     pub(crate) request_headers: Capture,
-    pub(crate) response_headers: Capture,
+    /// Shared with response futures that capture response headers.
+    pub(crate) response_headers: Arc<Capture>,
     pub(crate) public_all: bool,
     pub(crate) public: Box<[Box<str>]>,
     pub(crate) skip: Box<[Box<str>]>,
@@ -383,7 +384,7 @@ impl ServerLayerBuilder {
                 redactor: Redactor::new(&self.redacted_keys),
                 trusted: trusted.into(),
                 request_headers: Capture::new("http.request.header.", &request),
-                response_headers: Capture::new("http.response.header.", &response),
+                response_headers: Arc::new(Capture::new("http.response.header.", &response)),
                 public_all: self.public_all,
                 public: self.public.into_iter().map(Into::into).collect(),
                 skip: skip.into(),

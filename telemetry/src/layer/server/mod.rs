@@ -74,12 +74,11 @@
 //! [`ServerLayerBuilder::skip_tracing`] get no span but are still counted.
 
 mod body;
-mod future;
 mod layer;
 mod service;
 
+pub use super::future::ResponseFuture;
 pub use body::ResponseBody;
-pub use future::ResponseFuture;
 pub use layer::{
     CAPTURE_REQUEST_HEADERS_VAR, CAPTURE_RESPONSE_HEADERS_VAR, DEFAULT_HEALTH_PATHS,
     PUBLIC_ENDPOINT_VAR, PUBLIC_ROUTES_VAR, REDACTED_QUERY_KEYS_VAR, SKIP_TRACING_VAR, ServerLayer,

@@ -210,7 +210,8 @@ where
             let _entered = record.span.enter();
             self.inner.call(req)
         };
-        let capture = (!shared.response_headers.is_empty()).then(|| self.shared.clone());
+        let capture =
+            (!shared.response_headers.is_empty()).then(|| shared.response_headers.clone());
         ResponseFuture::new(future, record, capture)
     }
 }

@@ -6,27 +6,27 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{CompletionBody, ResponseHead};
+use telltale_core::{CompletionBody, ResponseHead, Side};
 
-use super::ResponseBody;
-use super::layer::Shared;
-use crate::layer::attrs::protocol_version;
+use super::server::ResponseBody;
+use crate::layer::attrs::{Capture, protocol_version};
 use crate::layer::record::{Record, Settle, classify_error};
 
 pin_project! {
-    /// The response future of [`Client`](super::Client): settles the record on an
+    /// The response future of the [`Server`](super::server::Server) and
+    /// [`Client`](super::client::Client) layers: settles the record on an
     /// inner error, hands it to the body on a response, or settles it as
     /// cancelled when dropped first.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         record: Option<Record>,
-        capture: Option<Arc<Shared>>,
+        capture: Option<Arc<Capture>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, record: Record, capture: Option<Arc<Shared>>) -> Self {
+    pub(crate) fn new(inner: F, record: Record, capture: Option<Arc<Capture>>) -> Self {
         ResponseFuture {
             inner,
             record: Some(record),
@@ -70,16 +70,19 @@ where
         };
         Poll::Ready(match result {
             Ok(response) => {
-                if !record.span.is_disabled()
+                // A server knows the version from the request; a client learns
+                // it from the response.
+                if record.side == Side::Client
+                    && !record.span.is_disabled()
                     && let Some(version) = protocol_version(response.version())
                 {
                     record.span.record("network.protocol.version", version);
                 }
                 record.on_head(ResponseHead::from_response(&response));
-                if let Some(shared) = this.capture.take() {
+                if let Some(capture) = this.capture.take() {
                     if !record.span.is_disabled() {
                         use tracing_opentelemetry::OpenTelemetrySpanExt;
-                        for kv in shared.response_headers.attributes(response.headers()) {
+                        for kv in capture.attributes(response.headers()) {
                             record.span.set_attribute(kv.key, kv.value);
                         }
                     }
