@@ -1,6 +1,8 @@
 //! Closed-breaker call cost: telltale-resilience vs a bare service,
 //! tower-resilience's circuit breaker and failsafe, single-threaded and with
-//! contention from several tasks; heap allocations per call.
+//! contention from several tasks; heap allocations per call; and, printed
+//! first, a contention report (throughput and p50/p99 per call, 8 and 64
+//! tasks on 2 worker threads).
 //!
 //! `cargo bench --bench breaker -- --warm-up-time 1 --measurement-time 3`
 
@@ -19,7 +21,7 @@ use failsafe::futures::CircuitBreaker as _;
 use http_body_util::Empty;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_resilience::{CircuitBreaker, SlidingWindow};
-use tower::{Service, ServiceBuilder, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -143,6 +145,7 @@ fn allocations() {
 }
 
 fn single_threaded(c: &mut Criterion) {
+    contention_report();
     allocations();
     let mut group = c.benchmark_group("breaker/single");
     for (name, mut f) in subjects() {
@@ -255,6 +258,211 @@ fn multi_threaded(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// One contention measurement: throughput and latency percentiles.
+#[derive(Clone, Copy)]
+struct Sample {
+    calls_per_s: f64,
+    p50_ns: f64,
+    p99_ns: f64,
+}
+
+/// A service that yields once, so the tasks' calls overlap.
+fn yielding()
+-> impl Service<Req, Response = Res, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    service_fn(|_req: Req| async {
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(http::Response::new(Empty::new()))
+    })
+}
+
+/// Runs `calls` calls in each of `tasks` tasks (each with its own clone of
+/// `svc`), timing every `ready().await` + `call().await`.
+fn run_service<S>(rt: &tokio::runtime::Runtime, tasks: usize, calls: usize, svc: S) -> Sample
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: std::fmt::Debug + Send,
+{
+    rt.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let mut svc = svc.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(calls);
+                    for _ in 0..calls {
+                        let t = Instant::now();
+                        let res = svc
+                            .ready()
+                            .await
+                            .unwrap()
+                            .call(http::Request::new(()))
+                            .await;
+                        drop(black_box(res.unwrap()));
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(tasks * calls);
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        let elapsed = start.elapsed();
+        sample(all, elapsed)
+    })
+}
+
+/// Like [`run_service`] for a closure returning one call's future.
+fn run_call<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, calls: usize, call: F) -> Sample
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    rt.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(calls);
+                    for _ in 0..calls {
+                        let t = Instant::now();
+                        call().await;
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(tasks * calls);
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        sample(all, start.elapsed())
+    })
+}
+
+fn sample(mut lat: Vec<u64>, elapsed: Duration) -> Sample {
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize] as f64;
+    Sample {
+        calls_per_s: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ns: pct(0.50),
+        p99_ns: pct(0.99),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A contention subject: runs (runtime, tasks, calls per task).
+type Runner = Box<dyn Fn(&tokio::runtime::Runtime, usize, usize) -> Sample>;
+
+const ROUNDS: usize = 7;
+const CALLS_PER_RUN: usize = 40_000;
+
+fn contention_subjects() -> Vec<(&'static str, Runner)> {
+    vec![
+        (
+            "bare_service",
+            Box::new(|rt, tasks, calls| run_service(rt, tasks, calls, yielding())),
+        ),
+        (
+            "telltale_layer",
+            Box::new(|rt, tasks, calls| {
+                let svc = ServiceBuilder::new()
+                    .layer(breaker().layer())
+                    .service(yielding());
+                run_service(rt, tasks, calls, svc)
+            }),
+        ),
+        (
+            "tower_resilience_layer",
+            Box::new(|rt, tasks, calls| {
+                let svc = ServiceBuilder::new().layer(tr_layer()).service(yielding());
+                run_service(rt, tasks, calls, svc)
+            }),
+        ),
+        (
+            "failsafe_call",
+            Box::new(|rt, tasks, calls| {
+                let fs = Arc::new(failsafe::Config::new().build());
+                run_call(rt, tasks, calls, move || {
+                    let fs = fs.clone();
+                    async move {
+                        let r = fs
+                            .call(async {
+                                tokio::task::yield_now().await;
+                                Ok::<_, Infallible>(1u32)
+                            })
+                            .await;
+                        black_box(r.unwrap());
+                    }
+                })
+            }),
+        ),
+    ]
+}
+
+/// Throughput and p50/p99 per call with many tasks on a 2-worker runtime,
+/// subjects interleaved over rounds, medians printed (before criterion runs).
+fn contention_report() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let subjects = contention_subjects();
+    for tasks in [8usize, 64] {
+        let calls = CALLS_PER_RUN / tasks;
+        for (_, run) in &subjects {
+            run(&rt, tasks, calls / 4); // warm-up
+        }
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, run)) in subjects.iter().enumerate() {
+                samples[i].push(run(&rt, tasks, calls));
+            }
+        }
+        let med: Vec<Sample> = samples
+            .iter()
+            .map(|s| Sample {
+                calls_per_s: median(s.iter().map(|x| x.calls_per_s).collect()),
+                p50_ns: median(s.iter().map(|x| x.p50_ns).collect()),
+                p99_ns: median(s.iter().map(|x| x.p99_ns).collect()),
+            })
+            .collect();
+        println!(
+            "\ncontention (closed breaker): {tasks} tasks, 2 worker threads, {calls} calls per task, median of {ROUNDS} interleaved rounds:"
+        );
+        println!(
+            "  {:<26} {:>12} {:>10} {:>10}",
+            "subject", "calls/s", "p50 ns", "p99 ns"
+        );
+        for ((name, _), m) in subjects.iter().zip(&med) {
+            println!(
+                "  {name:<26} {:>12.0} {:>10.0} {:>10.0}",
+                m.calls_per_s, m.p50_ns, m.p99_ns
+            );
+        }
+        let tt = med[1];
+        for ((name, _), m) in subjects.iter().zip(&med).skip(2) {
+            println!(
+                "  telltale_layer vs {name}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+                tt.calls_per_s / m.calls_per_s,
+                tt.p50_ns / m.p50_ns,
+                tt.p99_ns / m.p99_ns
+            );
+        }
+    }
+    println!();
 }
 
 criterion_group!(benches, single_threaded, multi_threaded);

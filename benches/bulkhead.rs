@@ -1,7 +1,8 @@
 //! Bulkhead call cost: telltale-resilience vs a bare service, tower's
 //! `ConcurrencyLimit` and tower-resilience's bulkhead, single-threaded and with
 //! contention from several tasks (slots to spare, and fewer slots than tasks);
-//! heap allocations per call.
+//! heap allocations per call; and, printed first, a contention report
+//! (throughput and p50/p99 per call, 8 and 64 tasks on 2 worker threads).
 //!
 //! `cargo bench --bench bulkhead -- --warm-up-time 1 --measurement-time 3`
 
@@ -145,6 +146,7 @@ fn allocations() {
 }
 
 fn single_threaded(c: &mut Criterion) {
+    contention_report();
     // tower-resilience's bulkhead arms a tokio timer per call: give it a runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -227,6 +229,164 @@ fn multi_threaded(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// One contention measurement: throughput and latency percentiles.
+#[derive(Clone, Copy)]
+struct Sample {
+    calls_per_s: f64,
+    p50_ns: f64,
+    p99_ns: f64,
+}
+
+/// Runs `calls` calls in each of `tasks` tasks (each with its own clone of
+/// `svc`), timing every `ready().await` + `call().await`.
+fn run_service<S>(rt: &tokio::runtime::Runtime, tasks: usize, calls: usize, svc: S) -> Sample
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send,
+    S::Error: std::fmt::Debug + Send,
+{
+    rt.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let mut svc = svc.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(calls);
+                    for _ in 0..calls {
+                        let t = Instant::now();
+                        let res = svc
+                            .ready()
+                            .await
+                            .unwrap()
+                            .call(http::Request::new(()))
+                            .await;
+                        drop(black_box(res.unwrap()));
+                        lat.push(t.elapsed().as_nanos() as u64);
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(tasks * calls);
+        for h in handles {
+            all.extend(h.await.unwrap());
+        }
+        let elapsed = start.elapsed();
+        sample(all, elapsed)
+    })
+}
+
+fn sample(mut lat: Vec<u64>, elapsed: Duration) -> Sample {
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize] as f64;
+    Sample {
+        calls_per_s: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ns: pct(0.50),
+        p99_ns: pct(0.99),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A contention subject: runs (runtime, tasks, calls per task, slots).
+type Runner = Box<dyn Fn(&tokio::runtime::Runtime, usize, usize, usize) -> Sample>;
+
+const ROUNDS: usize = 7;
+const CALLS_PER_RUN: usize = 40_000;
+
+fn contention_subjects() -> Vec<(&'static str, Runner)> {
+    vec![
+        (
+            "bare_service",
+            Box::new(|rt, tasks, calls, _slots| run_service(rt, tasks, calls, bare())),
+        ),
+        (
+            "telltale_layer",
+            Box::new(|rt, tasks, calls, slots| {
+                let svc = ServiceBuilder::new()
+                    .layer(bulkhead(slots).layer())
+                    .service(bare());
+                run_service(rt, tasks, calls, svc)
+            }),
+        ),
+        (
+            "tower_concurrency_limit",
+            Box::new(|rt, tasks, calls, slots| {
+                let svc = ServiceBuilder::new()
+                    .layer(ConcurrencyLimitLayer::new(slots))
+                    .service(bare());
+                run_service(rt, tasks, calls, svc)
+            }),
+        ),
+        (
+            "tower_resilience_bulkhead",
+            Box::new(|rt, tasks, calls, slots| {
+                let svc = ServiceBuilder::new().layer(tr_layer(slots)).service(bare());
+                run_service(rt, tasks, calls, svc)
+            }),
+        ),
+    ]
+}
+
+/// Throughput and p50/p99 per call with many tasks on a 2-worker runtime,
+/// subjects interleaved over rounds, medians printed (before criterion runs).
+fn contention_report() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let subjects = contention_subjects();
+    // (tasks, slots): fewer slots than tasks, so calls wait for each other.
+    for (tasks, slots) in [(8usize, 2usize), (64, 16)] {
+        let calls = CALLS_PER_RUN / tasks;
+        for (_, run) in &subjects {
+            run(&rt, tasks, calls / 4, slots); // warm-up
+        }
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
+        for _ in 0..ROUNDS {
+            for (i, (_, run)) in subjects.iter().enumerate() {
+                samples[i].push(run(&rt, tasks, calls, slots));
+            }
+        }
+        let med: Vec<Sample> = samples
+            .iter()
+            .map(|s| Sample {
+                calls_per_s: median(s.iter().map(|x| x.calls_per_s).collect()),
+                p50_ns: median(s.iter().map(|x| x.p50_ns).collect()),
+                p99_ns: median(s.iter().map(|x| x.p99_ns).collect()),
+            })
+            .collect();
+        println!(
+            "\ncontention: {tasks} tasks, {slots} slots, 2 worker threads, {calls} calls per task, median of {ROUNDS} interleaved rounds:"
+        );
+        println!(
+            "  {:<26} {:>12} {:>10} {:>10}",
+            "subject", "calls/s", "p50 ns", "p99 ns"
+        );
+        for ((name, _), m) in subjects.iter().zip(&med) {
+            println!(
+                "  {name:<26} {:>12.0} {:>10.0} {:>10.0}",
+                m.calls_per_s, m.p50_ns, m.p99_ns
+            );
+        }
+        let tt = med[1];
+        for ((name, _), m) in subjects.iter().zip(&med).skip(2) {
+            println!(
+                "  telltale_layer vs {name}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+                tt.calls_per_s / m.calls_per_s,
+                tt.p50_ns / m.p50_ns,
+                tt.p99_ns / m.p99_ns
+            );
+        }
+    }
+    println!();
 }
 
 criterion_group!(benches, single_threaded, multi_threaded);

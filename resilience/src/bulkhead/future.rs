@@ -10,10 +10,70 @@ use pin_project_lite::pin_project;
 use telltale_core::{BoxError, CompletionBody};
 use tower_service::Service;
 
-use super::{Bulkhead, BulkheadPermit};
+use std::sync::Arc;
+
+use tokio::time::{Instant, Sleep};
+
+use super::{Bulkhead, BulkheadPermit, Inner};
 use crate::error::{BulkheadFull, Error};
 
-type Wait = Pin<Box<dyn Future<Output = Result<BulkheadPermit, BulkheadFull>> + Send>>;
+/// tokio's acquire future cannot be named: it is boxed, on the waiting path only.
+type Acquire = Pin<Box<dyn Future<Output = BulkheadPermit> + Send>>;
+
+pin_project! {
+    /// The wait for a slot of a full bulkhead, bounded by the max wait (not
+    /// zero). The timer is only set up once a first poll found no slot.
+    pub(crate) struct Wait {
+        inner: Arc<Inner>,
+        acquire: Acquire,
+        started: Instant,
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl Wait {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        let owner = inner.clone();
+        let acquire = Box::pin(async move {
+            // Never closed; forgotten and wrapped in the same poll, so a
+            // cancelled wait cannot leak a permit.
+            if let Ok(permit) = owner.semaphore.acquire().await {
+                permit.forget();
+            }
+            owner.wrap()
+        });
+        Wait {
+            inner,
+            acquire,
+            started: Instant::now(),
+            sleep: None,
+        }
+    }
+}
+
+impl Future for Wait {
+    type Output = Result<BulkheadPermit, BulkheadFull>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(permit) = this.acquire.as_mut().poll(cx) {
+            let waited = this.started.elapsed();
+            this.inner.metrics.wait.record(waited.as_secs_f64());
+            return Poll::Ready(Ok(permit));
+        }
+        if this.sleep.is_none() {
+            let deadline = *this.started + this.inner.max_wait;
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+        }
+        let waited = this.started.elapsed();
+        this.inner.metrics.wait.record(waited.as_secs_f64());
+        Poll::Ready(Err(this.inner.reject(waited)))
+    }
+}
 
 /// The response body of [`BulkheadService`](super::BulkheadService): the slot
 /// is released when the body ends (or is dropped).
@@ -30,8 +90,8 @@ pin_project! {
 pin_project! {
     #[project = CallProj]
     enum CallState<F> {
-        // Waiting for a slot (boxed: only when the bulkhead is full).
-        Waiting { wait: Wait, fut: Option<F> },
+        // Waiting for a slot (only when the bulkhead is full).
+        Waiting { #[pin] wait: Wait, fut: Option<F> },
         Running { #[pin] fut: F, permit: Option<BulkheadPermit> },
         Rejected { error: Option<BulkheadFull> },
     }
@@ -48,7 +108,7 @@ impl<F> BulkheadCall<F> {
                 error: Some(bulkhead.inner.reject(std::time::Duration::ZERO)),
             },
             None => CallState::Waiting {
-                wait: Box::pin(bulkhead.wait()),
+                wait: bulkhead.wait(),
                 fut: Some(fut),
             },
         };
@@ -79,7 +139,7 @@ where
         loop {
             match state.as_mut().project() {
                 CallProj::Waiting { wait, fut } => {
-                    let next = match ready!(wait.as_mut().poll(cx)) {
+                    let next = match ready!(wait.poll(cx)) {
                         Ok(permit) => CallState::Running {
                             fut: fut.take().expect("polled after completion"),
                             permit: Some(permit),
@@ -121,7 +181,7 @@ pin_project! {
         S: Service<Req>,
     {
         // Waiting for a slot with the ready service and the request.
-        Waiting { wait: Wait, service: Option<S>, request: Option<Req> },
+        Waiting { #[pin] wait: Wait, service: Option<S>, request: Option<Req> },
         Called { #[pin] fut: S::Future, permit: Option<BulkheadPermit> },
         Rejected { error: Option<BulkheadFull> },
     }
@@ -161,7 +221,7 @@ where
                     service,
                     request,
                 } => {
-                    let next = match ready!(wait.as_mut().poll(cx)) {
+                    let next = match ready!(wait.poll(cx)) {
                         Ok(permit) => {
                             let mut service = service.take().expect("polled after completion");
                             let request = request.take().expect("polled after completion");

@@ -47,9 +47,9 @@ use std::time::Duration;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use telltale_core::config::EnvSource;
 use telltale_core::{BodyEnd, ConfigError, Env, OnEnd};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
-use tokio::time::Instant;
+use tokio::sync::{Semaphore, broadcast};
 
+use future::Wait;
 pub use future::{BulkheadCall, ResponseBody, ResponseFuture};
 pub use layer::BulkheadLayer;
 pub use service::BulkheadService;
@@ -148,7 +148,7 @@ impl BulkheadBuilder {
         Ok(Bulkhead {
             inner: Arc::new(Inner {
                 events: broadcast::channel(64).0,
-                semaphore: Arc::new(Semaphore::new(self.max_concurrent)),
+                semaphore: Semaphore::new(self.max_concurrent),
                 max_concurrent: self.max_concurrent,
                 max_wait: self.max_wait,
                 name: self.name,
@@ -175,7 +175,9 @@ pub enum BulkheadEvent {
 pub(crate) struct Inner {
     events: broadcast::Sender<BulkheadEvent>,
     name: Arc<str>,
-    semaphore: Arc<Semaphore>,
+    // Permits are taken with `forget` and given back by `BulkheadPermit`'s
+    // drop: a permit then holds one `Arc` (the bulkhead's), not two.
+    semaphore: Semaphore,
     max_concurrent: usize,
     max_wait: Duration,
     metrics: BulkheadMetrics,
@@ -200,7 +202,6 @@ impl fmt::Debug for Bulkhead {
 
 /// A slot in a [`Bulkhead`], released when dropped.
 pub struct BulkheadPermit {
-    _permit: OwnedSemaphorePermit,
     inner: Arc<Inner>,
 }
 
@@ -214,6 +215,7 @@ impl fmt::Debug for BulkheadPermit {
 
 impl Drop for BulkheadPermit {
     fn drop(&mut self) {
+        self.inner.semaphore.add_permits(1);
         self.inner.metrics.available.increment(1.0);
     }
 }
@@ -269,8 +271,8 @@ impl Bulkhead {
     }
 
     pub(crate) fn try_acquire_quiet(&self) -> Option<BulkheadPermit> {
-        let permit = self.inner.semaphore.clone().try_acquire_owned().ok()?;
-        Some(self.inner.wrap(permit))
+        self.inner.semaphore.try_acquire().ok()?.forget();
+        Some(self.inner.wrap())
     }
 
     /// Takes a slot, waiting up to the max wait.
@@ -278,28 +280,15 @@ impl Bulkhead {
         if let Some(p) = self.try_acquire_quiet() {
             return Ok(p);
         }
+        if self.inner.max_wait.is_zero() {
+            return Err(self.inner.reject(Duration::ZERO));
+        }
         self.wait().await
     }
 
-    /// The slow path: wait for a slot (boxed by callers that need a named future).
-    pub(crate) fn wait(
-        &self,
-    ) -> impl Future<Output = Result<BulkheadPermit, BulkheadFull>> + Send + 'static {
-        let inner = self.inner.clone();
-        async move {
-            let started = Instant::now();
-            if inner.max_wait.is_zero() {
-                return Err(inner.reject(Duration::ZERO));
-            }
-            let acquired =
-                tokio::time::timeout(inner.max_wait, inner.semaphore.clone().acquire_owned()).await;
-            let waited = started.elapsed();
-            inner.metrics.wait.record(waited.as_secs_f64());
-            match acquired {
-                Ok(Ok(permit)) => Ok(inner.wrap(permit)),
-                _ => Err(inner.reject(waited)),
-            }
-        }
+    /// The slow path: wait up to the max wait (not zero) for a slot.
+    pub(crate) fn wait(&self) -> Wait {
+        Wait::new(self.inner.clone())
     }
 
     /// Runs `fut` holding a slot (waiting up to the max wait for one); the slot
@@ -319,10 +308,10 @@ impl Bulkhead {
 }
 
 impl Inner {
-    fn wrap(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> BulkheadPermit {
+    /// Wraps a permit already taken (and forgotten) from the semaphore.
+    fn wrap(self: &Arc<Self>) -> BulkheadPermit {
         self.metrics.available.decrement(1.0);
         BulkheadPermit {
-            _permit: permit,
             inner: self.clone(),
         }
     }

@@ -50,7 +50,7 @@ where
             let clone = inner.clone();
             let ready = std::mem::replace(inner, clone);
             RespState::Waiting {
-                wait: Box::pin(bulkhead.wait()),
+                wait: bulkhead.wait(),
                 service: Some(ready),
                 request: Some(req),
             }
