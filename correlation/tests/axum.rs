@@ -202,6 +202,9 @@ async fn rejections_are_logged_by_length_and_reason_only() {
         .finish();
     // Thread-local, and #[tokio::test] runs the server on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Parallel tests install per-thread subscribers: recompute callsite
+    // interest so none stays cached as `never` from a concurrent thread.
+    tracing::callsite::rebuild_interest_cache();
     let addr = start(CorrelationLayer::builder()).await;
     let res = raw_get(addr, "/", b"x-correlation-id: SECRET-TOKEN-abc def").await;
     assert_eq!(res.status, 200);
@@ -404,6 +407,9 @@ async fn id_is_recorded_on_the_current_span() {
     let recorded = Recorded::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(recorded.clone()));
+    // Parallel tests install per-thread subscribers: recompute callsite
+    // interest so none stays cached as `never` from a concurrent thread.
+    tracing::callsite::rebuild_interest_cache();
 
     // An outer layer opens the request span that declares the field, as
     // telltale-telemetry's request layer does.

@@ -211,6 +211,9 @@ async fn transitions_are_events_and_rejections_mark_the_span() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Parallel tests install per-thread subscribers: recompute callsite
+    // interest so none stays cached as `never` from a concurrent thread.
+    tracing::callsite::rebuild_interest_cache();
 
     let b = CircuitBreaker::builder("payments")
         .sliding_window(SlidingWindow::Count(4))

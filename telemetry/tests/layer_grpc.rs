@@ -41,6 +41,9 @@ impl Harness {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         let guard = tracing::subscriber::set_default(subscriber);
+        // Parallel tests install per-thread subscribers: recompute callsite
+        // interest so none stays cached as `never` from a concurrent thread.
+        tracing::callsite::rebuild_interest_cache();
         let config = RedConfig::default();
         let recorder = prometheus_builder(&config).build_recorder();
         let metrics = recorder.handle();
