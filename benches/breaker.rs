@@ -21,7 +21,11 @@ use failsafe::futures::CircuitBreaker as _;
 use http_body_util::Empty;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_resilience::{CircuitBreaker, SlidingWindow};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, service_fn};
+
+#[path = "support/contention.rs"]
+mod contention;
+use contention::{Sample, median, run_service, sample};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -260,60 +264,12 @@ fn multi_threaded(c: &mut Criterion) {
     group.finish();
 }
 
-/// One contention measurement: throughput and latency percentiles.
-#[derive(Clone, Copy)]
-struct Sample {
-    calls_per_s: f64,
-    p50_ns: f64,
-    p99_ns: f64,
-}
-
 /// A service that yields once, so the tasks' calls overlap.
 fn yielding()
 -> impl Service<Req, Response = Res, Error = Infallible, Future: Send> + Clone + Send + 'static {
     service_fn(|_req: Req| async {
         tokio::task::yield_now().await;
         Ok::<_, Infallible>(http::Response::new(Empty::new()))
-    })
-}
-
-/// Runs `calls` calls in each of `tasks` tasks (each with its own clone of
-/// `svc`), timing every `ready().await` + `call().await`.
-fn run_service<S>(rt: &tokio::runtime::Runtime, tasks: usize, calls: usize, svc: S) -> Sample
-where
-    S: Service<Req> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Response: Send,
-    S::Error: std::fmt::Debug + Send,
-{
-    rt.block_on(async move {
-        let start = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let mut svc = svc.clone();
-                tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(calls);
-                    for _ in 0..calls {
-                        let t = Instant::now();
-                        let res = svc
-                            .ready()
-                            .await
-                            .unwrap()
-                            .call(http::Request::new(()))
-                            .await;
-                        drop(black_box(res.unwrap()));
-                        lat.push(t.elapsed().as_nanos() as u64);
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(tasks * calls);
-        for h in handles {
-            all.extend(h.await.unwrap());
-        }
-        let elapsed = start.elapsed();
-        sample(all, elapsed)
     })
 }
 
@@ -345,21 +301,6 @@ where
         }
         sample(all, start.elapsed())
     })
-}
-
-fn sample(mut lat: Vec<u64>, elapsed: Duration) -> Sample {
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize] as f64;
-    Sample {
-        calls_per_s: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50_ns: pct(0.50),
-        p99_ns: pct(0.99),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// A contention subject: runs (runtime, tasks, calls per task).
