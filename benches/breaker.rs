@@ -25,7 +25,7 @@ use tower::{Service, ServiceBuilder, service_fn};
 
 #[path = "support/contention.rs"]
 mod contention;
-use contention::{Sample, median, run_service, sample};
+use contention::{Sample, run_service, sample};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -363,45 +363,16 @@ fn contention_report() {
     let subjects = contention_subjects();
     for tasks in [8usize, 64] {
         let calls = CALLS_PER_RUN / tasks;
-        for (_, run) in &subjects {
-            run(&rt, tasks, calls / 4); // warm-up
-        }
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
-        for _ in 0..ROUNDS {
-            for (i, (_, run)) in subjects.iter().enumerate() {
-                samples[i].push(run(&rt, tasks, calls));
-            }
-        }
-        let med: Vec<Sample> = samples
-            .iter()
-            .map(|s| Sample {
-                calls_per_s: median(s.iter().map(|x| x.calls_per_s).collect()),
-                p50_ns: median(s.iter().map(|x| x.p50_ns).collect()),
-                p99_ns: median(s.iter().map(|x| x.p99_ns).collect()),
-            })
-            .collect();
-        println!(
-            "\ncontention (closed breaker): {tasks} tasks, 2 worker threads, {calls} calls per task, median of {ROUNDS} interleaved rounds:"
+        let names: Vec<&str> = subjects.iter().map(|(name, _)| *name).collect();
+        contention::print_report(
+            &format!(
+                "contention (closed breaker): {tasks} tasks, 2 worker threads, {calls} calls per task, median of {ROUNDS} interleaved rounds:"
+            ),
+            &names,
+            ROUNDS,
+            calls,
+            |i, calls| (subjects[i].1)(&rt, tasks, calls),
         );
-        println!(
-            "  {:<26} {:>12} {:>10} {:>10}",
-            "subject", "calls/s", "p50 ns", "p99 ns"
-        );
-        for ((name, _), m) in subjects.iter().zip(&med) {
-            println!(
-                "  {name:<26} {:>12.0} {:>10.0} {:>10.0}",
-                m.calls_per_s, m.p50_ns, m.p99_ns
-            );
-        }
-        let tt = med[1];
-        for ((name, _), m) in subjects.iter().zip(&med).skip(2) {
-            println!(
-                "  telltale_layer vs {name}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
-                tt.calls_per_s / m.calls_per_s,
-                tt.p50_ns / m.p50_ns,
-                tt.p99_ns / m.p99_ns
-            );
-        }
     }
     println!();
 }

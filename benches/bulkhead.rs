@@ -24,7 +24,7 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[path = "support/contention.rs"]
 mod contention;
-use contention::{Sample, median, run_service};
+use contention::{Sample, run_service};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -287,45 +287,16 @@ fn contention_report() {
     // (tasks, slots): fewer slots than tasks, so calls wait for each other.
     for (tasks, slots) in [(8usize, 2usize), (64, 16)] {
         let calls = CALLS_PER_RUN / tasks;
-        for (_, run) in &subjects {
-            run(&rt, tasks, calls / 4, slots); // warm-up
-        }
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); subjects.len()];
-        for _ in 0..ROUNDS {
-            for (i, (_, run)) in subjects.iter().enumerate() {
-                samples[i].push(run(&rt, tasks, calls, slots));
-            }
-        }
-        let med: Vec<Sample> = samples
-            .iter()
-            .map(|s| Sample {
-                calls_per_s: median(s.iter().map(|x| x.calls_per_s).collect()),
-                p50_ns: median(s.iter().map(|x| x.p50_ns).collect()),
-                p99_ns: median(s.iter().map(|x| x.p99_ns).collect()),
-            })
-            .collect();
-        println!(
-            "\ncontention: {tasks} tasks, {slots} slots, 2 worker threads, {calls} calls per task, median of {ROUNDS} interleaved rounds:"
+        let names: Vec<&str> = subjects.iter().map(|(name, _)| *name).collect();
+        contention::print_report(
+            &format!(
+                "contention: {tasks} tasks, {slots} slots, 2 worker threads, {calls} calls per task, median of {ROUNDS} interleaved rounds:"
+            ),
+            &names,
+            ROUNDS,
+            calls,
+            |i, calls| (subjects[i].1)(&rt, tasks, calls, slots),
         );
-        println!(
-            "  {:<26} {:>12} {:>10} {:>10}",
-            "subject", "calls/s", "p50 ns", "p99 ns"
-        );
-        for ((name, _), m) in subjects.iter().zip(&med) {
-            println!(
-                "  {name:<26} {:>12.0} {:>10.0} {:>10.0}",
-                m.calls_per_s, m.p50_ns, m.p99_ns
-            );
-        }
-        let tt = med[1];
-        for ((name, _), m) in subjects.iter().zip(&med).skip(2) {
-            println!(
-                "  telltale_layer vs {name}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
-                tt.calls_per_s / m.calls_per_s,
-                tt.p50_ns / m.p50_ns,
-                tt.p99_ns / m.p99_ns
-            );
-        }
     }
     println!();
 }

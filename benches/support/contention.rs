@@ -73,7 +73,57 @@ pub(crate) fn sample(mut lat: Vec<u64>, elapsed: Duration) -> Sample {
     }
 }
 
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Runs every subject `rounds` times, interleaved (after one shorter warm-up
+/// pass), and prints each subject's median throughput and p50/p99 under
+/// `heading`, then the telltale subject (index 1; index 0 is the bare service)
+/// against each peer after it. `run(subject, calls)` measures one run.
+pub(crate) fn print_report(
+    heading: &str,
+    names: &[&str],
+    rounds: usize,
+    calls: usize,
+    mut run: impl FnMut(usize, usize) -> Sample,
+) {
+    for i in 0..names.len() {
+        run(i, calls / 4); // warm-up
+    }
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        for (i, runs) in samples.iter_mut().enumerate() {
+            runs.push(run(i, calls));
+        }
+    }
+    let med: Vec<Sample> = samples
+        .iter()
+        .map(|s| Sample {
+            calls_per_s: median(s.iter().map(|x| x.calls_per_s).collect()),
+            p50_ns: median(s.iter().map(|x| x.p50_ns).collect()),
+            p99_ns: median(s.iter().map(|x| x.p99_ns).collect()),
+        })
+        .collect();
+    println!("\n{heading}");
+    println!(
+        "  {:<26} {:>12} {:>10} {:>10}",
+        "subject", "calls/s", "p50 ns", "p99 ns"
+    );
+    for (name, m) in names.iter().zip(&med) {
+        println!(
+            "  {name:<26} {:>12.0} {:>10.0} {:>10.0}",
+            m.calls_per_s, m.p50_ns, m.p99_ns
+        );
+    }
+    let tt = med[1];
+    for (name, m) in names.iter().zip(&med).skip(2) {
+        println!(
+            "  telltale_layer vs {name}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+            tt.calls_per_s / m.calls_per_s,
+            tt.p50_ns / m.p50_ns,
+            tt.p99_ns / m.p99_ns
+        );
+    }
 }
