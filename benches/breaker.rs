@@ -6,29 +6,24 @@
 //!
 //! `cargo bench --bench breaker -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::System;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use failsafe::futures::CircuitBreaker as _;
 use http_body_util::Empty;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_resilience::{CircuitBreaker, SlidingWindow};
 use tower::{Service, ServiceBuilder, service_fn};
 
-#[path = "support/contention.rs"]
-mod contention;
-use contention::{Sample, run_service, sample};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+mod support;
+use support::contention::{self, Sample, run_call, run_service};
+use support::{
+    Subject, multi_thread_runtime, now, ready, report, report_allocations_per_call, service_subject,
+};
 
 type Req = http::Request<()>;
 type Res = http::Response<Empty<Bytes>>;
@@ -52,51 +47,20 @@ fn tr_layer() -> tower_resilience::circuitbreaker::CircuitBreakerLayer {
         .unwrap()
 }
 
-/// Polls a future that completes without waiting.
-fn now<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-}
-
-fn ready<S: Service<Req>>(svc: &mut S) {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-}
-
 /// One call of each subject, as closures the single-threaded bench and the
 /// allocation count share.
-/// A named benchmark subject: one call per invocation.
-type Subject = (&'static str, Box<dyn FnMut()>);
-
 fn subjects() -> Vec<Subject> {
-    let mut bare_svc = bare();
-    let mut tt_layer = ServiceBuilder::new()
+    let bare_svc = bare();
+    let tt_layer = ServiceBuilder::new()
         .layer(breaker().layer())
         .service(bare());
     let tt = breaker();
     let tt_permit = breaker();
-    let mut tr_svc = ServiceBuilder::new().layer(tr_layer()).service(bare());
+    let tr_svc = ServiceBuilder::new().layer(tr_layer()).service(bare());
     let fs = failsafe::Config::new().build();
     vec![
-        (
-            "bare_service",
-            Box::new(move || {
-                ready(&mut bare_svc);
-                drop(black_box(now(bare_svc.call(http::Request::new(())))));
-            }),
-        ),
-        (
-            "telltale_layer",
-            Box::new(move || {
-                ready(&mut tt_layer);
-                drop(black_box(now(tt_layer.call(http::Request::new(())))));
-            }),
-        ),
+        service_subject("bare_service", bare_svc),
+        service_subject("telltale_layer", tt_layer),
         (
             "telltale_call",
             Box::new(move || {
@@ -112,13 +76,7 @@ fn subjects() -> Vec<Subject> {
                     .record(telltale_resilience::Verdict::Success);
             }),
         ),
-        (
-            "tower_resilience_layer",
-            Box::new(move || {
-                ready(&mut tr_svc);
-                drop(black_box(now(tr_svc.call(http::Request::new(())))));
-            }),
-        ),
+        service_subject("tower_resilience_layer", tr_svc),
         (
             "failsafe_call",
             Box::new(move || {
@@ -128,29 +86,9 @@ fn subjects() -> Vec<Subject> {
     ]
 }
 
-fn allocations() {
-    println!("\nheap allocations per call (after 10k warm-up calls, 10k measured):");
-    for (name, mut f) in subjects() {
-        for _ in 0..10_000 {
-            f();
-        }
-        let region = Region::new(GLOBAL);
-        for _ in 0..10_000 {
-            f();
-        }
-        let stats = region.change();
-        println!(
-            "  {name:<24} {:>6.2} allocs/call {:>8.1} bytes/call",
-            stats.allocations as f64 / 10_000.0,
-            stats.bytes_allocated as f64 / 10_000.0
-        );
-    }
-    println!();
-}
-
 fn single_threaded(c: &mut Criterion) {
     contention_report();
-    allocations();
+    report_allocations_per_call(subjects(), 24);
     let mut group = c.benchmark_group("breaker/single");
     for (name, mut f) in subjects() {
         group.bench_function(name, |b| b.iter(&mut f));
@@ -187,11 +125,7 @@ where
 }
 
 fn multi_threaded(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(TASKS)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(TASKS);
     let mut group = c.benchmark_group("breaker/contended");
     group.bench_function(BenchmarkId::new("bare_service", TASKS), |b| {
         let svc = bare();
@@ -273,36 +207,6 @@ fn yielding()
     })
 }
 
-/// Like [`run_service`] for a closure returning one call's future.
-fn run_call<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, calls: usize, call: F) -> Sample
-where
-    F: Fn() -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    rt.block_on(async move {
-        let start = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let call = call.clone();
-                tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(calls);
-                    for _ in 0..calls {
-                        let t = Instant::now();
-                        call().await;
-                        lat.push(t.elapsed().as_nanos() as u64);
-                    }
-                    lat
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(tasks * calls);
-        for h in handles {
-            all.extend(h.await.unwrap());
-        }
-        sample(all, start.elapsed())
-    })
-}
-
 /// A contention subject: runs (runtime, tasks, calls per task).
 type Runner = Box<dyn Fn(&tokio::runtime::Runtime, usize, usize) -> Sample>;
 
@@ -355,11 +259,7 @@ fn contention_subjects() -> Vec<(&'static str, Runner)> {
 /// Throughput and p50/p99 per call with many tasks on a 2-worker runtime,
 /// subjects interleaved over rounds, medians printed (before criterion runs).
 fn contention_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(2);
     let subjects = contention_subjects();
     for tasks in [8usize, 64] {
         let calls = CALLS_PER_RUN / tasks;
@@ -374,7 +274,7 @@ fn contention_report() {
             |i, calls| (subjects[i].1)(&rt, tasks, calls),
         );
     }
-    println!();
+    report!();
 }
 
 criterion_group!(benches, single_threaded, multi_threaded);

@@ -6,28 +6,22 @@
 //!
 //! `cargo bench --bench bulkhead -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::System;
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http_body_util::Empty;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_resilience::Bulkhead;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-#[path = "support/contention.rs"]
-mod contention;
-use contention::{Sample, run_service};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+mod support;
+use support::contention::{self, Sample, run_service};
+use support::{
+    Subject, multi_thread_runtime, now, report, report_allocations_per_call, service_subject,
+};
 
 type Req = http::Request<()>;
 type Res = http::Response<Empty<Bytes>>;
@@ -63,90 +57,28 @@ fn tr_layer(max: usize) -> tower_resilience::bulkhead::BulkheadLayer {
         .unwrap()
 }
 
-fn now<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-}
-
-fn ready<S: Service<Req>>(svc: &mut S) {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-}
-
-/// A named benchmark subject: one call per invocation.
-type Subject = (&'static str, Box<dyn FnMut()>);
-
 fn subjects() -> Vec<Subject> {
-    let mut bare_svc = instant();
-    let mut tt_layer = ServiceBuilder::new()
+    let bare_svc = instant();
+    let tt_layer = ServiceBuilder::new()
         .layer(bulkhead(8).layer())
         .service(instant());
     let tt = bulkhead(8);
-    let mut limit = ServiceBuilder::new()
+    let limit = ServiceBuilder::new()
         .layer(ConcurrencyLimitLayer::new(8))
         .service(instant());
-    let mut tr_svc = ServiceBuilder::new().layer(tr_layer(8)).service(instant());
+    let tr_svc = ServiceBuilder::new().layer(tr_layer(8)).service(instant());
     vec![
-        (
-            "bare_service",
-            Box::new(move || {
-                ready(&mut bare_svc);
-                drop(black_box(now(bare_svc.call(http::Request::new(())))));
-            }),
-        ),
-        (
-            "telltale_layer",
-            Box::new(move || {
-                ready(&mut tt_layer);
-                drop(black_box(now(tt_layer.call(http::Request::new(())))));
-            }),
-        ),
+        service_subject("bare_service", bare_svc),
+        service_subject("telltale_layer", tt_layer),
         (
             "telltale_call",
             Box::new(move || {
                 black_box(now(tt.call(async { Ok::<_, Infallible>(1u32) })).unwrap());
             }),
         ),
-        (
-            "tower_concurrency_limit",
-            Box::new(move || {
-                ready(&mut limit);
-                drop(black_box(now(limit.call(http::Request::new(())))));
-            }),
-        ),
-        (
-            "tower_resilience_bulkhead",
-            Box::new(move || {
-                ready(&mut tr_svc);
-                drop(black_box(now(tr_svc.call(http::Request::new(())))));
-            }),
-        ),
+        service_subject("tower_concurrency_limit", limit),
+        service_subject("tower_resilience_bulkhead", tr_svc),
     ]
-}
-
-fn allocations() {
-    println!("\nheap allocations per call (after 10k warm-up calls, 10k measured):");
-    for (name, mut f) in subjects() {
-        for _ in 0..10_000 {
-            f();
-        }
-        let region = Region::new(GLOBAL);
-        for _ in 0..10_000 {
-            f();
-        }
-        let stats = region.change();
-        println!(
-            "  {name:<26} {:>6.2} allocs/call {:>8.1} bytes/call",
-            stats.allocations as f64 / 10_000.0,
-            stats.bytes_allocated as f64 / 10_000.0
-        );
-    }
-    println!();
 }
 
 fn single_threaded(c: &mut Criterion) {
@@ -157,7 +89,7 @@ fn single_threaded(c: &mut Criterion) {
         .build()
         .unwrap();
     let _context = rt.enter();
-    allocations();
+    report_allocations_per_call(subjects(), 26);
     let mut group = c.benchmark_group("bulkhead/single");
     for (name, mut f) in subjects() {
         group.bench_function(name, |b| b.iter(&mut f));
@@ -201,11 +133,7 @@ where
 }
 
 fn multi_threaded(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(TASKS)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(TASKS);
     let mut group = c.benchmark_group("bulkhead/contended");
     // `slots`: 64 leaves slots to spare; 2 makes tasks wait for each other.
     for slots in [64usize, 2] {
@@ -278,11 +206,7 @@ fn contention_subjects() -> Vec<(&'static str, Runner)> {
 /// Throughput and p50/p99 per call with many tasks on a 2-worker runtime,
 /// subjects interleaved over rounds, medians printed (before criterion runs).
 fn contention_report() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime(2);
     let subjects = contention_subjects();
     // (tasks, slots): fewer slots than tasks, so calls wait for each other.
     for (tasks, slots) in [(8usize, 2usize), (64, 16)] {
@@ -298,7 +222,7 @@ fn contention_report() {
             |i, calls| (subjects[i].1)(&rt, tasks, calls, slots),
         );
     }
-    println!();
+    report!();
 }
 
 criterion_group!(benches, single_threaded, multi_threaded);

@@ -13,22 +13,17 @@
 //!
 //! Run: `cargo bench --bench chaos_off -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::System;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response, Uri};
 use http_body_util::Full;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_chaos::{ChaosLayer, Injector};
 use tower::{Layer, Service, service_fn};
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+mod support;
+use support::{allocations_of, now, report, size};
 
 type Res = Response<Full<Bytes>>;
 
@@ -47,14 +42,6 @@ fn request() -> Request<()> {
     req
 }
 
-fn now<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the benchmarked services are ready at once"),
-    }
-}
-
 fn one<S: Service<Request<()>>>(svc: &mut S) -> bool
 where
     S::Error: std::fmt::Debug,
@@ -67,15 +54,16 @@ fn allocations<S: Service<Request<()>>>(svc: &mut S) -> f64
 where
     S::Error: std::fmt::Debug,
 {
-    for _ in 0..1_000 {
+    for _ in 0..size(1_000) {
         one(svc);
     }
-    const N: usize = 10_000;
-    let region = Region::new(GLOBAL);
-    for _ in 0..N {
-        black_box(one(svc));
-    }
-    region.change().allocations as f64 / N as f64
+    let n = size(10_000);
+    let ((), stats) = allocations_of(|| {
+        for _ in 0..n {
+            black_box(one(svc));
+        }
+    });
+    stats.allocations as f64 / n as f64
 }
 
 fn bench(c: &mut Criterion) {
@@ -101,37 +89,31 @@ fn bench(c: &mut Criterion) {
         .build()
         .layer(inner());
 
-    println!("chaos_off allocations per request (after warm-up, 10000 requests):");
-    println!(
-        "  bare                         {:.2}",
-        allocations(&mut bare)
-    );
-    println!(
-        "  telltale_disabled            {:.2}",
-        allocations(&mut off)
-    );
-    println!(
-        "  telltale_armed_no_match      {:.2}",
-        allocations(&mut no_match)
-    );
-    println!(
-        "  tower_resilience_zero_rates  {:.2}",
-        allocations(&mut peer)
-    );
+    report!("chaos_off allocations per request (after warm-up, 10000 requests):");
+    let allocs = [
+        allocations(&mut bare),
+        allocations(&mut off),
+        allocations(&mut no_match),
+        allocations(&mut peer),
+    ];
+    report!("  bare                         {:.2}", allocs[0]);
+    report!("  telltale_disabled            {:.2}", allocs[1]);
+    report!("  telltale_armed_no_match      {:.2}", allocs[2]);
+    report!("  tower_resilience_zero_rates  {:.2}", allocs[3]);
 
     // Criterion runs the variants one after another; on a loaded machine the load
     // changes between them. Interleaved rounds, best round per variant, give
     // ratios that load phases bias less.
     const ROUNDS: usize = 30;
-    const PER_ROUND: u32 = 50_000;
+    let per_round = size(50_000) as u32;
     let mut best = [f64::MAX; 4];
-    for _ in 0..ROUNDS {
+    for _ in 0..size(ROUNDS) {
         let time = |run: &mut dyn FnMut() -> bool| {
             let start = std::time::Instant::now();
-            for _ in 0..PER_ROUND {
+            for _ in 0..per_round {
                 black_box(run());
             }
-            start.elapsed().as_nanos() as f64 / f64::from(PER_ROUND)
+            start.elapsed().as_nanos() as f64 / f64::from(per_round)
         };
         let rounds = [
             time(&mut || one(&mut bare)),
@@ -143,7 +125,7 @@ fn bench(c: &mut Criterion) {
             *b = b.min(r);
         }
     }
-    println!("chaos_off interleaved best-of-{ROUNDS} rounds (ns/request, ratio to bare):");
+    report!("chaos_off interleaved best-of-{ROUNDS} rounds (ns/request, ratio to bare):");
     for (name, ns) in [
         "bare",
         "telltale_disabled",
@@ -153,7 +135,7 @@ fn bench(c: &mut Criterion) {
     .iter()
     .zip(best)
     {
-        println!("  {name:<28} {ns:>8.1}  {:>5.2}x", ns / best[0]);
+        report!("  {name:<28} {ns:>8.1}  {:>5.2}x", ns / best[0]);
     }
 
     let mut group = c.benchmark_group("chaos_off");

@@ -7,7 +7,7 @@
 //! whole response body, so the figures are the middleware's own cost.
 //! Request construction is outside the measurement.
 //!
-//! Before criterion runs, two tables go to stderr: heap allocations per
+//! Before criterion runs, two tables are printed: heap allocations per
 //! request for every configuration, counted with `stats_alloc` after warm-up,
 //! and time per request measured in interleaved rounds (robust against load
 //! from other processes), with the ratio to the bare service.
@@ -16,7 +16,6 @@
 //! cargo bench --bench correlation -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-use std::alloc::System;
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
@@ -28,15 +27,14 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use hyper::body::Body;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_correlation::client::InjectCorrelationLayer;
 use telltale_correlation::server::CorrelationLayer;
 use telltale_correlation::{CorrelationId, sync_scope};
 use tower::{Layer, Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+mod support;
+use support::{allocations_of, report, size};
 
 type Req = Request<Empty<Bytes>>;
 type Res = Response<Empty<Bytes>>;
@@ -211,23 +209,23 @@ fn cases() -> Vec<Case> {
 
 /// Allocations and bytes per request for every case, after warm-up.
 fn report_allocations(cases: &mut [Case]) {
-    const N: usize = 10_000;
-    eprintln!("\nheap allocations per request (stats_alloc, {N} requests after 1k warm-up):");
+    let n = size(10_000);
+    report!("\nheap allocations per request (stats_alloc, {n} requests after 1k warm-up):");
     for case in cases {
-        for _ in 0..1_000 {
+        for _ in 0..size(1_000) {
             (case.run)((case.make)());
         }
-        let requests: Vec<Req> = (0..N).map(|_| (case.make)()).collect();
-        let region = Region::new(GLOBAL);
-        for req in requests {
-            (case.run)(req);
-        }
-        let stats = region.change();
-        eprintln!(
+        let requests: Vec<Req> = (0..n).map(|_| (case.make)()).collect();
+        let ((), stats) = allocations_of(|| {
+            for req in requests {
+                (case.run)(req);
+            }
+        });
+        report!(
             "  {:<30} {:>5.2} allocs {:>7.1} bytes",
             format!("{}/{}", case.group, case.name),
-            stats.allocations as f64 / N as f64,
-            stats.bytes_allocated as f64 / N as f64,
+            stats.allocations as f64 / n as f64,
+            stats.bytes_allocated as f64 / n as f64,
         );
     }
 }
@@ -236,21 +234,20 @@ fn report_allocations(cases: &mut [Case]) {
 /// case once per round) so that load from other processes hits all cases
 /// alike; reports the median round and the ratio to the group's bare case.
 fn report_interleaved(cases: &mut [Case]) {
-    const ROUNDS: usize = 31;
-    const N: usize = 20_000;
-    let mut samples = vec![Vec::with_capacity(ROUNDS); cases.len()];
-    for _ in 0..ROUNDS {
+    let (rounds, n) = (size(31), size(20_000));
+    let mut samples = vec![Vec::with_capacity(rounds); cases.len()];
+    for _ in 0..rounds {
         for (case, out) in cases.iter_mut().zip(&mut samples) {
-            let requests: Vec<Req> = (0..N).map(|_| (case.make)()).collect();
+            let requests: Vec<Req> = (0..n).map(|_| (case.make)()).collect();
             let start = std::time::Instant::now();
             for req in requests {
                 (case.run)(req);
             }
-            out.push(start.elapsed().as_nanos() as f64 / N as f64);
+            out.push(start.elapsed().as_nanos() as f64 / n as f64);
         }
     }
-    eprintln!(
-        "\ninterleaved timing ({ROUNDS} rounds x {N} requests; median ns/request, ratio to bare):"
+    report!(
+        "\ninterleaved timing ({rounds} rounds x {n} requests; median ns/request, ratio to bare):"
     );
     let medians: Vec<f64> = samples
         .iter_mut()
@@ -264,7 +261,7 @@ fn report_interleaved(cases: &mut [Case]) {
             .iter()
             .position(|c| c.group == case.group && c.name == "bare")
             .map_or(medians[i], |b| medians[b]);
-        eprintln!(
+        report!(
             "  {:<30} {:>8.1} ns  x{:.2}  (+{:.1} ns)",
             format!("{}/{}", case.group, case.name),
             medians[i],
@@ -272,7 +269,7 @@ fn report_interleaved(cases: &mut [Case]) {
             medians[i] - bare,
         );
     }
-    eprintln!();
+    report!();
 }
 
 fn bench(c: &mut Criterion) {

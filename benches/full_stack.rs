@@ -4,8 +4,8 @@
 //! and the full peer stack a user would otherwise combine (tower-http
 //! `SetRequestId` + `PropagateRequestId` + `TraceLayer`, axum-prometheus,
 //! axum-tracing-opentelemetry, tower-resilience circuit breaker + bulkhead),
-//! in the same run. The stacks are defined once in `benches/stacks/mod.rs`,
-//! shared with the loopback load target (`examples/load_target.rs`).
+//! in the same run. The stacks are defined once in `benches/support/stacks.rs`,
+//! shared with the loopback load target (`scripts/loadtest/load_target.rs`).
 //!
 //! Every request goes through the router with `oneshot` on a current-thread
 //! runtime, body collected, with a `Host` and a `User-Agent` header and no
@@ -14,7 +14,7 @@
 //! exporter that discards them, so the export work happens on the request's
 //! thread and is counted with it; metrics go to one Prometheus recorder.
 //!
-//! Before criterion runs, two tables are printed: heap allocations (and spans
+//! Before criterion runs (under `cargo bench`), two tables are printed: heap allocations (and spans
 //! exported) per request, counted with `stats_alloc` after warm-up, and time
 //! per request measured in interleaved rounds (every stack once per round, so
 //! load from other processes hits all three alike) with the ratios
@@ -24,7 +24,6 @@
 //! cargo bench --bench full_stack -- --warm-up-time 1 --measurement-time 3
 //! ```
 
-use std::alloc::System;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -33,16 +32,13 @@ use axum::body::Body;
 use criterion::Criterion;
 use http::Request;
 use http_body_util::BodyExt;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
-mod stacks;
+mod support;
 
-use stacks::{ROUTE, Stack};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+use support::stacks::{self, ROUTE, Stack};
+use support::{region, report, size};
 
 fn request() -> Request<Body> {
     Request::get(ROUTE)
@@ -84,8 +80,8 @@ async fn check(stack: Stack, router: &Router) {
 }
 
 /// How many requests the printed tables measure: full size under `cargo
-/// bench`, a quick pass when the bench runs as a test (`cargo test
-/// --all-targets`), which still checks every stack.
+/// bench`, one of each when the bench runs as a test (`cargo test
+/// --all-targets`), which still checks every stack and prints nothing.
 #[derive(Clone, Copy)]
 struct Sizes {
     warm_up: usize,
@@ -96,20 +92,11 @@ struct Sizes {
 
 impl Sizes {
     fn from_args() -> Sizes {
-        if std::env::args().any(|a| a == "--bench") {
-            Sizes {
-                warm_up: 2_000,
-                allocs: 10_000,
-                rounds: 15,
-                per_round: 4_000,
-            }
-        } else {
-            Sizes {
-                warm_up: 100,
-                allocs: 500,
-                rounds: 3,
-                per_round: 200,
-            }
+        Sizes {
+            warm_up: size(2_000),
+            allocs: size(10_000),
+            rounds: size(15),
+            per_round: size(4_000),
         }
     }
 }
@@ -129,7 +116,7 @@ fn allocations(rt: &Runtime, router: &Router, sizes: Sizes) -> Allocs {
         }
         stacks::metrics().run_upkeep();
         let spans = stacks::spans_exported();
-        let region = Region::new(GLOBAL);
+        let region = region();
         for _ in 0..n {
             drive(router).await;
         }
@@ -169,16 +156,17 @@ fn interleaved(rt: &Runtime, routers: &[(Stack, Router)], sizes: Sizes) -> Vec<f
 }
 
 fn report(rt: &Runtime, routers: &[(Stack, Router)], sizes: Sizes) {
-    println!(
+    report!(
         "\nfull_stack heap allocations per request (stats_alloc, {} requests after {} warm-up):",
-        sizes.allocs, sizes.warm_up
+        sizes.allocs,
+        sizes.warm_up
     );
     let allocs: Vec<Allocs> = routers
         .iter()
         .map(|(_, r)| allocations(rt, r, sizes))
         .collect();
     for ((stack, _), a) in routers.iter().zip(&allocs) {
-        println!(
+        report!(
             "  {:<10} {:>7.2} allocs {:>9.1} bytes {:>5.2} spans",
             stack.name(),
             a.allocs,
@@ -187,12 +175,13 @@ fn report(rt: &Runtime, routers: &[(Stack, Router)], sizes: Sizes) {
         );
     }
     let nanos = interleaved(rt, routers, sizes);
-    println!(
+    report!(
         "\nfull_stack interleaved timing ({} rounds x {} requests; median ns/request):",
-        sizes.rounds, sizes.per_round
+        sizes.rounds,
+        sizes.per_round
     );
     for ((stack, _), ns) in routers.iter().zip(&nanos) {
-        println!(
+        report!(
             "  {:<10} {:>9.0} ns  x{:.2} bare",
             stack.name(),
             ns,
@@ -201,7 +190,7 @@ fn report(rt: &Runtime, routers: &[(Stack, Router)], sizes: Sizes) {
     }
     let at = |s: Stack| routers.iter().position(|(x, _)| *x == s).expect("stack");
     let (b, t, p) = (at(Stack::Bare), at(Stack::Telltale), at(Stack::Peers));
-    println!(
+    report!(
         "full_stack ratios: telltale/bare {:.2}  peers/bare {:.2}  telltale/peers {:.2}  \
          (overhead over bare: telltale/peers {:.2}; allocations telltale/peers {:.2})\n",
         nanos[t] / nanos[b],

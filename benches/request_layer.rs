@@ -6,7 +6,6 @@
 //!
 //! Run: `cargo bench --bench request_layer -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::System;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +19,14 @@ use http_body_util::BodyExt;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use telltale_telemetry::layer::ServerLayer;
+use telltale_telemetry::layer::ServerTelemetryLayer;
 use telltale_telemetry::metrics::{RedConfig, prometheus_builder};
 use tower::ServiceExt;
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+mod support;
+use support::{region, report, size};
 
 /// Ends spans without exporting them: the cost measured is the layers', not an
 /// exporter's.
@@ -104,7 +102,7 @@ fn configs() -> Vec<Config> {
         config.with_recorder(Arc::new(recorder))
     };
     let telltale = |tracing: bool| {
-        ServerLayer::builder()
+        ServerTelemetryLayer::builder()
             .red_config(red.clone())
             .tracing(tracing)
             .build()
@@ -201,13 +199,11 @@ struct Row {
 /// once per round, best round kept) so that load on the machine hits all
 /// configurations alike.
 fn measure(rt: &tokio::runtime::Runtime, configs: &[Config]) -> Vec<Row> {
-    const WARM_UP: usize = 2_000;
-    const N: usize = 10_000;
-    const ROUNDS: usize = 7;
+    let (warm_up, n, rounds) = (size(2_000), size(10_000), size(7));
     let run = |config: &Config, n: usize| {
         tracing::dispatcher::with_default(&config.dispatch, || {
             rt.block_on(async {
-                let region = Region::new(GLOBAL);
+                let region = region();
                 let start = Instant::now();
                 for _ in 0..n {
                     drive(&config.router).await;
@@ -219,7 +215,7 @@ fn measure(rt: &tokio::runtime::Runtime, configs: &[Config]) -> Vec<Row> {
     let mut rows: Vec<Row> = configs
         .iter()
         .map(|config| {
-            run(config, WARM_UP);
+            run(config, warm_up);
             Row {
                 name: config.name,
                 nanos: f64::MAX,
@@ -228,12 +224,12 @@ fn measure(rt: &tokio::runtime::Runtime, configs: &[Config]) -> Vec<Row> {
             }
         })
         .collect();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (config, row) in configs.iter().zip(rows.iter_mut()) {
-            let (elapsed, stats) = run(config, N);
-            row.nanos = row.nanos.min(elapsed.as_nanos() as f64 / N as f64);
-            row.allocs = (stats.allocations + stats.reallocations) as f64 / N as f64;
-            row.bytes = stats.bytes_allocated as f64 / N as f64;
+            let (elapsed, stats) = run(config, n);
+            row.nanos = row.nanos.min(elapsed.as_nanos() as f64 / n as f64);
+            row.allocs = (stats.allocations + stats.reallocations) as f64 / n as f64;
+            row.bytes = stats.bytes_allocated as f64 / n as f64;
         }
     }
     rows
@@ -241,14 +237,18 @@ fn measure(rt: &tokio::runtime::Runtime, configs: &[Config]) -> Vec<Row> {
 
 fn report(rows: &[Row]) {
     let bare = rows[0].nanos;
-    println!();
-    println!("request_layer: per request (best of 7 interleaved rounds x 10000, after warm-up)");
-    println!(
+    report!();
+    report!("request_layer: per request (best of 7 interleaved rounds x 10000, after warm-up)");
+    report!(
         "{:<42} {:>10} {:>9} {:>12} {:>12}",
-        "configuration", "ns/req", "x bare", "allocs/req", "bytes/req"
+        "configuration",
+        "ns/req",
+        "x bare",
+        "allocs/req",
+        "bytes/req"
     );
     for row in rows {
-        println!(
+        report!(
             "{:<42} {:>10.0} {:>9.2} {:>12.1} {:>12.0}",
             row.name,
             row.nanos,
@@ -260,7 +260,7 @@ fn report(rows: &[Row]) {
     let find = |name: &str| rows.iter().find(|r| r.name == name).unwrap();
     let full = find("telltale (spans sampled in + metrics)");
     let peers = find("peer stack (all three)");
-    println!(
+    report!(
         "full telltale layer vs peer stack: {:.2}x the time (overhead over bare {:.2}x), {:.2}x the allocations",
         full.nanos / peers.nanos,
         (full.nanos - bare) / (peers.nanos - bare),

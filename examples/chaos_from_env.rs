@@ -24,7 +24,8 @@ use telltale::telemetry::{LogFormat, Telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _guard = Telemetry::from_env()?
+    let _guard = Telemetry::builder()
+        .env(&Env::process())?
         .service_name("chaos-from-env")
         .log_format(LogFormat::None)
         .init()?;

@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use telltale::core::config::Env;
 use telltale::resilience::CircuitBreaker;
 use telltale::stack::{ClientStack, ClientStackService};
 use telltale::telemetry::{LogFormat, Telemetry};
@@ -69,7 +70,8 @@ async fn serve(app: Router) -> std::io::Result<std::net::SocketAddr> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let guard = Telemetry::from_env()?
+    let guard = Telemetry::builder()
+        .env(&Env::process())?
         .service_name("client-propagation")
         .log_format(LogFormat::None)
         .init()?;

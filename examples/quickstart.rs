@@ -13,6 +13,7 @@ use axum::routing::get;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use telltale::core::config::Env;
 use telltale::telemetry::metrics::{RedConfig, install_prometheus, metrics_router};
 use telltale::telemetry::{LogFormat, Telemetry};
 
@@ -29,7 +30,8 @@ async fn hello(Path(name): Path<String>) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. Telemetry from OTEL_* / TELLTALE_* (flight recorder when no OTLP
     //    endpoint is set). Quiet logs here; unset to get JSON lines.
-    let guard = Telemetry::from_env()?
+    let guard = Telemetry::builder()
+        .env(&Env::process())?
         .service_name("quickstart")
         .log_format(LogFormat::None)
         .init()?;

@@ -9,15 +9,17 @@
 //! third time with its breaker forced open: `UNAVAILABLE`), prints the spans
 //! and exits.
 
+use telltale::core::config::Env;
 use telltale::resilience::CircuitBreaker;
-use telltale::telemetry::layer::ServerLayer;
+use telltale::telemetry::layer::ServerTelemetryLayer;
 use telltale::telemetry::{LogFormat, Telemetry};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let guard = Telemetry::from_env()?
+    let guard = Telemetry::builder()
+        .env(&Env::process())?
         .service_name("tonic-quickstart")
         .log_format(LogFormat::None)
         .init()?;
@@ -25,7 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let breaker = CircuitBreaker::builder("health").build()?;
     let stack = telltale::ServerStack::new()
         // Health checks get no span by default (they are still counted).
-        .telemetry(ServerLayer::builder().trace_health_checks(true).build()?)
+        .telemetry(
+            ServerTelemetryLayer::builder()
+                .trace_health_checks(true)
+                .build()?,
+        )
         .breaker(breaker.clone());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -22,6 +22,8 @@ use telltale_core::config::Env;
 use telltale_resilience::{CircuitBreaker, Error, SlidingWindow, State};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+mod support;
+
 async fn dependency() -> (SocketAddr, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
@@ -29,10 +31,7 @@ async fn dependency() -> (SocketAddr, Arc<AtomicUsize>) {
         counter.fetch_add(1, Ordering::SeqCst);
         async { "fine" }
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (addr, hits)
+    (support::serve(router).await, hits)
 }
 
 fn chaos(rules: &str) -> Injector {

@@ -6,7 +6,6 @@
 //! This test binary installs telemetry globally once (its own process).
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,30 +20,15 @@ use telltale::core::config::Env;
 use telltale::correlation::{CorrelationId, scope};
 use telltale::resilience::{CircuitBreaker, Rejection, SlidingWindow, State};
 use telltale::stack::{ClientStack, ClientStackService};
-use telltale::telemetry::{FlightRecorder, LogFormat, Telemetry};
+use telltale::telemetry::FlightRecorder;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
 
-fn recorder() -> &'static FlightRecorder {
-    static RECORDER: OnceLock<FlightRecorder> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let telemetry = Telemetry::builder()
-            .service_name("client-stack-test")
-            .log_format(LogFormat::None)
-            .flight_recorder_capacity(10_000)
-            .build()
-            .expect("telemetry builds");
-        let recorder = telemetry.flight_recorder().expect("on").clone();
-        std::mem::forget(telemetry.install().expect("first install"));
-        recorder
-    })
-}
+mod support;
+use support::serve;
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+fn recorder() -> &'static FlightRecorder {
+    support::recorder("client-stack-test")
 }
 
 type Stacked = ClientStackService<Client<HttpConnector, Full<Bytes>>>;

@@ -5,7 +5,7 @@
 //! This test binary installs telemetry globally once (its own process).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,31 +17,15 @@ use hyper_util::rt::TokioExecutor;
 use telltale::core::config::Env;
 use telltale::resilience::{Bulkhead, CircuitBreaker};
 use telltale::stack::ServerStack;
-use telltale::telemetry::{FlightRecorder, LogFormat, RecordedSpan, Telemetry};
+use telltale::telemetry::{FlightRecorder, RecordedSpan};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-fn recorder() -> &'static FlightRecorder {
-    static RECORDER: OnceLock<FlightRecorder> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let telemetry = Telemetry::builder()
-            .service_name("stack-test")
-            .log_format(LogFormat::None)
-            .flight_recorder_capacity(10_000)
-            .build()
-            .expect("telemetry builds");
-        let recorder = telemetry.flight_recorder().expect("on").clone();
-        let guard = telemetry.install().expect("first install");
-        std::mem::forget(guard);
-        recorder
-    })
-}
+mod support;
+use support::serve;
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+fn recorder() -> &'static FlightRecorder {
+    support::recorder("stack-test")
 }
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
@@ -223,7 +207,7 @@ async fn tonic_server_stack_serves_and_maps_rejections_to_grpc_statuses() {
     };
 
     // Health checks get no span unless asked for (they are still counted).
-    let traced = telltale::telemetry::layer::ServerLayer::builder()
+    let traced = telltale::telemetry::layer::ServerTelemetryLayer::builder()
         .trace_health_checks(true)
         .build()
         .unwrap();

@@ -36,8 +36,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderName, Request};
-use telltale_core::GrpcCode;
-use telltale_core::config::{parse_duration, parse_percentage};
+use telltale_core::config::{ParseError, parse_duration, parse_percentage};
+use telltale_core::{ConfigError, GrpcCode};
 
 use crate::parse::parse_faults;
 use crate::rules::{Delay, Fault, Rule};
@@ -145,7 +145,13 @@ fn strip(headers: &mut HeaderMap) -> Vec<(HeaderName, String)> {
         .collect()
 }
 
-fn rule_from(headers: &[(HeaderName, String)]) -> Result<Option<Rule>, String> {
+/// A malformed chaos header, named like a variable: `invalid
+/// x-telltale-chaos-status="x" at position 1: expected an HTTP status code`.
+fn malformed(name: &'static str, value: &str, error: ParseError) -> ConfigError {
+    ConfigError::new(name, value, error)
+}
+
+fn rule_from(headers: &[(HeaderName, String)]) -> Result<Option<Rule>, ConfigError> {
     let get = |suffix: &str| {
         headers
             .iter()
@@ -154,18 +160,26 @@ fn rule_from(headers: &[(HeaderName, String)]) -> Result<Option<Rule>, String> {
     };
     let mut faults = Vec::new();
     if let Some(d) = get("delay") {
-        let d = parse_duration(d).map_err(|e| format!("x-telltale-chaos-delay {e}"))?;
+        let d = parse_duration(d).map_err(|e| malformed("x-telltale-chaos-delay", d, e))?;
         faults.push(Fault::Delay(Delay::Fixed(d)));
     }
     if let Some(chain) = get("fault") {
-        faults.extend(parse_faults(chain).map_err(|e| format!("x-telltale-chaos-fault {e}"))?);
+        faults.extend(
+            parse_faults(chain).map_err(|e| malformed("x-telltale-chaos-fault", chain, e))?,
+        );
     }
     if let Some(s) = get("status") {
         let status = s
             .parse::<u16>()
             .ok()
             .and_then(|c| http::StatusCode::from_u16(c).ok())
-            .ok_or("x-telltale-chaos-status: expected an HTTP status code")?;
+            .ok_or_else(|| {
+                malformed(
+                    "x-telltale-chaos-status",
+                    s,
+                    ParseError::new(1, "an HTTP status code"),
+                )
+            })?;
         faults.push(Fault::Status {
             status,
             body: None,
@@ -177,7 +191,13 @@ fn rule_from(headers: &[(HeaderName, String)]) -> Result<Option<Rule>, String> {
             .parse::<GrpcCode>()
             .ok()
             .filter(|c| *c != GrpcCode::Ok)
-            .ok_or("x-telltale-chaos-grpc: expected a gRPC error code")?;
+            .ok_or_else(|| {
+                malformed(
+                    "x-telltale-chaos-grpc",
+                    g,
+                    ParseError::new(1, "a gRPC error code"),
+                )
+            })?;
         faults.push(Fault::Grpc {
             code,
             message: None,
@@ -194,7 +214,7 @@ fn rule_from(headers: &[(HeaderName, String)]) -> Result<Option<Rule>, String> {
         faults.truncate(end + 1);
     }
     let probability = get("percentage")
-        .map(|p| parse_percentage(p).map_err(|e| format!("x-telltale-chaos-percentage {e}")))
+        .map(|p| parse_percentage(p).map_err(|e| malformed("x-telltale-chaos-percentage", p, e)))
         .transpose()?;
     Ok((!faults.is_empty()).then_some(Rule {
         probability,

@@ -29,10 +29,10 @@ use http::{HeaderName, Method, StatusCode};
 use telltale_core::config::{
     ParseError, parse_duration, parse_number, parse_percentage, parse_size,
 };
-use telltale_core::{ConfigError, GrpcCode};
+use telltale_core::{ConfigError, GrpcCode, Side};
 
 use crate::rules::{
-    Delay, Direction, Fault, Group, HeaderMatch, HostPattern, Matcher, PathPattern, Rule, RuleSet,
+    Delay, Fault, Group, HeaderMatch, HostPattern, Matcher, PathPattern, Rule, RuleSet,
 };
 
 /// Parses a rule set; the error carries the 1-based character position.
@@ -171,13 +171,13 @@ impl<'a> Parser<'a> {
 
     fn group(&mut self) -> R<Group> {
         let (start, dir) = self.word();
-        let direction = match dir.as_str() {
-            "in" => Direction::In,
-            "out" => Direction::Out,
-            "any" => Direction::Any,
+        let side = match dir.as_str() {
+            "in" => Some(Side::Server),
+            "out" => Some(Side::Client),
+            "any" => None,
             _ => return Err(self.err_at(start, "a direction: in, out or any")),
         };
-        let mut matcher = Matcher::new(direction);
+        let mut matcher = Matcher::new(side);
         loop {
             let spaced = self.ws();
             match self.peek() {

@@ -6,11 +6,12 @@
 //! the grammar, which parses back to the same rules.
 //!
 //! ```
-//! use telltale_chaos::rules::{Direction, Fault, RuleSet};
+//! use telltale_chaos::rules::{Fault, RuleSet};
+//! use telltale_core::Side;
 //!
 //! let rules: RuleSet = "in GET /payments/*: 30% delay(200ms..800ms); 5% status(503)".parse().unwrap();
 //! let group = &rules.groups[0];
-//! assert_eq!(group.matcher.direction, Direction::In);
+//! assert_eq!(group.matcher.side, Some(Side::Server));
 //! assert_eq!(group.rules[1].faults[0], Fault::status(503));
 //! assert_eq!(rules.to_string(), "in GET /payments/*: 30% delay(200ms..800ms); 5% status(503)");
 //! assert_eq!(rules.to_string().parse::<RuleSet>().unwrap(), rules);
@@ -20,8 +21,8 @@ use std::fmt;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use telltale_core::GrpcCode;
 use telltale_core::config::parse_percentage;
+use telltale_core::{GrpcCode, Side};
 
 /// A parsed rule set: groups evaluated in the order written.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,38 +40,22 @@ pub struct Group {
     pub rules: Vec<Rule>,
 }
 
-/// Which side of the service a group applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Requests the service receives (server layer).
-    In,
-    /// Requests the service sends to its dependencies (client layer).
-    Out,
-    /// Both.
-    Any,
-}
-
-impl Direction {
-    /// The keyword: `in`, `out` or `any`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-            Direction::Any => "any",
-        }
-    }
-
-    /// Whether a group with this direction applies on `side` (`In` or `Out`).
-    pub fn applies_to(self, side: Direction) -> bool {
-        self == Direction::Any || self == side
+/// The grammar's keyword for a side: `in` (server), `out` (client), `any` (`None`).
+pub const fn side_keyword(side: Option<Side>) -> &'static str {
+    match side {
+        Some(Side::Server) => "in",
+        Some(Side::Client) => "out",
+        None => "any",
     }
 }
 
 /// Selects requests. Every present part must match.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matcher {
-    /// `in`, `out` or `any`.
-    pub direction: Direction,
+    /// The side a group applies to: `in` is [`Side::Server`] (requests the
+    /// service receives), `out` is [`Side::Client`] (requests it sends to its
+    /// dependencies), `any` is `None` (both).
+    pub side: Option<Side>,
     /// The request method, if restricted.
     pub method: Option<Method>,
     /// A path glob or route template, if restricted.
@@ -82,15 +67,20 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    /// A matcher selecting every request in `direction`.
-    pub fn new(direction: Direction) -> Self {
+    /// A matcher selecting every request on `side` (`None`: both sides).
+    pub fn new(side: Option<Side>) -> Self {
         Matcher {
-            direction,
+            side,
             method: None,
             path: None,
             host: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Whether a group with this matcher applies on `side` at all.
+    pub fn applies_to(&self, side: Side) -> bool {
+        self.side.is_none_or(|s| s == side)
     }
 }
 
@@ -164,13 +154,7 @@ impl HostPattern {
         let text = if with_port {
             authority
         } else {
-            authority.rsplit_once(':').map_or(authority, |(h, port)| {
-                if port.bytes().all(|b| b.is_ascii_digit()) {
-                    h
-                } else {
-                    authority
-                }
-            })
+            telltale_core::http::split_host_port(authority).0
         };
         if text.bytes().any(|b| b.is_ascii_uppercase()) {
             glob(pattern, text.to_ascii_lowercase().as_bytes())
@@ -267,6 +251,11 @@ pub enum Fault {
         after: u64,
     },
 }
+
+/// Every [`Fault::kind`].
+pub(crate) const FAULT_KINDS: [&str; 8] = [
+    "delay", "status", "grpc", "abort", "reset", "timeout", "slow", "truncate",
+];
 
 impl Fault {
     /// `status(code)` with no body and no `Retry-After`.
@@ -416,7 +405,7 @@ impl fmt::Display for Rule {
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.direction.as_str())?;
+        f.write_str(side_keyword(self.side))?;
         if let Some(m) = &self.method {
             write!(f, " {m}")?;
         }

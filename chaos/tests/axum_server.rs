@@ -7,97 +7,35 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use telltale_chaos::{ChaosLayer, Injector, PeerAddr, Status};
+use http_body_util::Empty;
+use telltale_chaos::{Injector, Status};
 use telltale_core::config::Env;
-use tower::{ServiceBuilder, ServiceExt};
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+mod support;
 
+use support::{from_env, http_client, http_get, within_five_sigma};
+
+/// The app under test, served behind the inbound chaos layer.
 async fn serve(injector: &Injector) -> SocketAddr {
     let router = Router::new()
         .route("/payments/{id}", get(|| async { "paid" }))
         .route("/big", get(|| async { "x".repeat(1000) }));
-    let svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(injector))
-        .service(router);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                return;
-            };
-            let svc = svc.clone();
-            tokio::spawn(async move {
-                let hyper_svc =
-                    hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(PeerAddr(peer));
-                        svc.clone().oneshot(req)
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), hyper_svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn env(rules: &str, extra: &[(&str, &str)]) -> Injector {
-    let mut pairs = vec![("TELLTALE_CHAOS", rules), ("TELLTALE_ENV", "staging")];
-    pairs.extend_from_slice(extra);
-    Injector::from_env_source(&Env::from_pairs(pairs)).unwrap()
-}
-
-/// `Ok(status)` or `Err(())` when the connection failed (abort/reset).
-async fn call(
-    client: &HttpClient,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Result<StatusCode, ()> {
-    let mut req = Request::get(format!("http://{addr}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let res = client
-        .request(req.body(Empty::new()).unwrap())
-        .await
-        .map_err(|_| ())?;
-    let status = res.status();
-    res.into_body().collect().await.map_err(|_| ())?;
-    Ok(status)
-}
-
-/// Binomial bounds: `n * p ± 5 sigma`.
-fn within_five_sigma(observed: usize, n: usize, p: f64) -> bool {
-    let mean = n as f64 * p;
-    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
-    (observed as f64 - mean).abs() <= 5.0 * sigma
+    support::serve_axum(injector, router).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observed_fault_rates_match_configured_probabilities() {
-    let injector = env(
+    let injector = from_env(
         "in GET /payments/*: 30% status(503) | in GET /payments/*: 10% abort",
         &[],
     );
     let addr = serve(&injector).await;
-    let client = client();
+    let client = http_client();
     const N: usize = 2000;
     let (mut unavailable, mut aborted, mut ok) = (0, 0, 0);
     for i in 0..N {
-        match call(&client, addr, &format!("/payments/{i}"), &[]).await {
+        match http_get(&client, addr, &format!("/payments/{i}"), &[]).await {
             Ok(StatusCode::SERVICE_UNAVAILABLE) => unavailable += 1,
             Ok(StatusCode::OK) => ok += 1,
             Ok(other) => panic!("unexpected {other}"),
@@ -119,16 +57,16 @@ async fn observed_fault_rates_match_configured_probabilities() {
 }
 
 async fn seeded_run(seed: &str, ids: impl Iterator<Item = usize>) -> HashMap<usize, StatusCode> {
-    let injector = env(
+    let injector = from_env(
         "in GET /payments/*: 30% status(503)",
         &[("TELLTALE_CHAOS_SEED", seed)],
     );
     let addr = serve(&injector).await;
-    let client = client();
+    let client = http_client();
     let mut out = HashMap::new();
     for i in ids {
         let id = format!("req-{i}");
-        let status = call(&client, addr, "/payments/1", &[("x-correlation-id", &id)])
+        let status = http_get(&client, addr, "/payments/1", &[("x-correlation-id", &id)])
             .await
             .unwrap();
         out.insert(i, status);
@@ -152,17 +90,17 @@ async fn a_seeded_run_repeated_gives_identical_decisions_whatever_the_order() {
 
 #[tokio::test]
 async fn kill_switch_stops_injection_on_a_live_server() {
-    let injector = env("in: status(503)", &[]);
+    let injector = from_env("in: status(503)", &[]);
     let addr = serve(&injector).await;
-    let client = client();
+    let client = http_client();
     assert_eq!(
-        call(&client, addr, "/payments/1", &[]).await,
+        http_get(&client, addr, "/payments/1", &[]).await,
         Ok(StatusCode::SERVICE_UNAVAILABLE)
     );
     injector.handle().kill();
     for _ in 0..200 {
         assert_eq!(
-            call(&client, addr, "/payments/1", &[]).await,
+            http_get(&client, addr, "/payments/1", &[]).await,
             Ok(StatusCode::OK)
         );
     }
@@ -194,10 +132,10 @@ async fn the_guard_refuses_in_a_disallowed_environment() {
             Status::Refused
         );
         let addr = serve(&injector).await;
-        let client = client();
+        let client = http_client();
         for _ in 0..50 {
             assert_eq!(
-                call(&client, addr, "/payments/1", &[]).await,
+                http_get(&client, addr, "/payments/1", &[]).await,
                 Ok(StatusCode::OK)
             );
         }
@@ -215,24 +153,24 @@ async fn the_guard_refuses_in_a_disallowed_environment() {
 
 #[tokio::test]
 async fn abort_and_truncate_break_the_connection_for_a_real_client() {
-    let injector = env(
+    let injector = from_env(
         "in /payments/1: abort | in /payments/2: reset | in /big: truncate(100)",
         &[],
     );
     let addr = serve(&injector).await;
-    let client = client();
-    assert_eq!(call(&client, addr, "/payments/1", &[]).await, Err(()));
-    assert_eq!(call(&client, addr, "/payments/2", &[]).await, Err(()));
-    assert_eq!(call(&client, addr, "/big", &[]).await, Err(()));
+    let client = http_client();
+    assert_eq!(http_get(&client, addr, "/payments/1", &[]).await, Err(()));
+    assert_eq!(http_get(&client, addr, "/payments/2", &[]).await, Err(()));
+    assert_eq!(http_get(&client, addr, "/big", &[]).await, Err(()));
     assert_eq!(
-        call(&client, addr, "/payments/3", &[]).await,
+        http_get(&client, addr, "/payments/3", &[]).await,
         Ok(StatusCode::OK)
     );
 }
 
 #[tokio::test]
 async fn header_faults_only_from_trusted_callers() {
-    let secret = env(
+    let secret = from_env(
         "in /never: abort",
         &[
             ("TELLTALE_CHAOS_HEADERS", "on"),
@@ -240,10 +178,10 @@ async fn header_faults_only_from_trusted_callers() {
         ],
     );
     let addr = serve(&secret).await;
-    let client = client();
+    let client = http_client();
     let ask = [("x-telltale-chaos-status", "503")];
     assert_eq!(
-        call(&client, addr, "/payments/1", &ask).await,
+        http_get(&client, addr, "/payments/1", &ask).await,
         Ok(StatusCode::OK)
     );
     let wrong = [
@@ -251,7 +189,7 @@ async fn header_faults_only_from_trusted_callers() {
         ("x-telltale-chaos-secret", "guess"),
     ];
     assert_eq!(
-        call(&client, addr, "/payments/1", &wrong).await,
+        http_get(&client, addr, "/payments/1", &wrong).await,
         Ok(StatusCode::OK)
     );
     let right = [
@@ -259,11 +197,11 @@ async fn header_faults_only_from_trusted_callers() {
         ("x-telltale-chaos-secret", "s3cret"),
     ];
     assert_eq!(
-        call(&client, addr, "/payments/1", &right).await,
+        http_get(&client, addr, "/payments/1", &right).await,
         Ok(StatusCode::SERVICE_UNAVAILABLE)
     );
 
-    let by_peer = env(
+    let by_peer = from_env(
         "in /never: abort",
         &[
             ("TELLTALE_CHAOS_HEADERS", "on"),
@@ -273,7 +211,7 @@ async fn header_faults_only_from_trusted_callers() {
     let addr = serve(&by_peer).await;
     let fault = [("x-telltale-chaos-fault", "grpc(UNAVAILABLE)")];
     assert_eq!(
-        call(&client, addr, "/payments/1", &fault).await,
+        http_get(&client, addr, "/payments/1", &fault).await,
         Ok(StatusCode::OK)
     );
     let res = client
@@ -288,41 +226,47 @@ async fn header_faults_only_from_trusted_callers() {
     assert_eq!(res.headers()["grpc-status"], "14");
     assert_eq!(res.headers()["x-telltale-chaos"], "header");
 
-    let off = env("in /never: abort", &[]);
+    let off = from_env("in /never: abort", &[]);
     let addr = serve(&off).await;
     assert_eq!(
-        call(&client, addr, "/payments/1", &right).await,
+        http_get(&client, addr, "/payments/1", &right).await,
         Ok(StatusCode::OK)
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn delays_and_the_ttl_on_a_live_server_under_paused_time() {
-    let injector = env(
+    let injector = from_env(
         "in GET /big: delay(10s) | in GET /payments/*: status(503)",
         &[("TELLTALE_CHAOS_TTL", "1m")],
     );
     let addr = serve(&injector).await;
-    let client = client();
+    let client = http_client();
     let start = tokio::time::Instant::now();
-    assert_eq!(call(&client, addr, "/big", &[]).await, Ok(StatusCode::OK));
+    assert_eq!(
+        http_get(&client, addr, "/big", &[]).await,
+        Ok(StatusCode::OK)
+    );
     let waited = start.elapsed();
     assert!(
         waited >= Duration::from_secs(10) && waited < Duration::from_secs(60),
         "{waited:?}"
     );
     assert_eq!(
-        call(&client, addr, "/payments/1", &[]).await,
+        http_get(&client, addr, "/payments/1", &[]).await,
         Ok(StatusCode::SERVICE_UNAVAILABLE)
     );
     tokio::time::advance(Duration::from_secs(60)).await;
     assert_eq!(
-        call(&client, addr, "/payments/1", &[]).await,
+        http_get(&client, addr, "/payments/1", &[]).await,
         Ok(StatusCode::OK)
     );
     assert_eq!(injector.status(), Status::Expired);
     let start = tokio::time::Instant::now();
-    assert_eq!(call(&client, addr, "/big", &[]).await, Ok(StatusCode::OK));
+    assert_eq!(
+        http_get(&client, addr, "/big", &[]).await,
+        Ok(StatusCode::OK)
+    );
     assert!(start.elapsed() < Duration::from_secs(10));
 }
 
@@ -337,17 +281,17 @@ async fn header_faults_alone_arm_chaos_with_no_rules() {
     assert_eq!(injector.status(), Status::Armed);
     assert!(injector.rules().groups.is_empty());
     let addr = serve(&injector).await;
-    let client = client();
+    let client = http_client();
     let ask = [
         ("x-telltale-chaos-status", "502"),
         ("x-telltale-chaos-secret", "k"),
     ];
     assert_eq!(
-        call(&client, addr, "/payments/1", &ask).await,
+        http_get(&client, addr, "/payments/1", &ask).await,
         Ok(StatusCode::BAD_GATEWAY)
     );
     assert_eq!(
-        call(&client, addr, "/payments/1", &[]).await,
+        http_get(&client, addr, "/payments/1", &[]).await,
         Ok(StatusCode::OK)
     );
 }

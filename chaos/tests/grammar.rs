@@ -6,9 +6,12 @@ use std::time::Duration;
 use http::{HeaderName, Method, StatusCode};
 use proptest::prelude::*;
 use telltale_chaos::parse::{RuleError, parse_rules};
-use telltale_chaos::rules::{Delay, Direction, Fault, Group, HeaderMatch, Matcher, Rule, RuleSet};
+use telltale_chaos::rules::{
+    Delay, Fault, Group, HeaderMatch, Matcher, Rule, RuleSet, side_keyword,
+};
 use telltale_chaos::{ChaosError, Injector};
 use telltale_core::GrpcCode;
+use telltale_core::Side;
 use telltale_core::config::Env;
 
 const TOKENS: &[&str] = &[
@@ -139,7 +142,7 @@ fn rule() -> impl Strategy<Value = Rule> {
 
 fn matcher() -> impl Strategy<Value = Matcher> {
     (
-        prop::sample::select(vec![Direction::In, Direction::Out, Direction::Any]),
+        prop::sample::select(vec![Some(Side::Server), Some(Side::Client), None]),
         prop::option::of(prop::sample::select(vec!["GET", "POST", "DELETE", "PATCH"])),
         prop::option::of(prop::sample::select(vec![
             "/payments/*",
@@ -162,10 +165,10 @@ fn matcher() -> impl Strategy<Value = Matcher> {
             0..3,
         ),
     )
-        .prop_map(|(direction, method, path, host, headers)| {
+        .prop_map(|(side, method, path, host, headers)| {
             let text = format!(
                 "{}{}{}{}{}: abort",
-                direction.as_str(),
+                side_keyword(side),
                 method.map(|m| format!(" {m}")).unwrap_or_default(),
                 path.map(|p| format!(" {p}")).unwrap_or_default(),
                 host.map(|h| format!(" {h}")).unwrap_or_default(),
@@ -178,7 +181,7 @@ fn matcher() -> impl Strategy<Value = Matcher> {
                     .collect::<String>()
             );
             let m = parse_rules(&text).unwrap().groups.remove(0).matcher;
-            assert_eq!(m.direction, direction);
+            assert_eq!(m.side, side);
             assert_eq!(m.method, method.map(|m| m.parse::<Method>().unwrap()));
             assert_eq!(
                 m.headers,

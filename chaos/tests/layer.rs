@@ -2,10 +2,8 @@
 //! max active, slow and truncated bodies, tags (span, event, counter, header).
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,69 +14,23 @@ use telltale_chaos::layer::{BodyTruncated, InjectedFault};
 use telltale_chaos::{ChaosLayer, Injector, Status};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
-type Body = Full<Bytes>;
+mod support;
 
-fn injector(rules: &str) -> Injector {
-    Injector::builder()
-        .rules(rules.parse().unwrap())
-        .build()
-        .unwrap()
-}
-
-fn ok_service(
-    body: &'static [u8],
-) -> impl Service<Request<()>, Response = Response<Body>, Error = Infallible> + Clone {
-    service_fn(move |_req: Request<()>| async move {
-        Ok(Response::new(Full::new(Bytes::from_static(body))))
-    })
-}
-
-fn get(path: &str) -> Request<()> {
-    Request::get(path).body(()).unwrap()
-}
-
-async fn status_of<S>(svc: &mut S, path: &str) -> StatusCode
-where
-    S: Service<
-            Request<()>,
-            Response = Response<telltale_chaos::ResponseBody<Body>>,
-            Error = telltale_core::BoxError,
-        >,
-{
-    svc.ready()
-        .await
-        .unwrap()
-        .call(get(path))
-        .await
-        .unwrap()
-        .status()
-}
-
-fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
-    let waker = std::task::Waker::noop();
-    fut.poll(&mut Context::from_waker(waker))
-}
+use support::{get, inbound, injector, outbound, poll_once, send, status_of};
 
 #[tokio::test(start_paused = true)]
 async fn a_delay_fault_waits_on_the_tokio_clock() {
     let inj = injector("in GET /slow: delay(5s) | in /range: delay(1s..2s)");
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b"ok"));
+    let mut svc = inbound(&inj, b"ok");
     let start = tokio::time::Instant::now();
-    let res = svc.ready().await.unwrap().call(get("/slow")).await.unwrap();
+    let res = send(&mut svc, get("/slow")).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["x-telltale-chaos"], "1.1");
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
     for _ in 0..20 {
         let start = tokio::time::Instant::now();
-        svc.ready()
-            .await
-            .unwrap()
-            .call(get("/range"))
-            .await
-            .unwrap();
+        send(&mut svc, get("/range")).await.unwrap();
         let waited = start.elapsed();
         assert!(
             waited >= Duration::from_secs(1) && waited <= Duration::from_secs(2),
@@ -87,13 +39,7 @@ async fn a_delay_fault_waits_on_the_tokio_clock() {
     }
     // Not matching: no wait, no header.
     let start = tokio::time::Instant::now();
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get("/other"))
-        .await
-        .unwrap();
+    let res = send(&mut svc, get("/other")).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(res.headers().get("x-telltale-chaos").is_none());
     assert_eq!(inj.active(), 0);
@@ -102,9 +48,7 @@ async fn a_delay_fault_waits_on_the_tokio_clock() {
 #[tokio::test(start_paused = true)]
 async fn kill_switch_stops_a_delay_in_progress_and_all_later_faults() {
     let inj = injector("in: delay(1h) | in /fail: status(500)");
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b"ok"));
+    let mut svc = inbound(&inj, b"ok");
     let mut delayed = pin!(svc.ready().await.unwrap().call(get("/x")));
     assert!(poll_once(delayed.as_mut()).is_pending());
     tokio::time::advance(Duration::from_secs(60)).await;
@@ -134,9 +78,7 @@ async fn kill_switch_stops_a_delay_in_progress_and_all_later_faults() {
 #[tokio::test(start_paused = true)]
 async fn kill_switch_releases_a_hanging_timeout_and_a_slow_body() {
     let inj = injector("in /hang: timeout | in /slow: slow(1/s)");
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b"0123456789"));
+    let mut svc = inbound(&inj, b"0123456789");
     let mut hanging = pin!(svc.ready().await.unwrap().call(get("/hang")));
     assert!(poll_once(hanging.as_mut()).is_pending());
     tokio::time::advance(Duration::from_secs(3600)).await;
@@ -145,7 +87,7 @@ async fn kill_switch_releases_a_hanging_timeout_and_a_slow_body() {
         "a timeout hangs until the caller gives up"
     );
 
-    let slow = svc.ready().await.unwrap().call(get("/slow")).await.unwrap();
+    let slow = send(&mut svc, get("/slow")).await.unwrap();
     let mut body = slow.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, "0");
@@ -168,9 +110,7 @@ async fn ttl_switches_injection_off() {
         .ttl(Duration::from_secs(10))
         .build()
         .unwrap();
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b""));
+    let mut svc = inbound(&inj, b"");
     assert_eq!(
         status_of(&mut svc, "/").await,
         StatusCode::SERVICE_UNAVAILABLE
@@ -196,9 +136,7 @@ async fn ttl_switches_injection_off() {
 async fn pause_resume_and_replace() {
     let inj = injector("in: status(503)");
     let handle = inj.handle();
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b""));
+    let mut svc = inbound(&inj, b"");
     handle.pause();
     assert_eq!(status_of(&mut svc, "/").await, StatusCode::OK);
     handle.resume();
@@ -225,9 +163,7 @@ async fn max_active_is_an_exact_cap_held_until_the_body_ends() {
         .max_active(2)
         .build()
         .unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b"ok"));
+    let svc = inbound(&inj, b"ok");
     let mut futures = Vec::new();
     for _ in 0..5 {
         futures.push(Box::pin(svc.clone().oneshot(get("/"))));
@@ -267,12 +203,10 @@ async fn slow_and_truncated_bodies() {
         "in /slow: slow(10/s) | in /cut: truncate(4) | in /both: slow(20/s) + truncate(6)",
     );
     let body: &'static [u8] = b"0123456789";
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(body));
+    let mut svc = inbound(&inj, body);
 
     let start = tokio::time::Instant::now();
-    let res = svc.ready().await.unwrap().call(get("/slow")).await.unwrap();
+    let res = send(&mut svc, get("/slow")).await.unwrap();
     assert_eq!(
         res.into_body().collect().await.unwrap().to_bytes(),
         "0123456789"
@@ -283,7 +217,7 @@ async fn slow_and_truncated_bodies() {
         "10 bytes at 10 B/s"
     );
 
-    let res = svc.ready().await.unwrap().call(get("/cut")).await.unwrap();
+    let res = send(&mut svc, get("/cut")).await.unwrap();
     let mut body = res.into_body();
     assert_eq!(
         body.frame().await.unwrap().unwrap().into_data().unwrap(),
@@ -293,7 +227,7 @@ async fn slow_and_truncated_bodies() {
     let cut = err.downcast_ref::<BodyTruncated>().unwrap();
     assert_eq!((cut.after(), cut.rule()), (4, "2.1"));
 
-    let res = svc.ready().await.unwrap().call(get("/both")).await.unwrap();
+    let res = send(&mut svc, get("/both")).await.unwrap();
     let err = res.into_body().collect().await.unwrap_err();
     assert!(err.is::<BodyTruncated>());
     assert_eq!(inj.active(), 0);
@@ -304,10 +238,8 @@ async fn status_grpc_abort_and_reset_faults() {
     let inj = injector(
         "in /s: status(429, retry-after=1500ms, body=\"slow down\") | in /g: grpc(UNAVAILABLE, message=\"chaos: 100%\") | in /a: abort | in /r: reset",
     );
-    let mut svc = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&inj))
-        .service(ok_service(b"real"));
-    let res = svc.ready().await.unwrap().call(get("/s")).await.unwrap();
+    let mut svc = inbound(&inj, b"real");
+    let res = send(&mut svc, get("/s")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(res.headers()["retry-after"], "2");
     assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
@@ -316,7 +248,7 @@ async fn status_grpc_abort_and_reset_faults() {
         "slow down"
     );
 
-    let res = svc.ready().await.unwrap().call(get("/g")).await.unwrap();
+    let res = send(&mut svc, get("/g")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/grpc");
     assert_eq!(res.headers()["grpc-status"], "14");
@@ -329,13 +261,7 @@ async fn status_grpc_abort_and_reset_faults() {
         ("/a", std::io::ErrorKind::ConnectionAborted),
         ("/r", std::io::ErrorKind::ConnectionReset),
     ] {
-        let err = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(get(path))
-            .await
-            .unwrap_err();
+        let err = send(&mut svc, get(path)).await.unwrap_err();
         let fault = err.downcast_ref::<InjectedFault>().unwrap();
         assert_eq!(fault.kind(), kind);
         assert!(err.to_string().starts_with("chaos: connection"));
@@ -346,9 +272,7 @@ async fn status_grpc_abort_and_reset_faults() {
 #[tokio::test]
 async fn outbound_rules_apply_only_on_the_client_side_and_match_hosts() {
     let inj = injector("out fraud-api [x-canary]: status(503) | in: status(500)");
-    let mut client = ServiceBuilder::new()
-        .layer(ChaosLayer::outbound(&inj))
-        .service(ok_service(b""));
+    let mut client = outbound(&inj, b"");
     let call = |uri: &str, canary: bool| {
         let mut b = Request::get(uri);
         if canary {
@@ -358,31 +282,21 @@ async fn outbound_rules_apply_only_on_the_client_side_and_match_hosts() {
     };
     let s = |r: Response<_>| r.status();
     assert_eq!(
-        s(client
-            .ready()
-            .await
-            .unwrap()
-            .call(call("http://fraud-api:8080/score", true))
+        s(send(&mut client, call("http://fraud-api:8080/score", true))
             .await
             .unwrap()),
         503
     );
     assert_eq!(
-        s(client
-            .ready()
-            .await
-            .unwrap()
-            .call(call("http://fraud-api:8080/score", false))
-            .await
-            .unwrap()),
+        s(
+            send(&mut client, call("http://fraud-api:8080/score", false))
+                .await
+                .unwrap()
+        ),
         200
     );
     assert_eq!(
-        s(client
-            .ready()
-            .await
-            .unwrap()
-            .call(call("http://other/score", true))
+        s(send(&mut client, call("http://other/score", true))
             .await
             .unwrap()),
         200
@@ -401,47 +315,15 @@ fn every_fault_is_counted_per_rule_with_handles_prepared_at_arm_time() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut inbound = ServiceBuilder::new()
-            .layer(ChaosLayer::inbound(&inj))
-            .service(ok_service(b""));
-        let mut outbound = ServiceBuilder::new()
-            .layer(ChaosLayer::outbound(&inj))
-            .service(ok_service(b""));
+        let mut inbound = inbound(&inj, b"");
+        let mut outbound = outbound(&inj, b"");
         for _ in 0..3 {
-            inbound
-                .ready()
-                .await
-                .unwrap()
-                .call(get("/a"))
-                .await
-                .unwrap();
+            send(&mut inbound, get("/a")).await.unwrap();
         }
+        assert!(send(&mut inbound, get("/b")).await.is_err());
+        assert!(send(&mut outbound, get("/b")).await.is_err());
         assert!(
-            inbound
-                .ready()
-                .await
-                .unwrap()
-                .call(get("/b"))
-                .await
-                .is_err()
-        );
-        assert!(
-            outbound
-                .ready()
-                .await
-                .unwrap()
-                .call(get("/b"))
-                .await
-                .is_err()
-        );
-        assert!(
-            outbound
-                .ready()
-                .await
-                .unwrap()
-                .call(get("/b"))
-                .await
-                .is_ok(),
+            send(&mut outbound, get("/b")).await.is_ok(),
             "2* is used up"
         );
     });
@@ -449,7 +331,7 @@ fn every_fault_is_counted_per_rule_with_handles_prepared_at_arm_time() {
         .snapshot()
         .into_vec()
         .into_iter()
-        .filter(|(key, ..)| key.key().name() == "chaos_faults_injected_total")
+        .filter(|(key, ..)| key.key().name() == "telltale_chaos_faults_injected_total")
         .filter_map(|(key, _, _, value)| {
             let DebugValue::Counter(n) = value else {
                 return None;
@@ -484,12 +366,8 @@ async fn seeded_decisions_follow_the_correlation_id_from_the_task_local_or_the_h
             .unwrap()
     };
     let (a, b) = (seeded(), seeded());
-    let mut by_header = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&a))
-        .service(ok_service(b""));
-    let mut by_scope = ServiceBuilder::new()
-        .layer(ChaosLayer::inbound(&b))
-        .service(ok_service(b""));
+    let mut by_header = inbound(&a, b"");
+    let mut by_scope = inbound(&b, b"");
     let mut faults = 0;
     for i in 0..200 {
         let id = format!("order-{i}");
@@ -497,14 +375,7 @@ async fn seeded_decisions_follow_the_correlation_id_from_the_task_local_or_the_h
             .header("x-correlation-id", &id)
             .body(())
             .unwrap();
-        let from_header = by_header
-            .ready()
-            .await
-            .unwrap()
-            .call(req)
-            .await
-            .unwrap()
-            .status();
+        let from_header = send(&mut by_header, req).await.unwrap().status();
         let svc = by_scope.ready().await.unwrap();
         let from_scope = telltale_core::correlation::scope(id.parse().unwrap(), async {
             svc.call(get("/")).await

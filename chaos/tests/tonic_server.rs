@@ -6,11 +6,16 @@ use std::net::SocketAddr;
 use telltale_chaos::{ChaosLayer, Injector};
 use telltale_core::config::Env;
 use tonic::Code;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 
+mod support;
+
+use support::{serve_health as serve, within_five_sigma};
+
+/// Guarded by `deployment.environment` in `OTEL_RESOURCE_ATTRIBUTES`.
 fn from_env(rules: &str) -> Injector {
     Injector::from_env_source(&Env::from_pairs([
         ("TELLTALE_CHAOS", rules),
@@ -19,38 +24,12 @@ fn from_env(rules: &str) -> Injector {
     .unwrap()
 }
 
-async fn serve(injector: &Injector) -> SocketAddr {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = ChaosLayer::inbound(injector);
-    tokio::spawn(async move {
-        let _keep = reporter;
-        Server::builder()
-            .layer(layer)
-            .add_service(health)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    addr
-}
-
 async fn channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap()
-}
-
-fn within_five_sigma(observed: usize, n: usize, p: f64) -> bool {
-    let mean = n as f64 * p;
-    let sigma = (n as f64 * p * (1.0 - p)).sqrt();
-    (observed as f64 - mean).abs() <= 5.0 * sigma
 }
 
 fn check() -> HealthCheckRequest {

@@ -40,25 +40,56 @@ pub const MAX_LEN: usize = 1024;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CorrelationId(HeaderValue);
 
-/// Why a value cannot be a [`CorrelationId`] at all.
+/// Why a value is not accepted as a [`CorrelationId`]: by core's own check
+/// (visible ASCII, 1 to [`MAX_LEN`] bytes) or by a validation rule
+/// (`telltale-correlation`'s default rule or a custom one).
+///
+/// It carries no part of the value itself, so it is safe to log and to put in
+/// a metric label ([`InvalidCorrelationId::reason`]).
+///
+/// ```
+/// use telltale_core::{CorrelationId, InvalidCorrelationId};
+///
+/// let err = "a b".parse::<CorrelationId>().unwrap_err();
+/// assert_eq!(err, InvalidCorrelationId::InvalidCharacter { position: 2 });
+/// assert_eq!(err.reason(), "invalid_character");
+/// assert_eq!(err.to_string(), "disallowed character at position 2");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidCorrelationId {
     /// The value was empty.
-    #[error("correlation ID is empty")]
+    #[error("empty")]
     Empty,
-    /// The value was longer than the limit.
-    #[error("correlation ID is longer than {max} bytes")]
+    /// The value was longer than `max` bytes.
+    #[error("longer than {max} bytes")]
     TooLong {
         /// The limit that applied.
         max: usize,
     },
     /// The value held a byte outside the allowed set, at this 1-based position.
-    #[error("correlation ID has a disallowed character at position {position}")]
-    DisallowedCharacter {
+    #[error("disallowed character at position {position}")]
+    InvalidCharacter {
         /// 1-based byte position of the first disallowed byte.
         position: usize,
     },
+    /// A custom rule's reason. Use a small fixed set of `snake_case` words: it
+    /// becomes a metric label value.
+    #[error("rejected ({0})")]
+    Other(&'static str),
+}
+
+impl InvalidCorrelationId {
+    /// A short, fixed label for metrics and logs: `empty`, `too_long`,
+    /// `invalid_character`, or a custom rule's own word.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            InvalidCorrelationId::Empty => "empty",
+            InvalidCorrelationId::TooLong { .. } => "too_long",
+            InvalidCorrelationId::InvalidCharacter { .. } => "invalid_character",
+            InvalidCorrelationId::Other(reason) => reason,
+        }
+    }
 }
 
 fn check_visible_ascii(bytes: &[u8]) -> Result<(), InvalidCorrelationId> {
@@ -69,7 +100,7 @@ fn check_visible_ascii(bytes: &[u8]) -> Result<(), InvalidCorrelationId> {
         return Err(InvalidCorrelationId::TooLong { max: MAX_LEN });
     }
     match bytes.iter().position(|b| !(0x21..=0x7e).contains(b)) {
-        Some(i) => Err(InvalidCorrelationId::DisallowedCharacter { position: i + 1 }),
+        Some(i) => Err(InvalidCorrelationId::InvalidCharacter { position: i + 1 }),
         None => Ok(()),
     }
 }
@@ -118,7 +149,7 @@ impl std::str::FromStr for CorrelationId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         check_visible_ascii(s.as_bytes())?;
         Ok(CorrelationId(HeaderValue::from_str(s).map_err(|_| {
-            InvalidCorrelationId::DisallowedCharacter { position: 1 }
+            InvalidCorrelationId::InvalidCharacter { position: 1 }
         })?))
     }
 }
@@ -175,22 +206,29 @@ pub fn sync_scope<R>(id: CorrelationId, f: impl FnOnce() -> R) -> R {
 /// to `tokio::spawn` (task-locals do not cross spawns by themselves). With no
 /// current ID the future runs without one.
 pub fn in_current<F: Future>(fut: F) -> InCurrent<F> {
-    match current() {
-        Some(id) => InCurrent::Scoped {
+    let state = match current() {
+        Some(id) => State::Scoped {
             fut: scope(id, fut),
         },
-        None => InCurrent::Bare { fut },
-    }
+        None => State::Bare { fut },
+    };
+    InCurrent { state }
 }
 
 pin_project_lite::pin_project! {
     /// Future returned by [`in_current`].
-    #[project = InCurrentProj]
-    #[allow(missing_docs)]
-    pub enum InCurrent<F: Future> {
-        /// Runs with a captured ID.
+    pub struct InCurrent<F: Future> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F: Future> {
+        // Runs with a captured ID.
         Scoped { #[pin] fut: TaskLocalFuture<CorrelationId, F> },
-        /// No ID was current.
+        // No ID was current.
         Bare { #[pin] fut: F },
     }
 }
@@ -202,16 +240,16 @@ impl<F: Future> Future for InCurrent<F> {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
-        match self.project() {
-            InCurrentProj::Scoped { fut } => fut.poll(cx),
-            InCurrentProj::Bare { fut } => fut.poll(cx),
+        match self.project().state.project() {
+            StateProj::Scoped { fut } => fut.poll(cx),
+            StateProj::Bare { fut } => fut.poll(cx),
         }
     }
 }
 
 impl<F: Future> fmt::Debug for InCurrent<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InCurrent")
+        f.debug_struct("InCurrent").finish_non_exhaustive()
     }
 }
 
@@ -236,17 +274,23 @@ mod tests {
         );
         assert_eq!(
             "a b".parse::<CorrelationId>(),
-            Err(InvalidCorrelationId::DisallowedCharacter { position: 2 })
+            Err(InvalidCorrelationId::InvalidCharacter { position: 2 })
         );
         assert_eq!(
             "ab\r\n".parse::<CorrelationId>(),
-            Err(InvalidCorrelationId::DisallowedCharacter { position: 3 })
+            Err(InvalidCorrelationId::InvalidCharacter { position: 3 })
         );
         assert!("é".parse::<CorrelationId>().is_err());
         assert_eq!(
             "x".repeat(MAX_LEN + 1).parse::<CorrelationId>(),
             Err(InvalidCorrelationId::TooLong { max: MAX_LEN })
         );
+        assert_eq!(
+            InvalidCorrelationId::TooLong { max: 128 }.to_string(),
+            "longer than 128 bytes"
+        );
+        assert_eq!(InvalidCorrelationId::Other("x").reason(), "x");
+        assert_eq!(InvalidCorrelationId::Empty.reason(), "empty");
         let raw = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
         assert!(CorrelationId::from_header_value(raw).is_err());
     }

@@ -9,6 +9,11 @@
 //! - [`config`]: environment parsing with errors that name the variable and the
 //!   position.
 //! - [`correlation`]: the current request's correlation ID, as a task-local.
+//! - [`grpc`]: gRPC wire knowledge (status codes, content type, paths,
+//!   `grpc-message` encoding, trailers-only responses).
+//! - [`http`]: HTTP method classes, host and port, percent-encoding.
+//! - [`resource`]: parsing of `OTEL_RESOURCE_ATTRIBUTES`.
+//! - [`metric_name`]: the one rule for metric names.
 //!
 //! ```
 //! use http::StatusCode;
@@ -23,13 +28,54 @@ pub mod body;
 pub mod config;
 pub mod correlation;
 pub mod grpc;
+pub mod http;
+pub mod metric_name;
 pub mod outcome;
+pub mod resource;
 
 pub use body::{BodyEnd, CompletionBody, Ignore, OnEnd};
 pub use config::{ConfigError, Env, ParseError};
-pub use correlation::CorrelationId;
+pub use correlation::{CorrelationId, InvalidCorrelationId};
 pub use grpc::GrpcCode;
 pub use outcome::{FailurePolicy, Outcome, ResponseHead, Side, is_timeout, status_str};
+
+/// Implements `get_ref`, `get_mut` and `into_inner` for a middleware service
+/// whose wrapped service is the field `inner`, as every telltale service has
+/// them (tower-http's `define_inner_service_accessors!`).
+///
+/// ```
+/// pub struct FooService<S> {
+///     inner: S,
+/// }
+///
+/// impl<S> FooService<S> {
+///     telltale_core::inner_service_accessors!();
+/// }
+///
+/// let mut svc = FooService { inner: 1 };
+/// *svc.get_mut() += 1;
+/// assert_eq!(*svc.get_ref(), 2);
+/// assert_eq!(svc.into_inner(), 2);
+/// ```
+#[macro_export]
+macro_rules! inner_service_accessors {
+    () => {
+        /// The wrapped service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The wrapped service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// The wrapped service, unwrapped.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
 
 /// The boxed error type tower middleware uses.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -24,7 +24,7 @@
 use std::error::Error as StdError;
 use std::ops::RangeInclusive;
 
-use http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
 
 use crate::body::BodyEnd;
 use crate::grpc::GrpcCode;
@@ -185,9 +185,7 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// Reads the status, the content type and a trailers-only `grpc-status`.
     pub fn new(status: StatusCode, headers: &HeaderMap) -> Self {
-        let is_grpc = headers
-            .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let is_grpc = crate::grpc::is_grpc(headers);
         let grpc_in_headers = GrpcCode::from_header_map(headers);
         ResponseHead {
             status,
@@ -375,6 +373,7 @@ impl FailurePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
 
     fn response(status: u16) -> Outcome {
         Outcome::Response {

@@ -1,8 +1,9 @@
-//! Errors from building the layers.
+//! The error of both builders (and of `from_env*`).
 
 use telltale_core::config::ConfigError;
 
-/// Why a layer could not be built.
+/// Why a layer could not be built: by a builder's `build()`, its `env()`, or a
+/// layer's `from_env()`/`from_env_source()`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {

@@ -1,9 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+#[macro_use]
+mod macros;
+
 pub mod client;
-mod config;
-mod counters;
+pub mod env;
 mod error;
+mod header;
+pub mod metrics;
 pub mod rule;
 pub mod server;
 
@@ -12,12 +16,9 @@ pub use telltale_core::correlation::{
     sync_scope, with_current,
 };
 
-pub use client::InjectCorrelationLayer;
-pub use config::{
-    DEFAULT_HEADER, ENV_ALIASES, ENV_CLIENT_GENERATE, ENV_CLIENT_OVERRIDE, ENV_ECHO, ENV_HEADER,
-    ENV_MAX_LEN, ENV_REQUIRE, ENV_TRUST_INCOMING,
-};
-pub use counters::{GENERATED_TOTAL, REJECTED_TOTAL};
+pub use crate::metrics::{GENERATED_TOTAL, REJECTED_TOTAL};
+pub use client::{InjectCorrelationLayer, InjectCorrelationLayerBuilder, InjectCorrelationService};
 pub use error::BuildError;
-pub use rule::{DefaultRule, Rejection, Rule};
-pub use server::CorrelationLayer;
+pub use header::DEFAULT_HEADER;
+pub use rule::{DefaultRule, Rule};
+pub use server::{CorrelationLayer, CorrelationLayerBuilder, CorrelationService};

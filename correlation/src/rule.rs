@@ -1,35 +1,37 @@
 //! Which incoming values are accepted as correlation IDs.
 //!
 //! The [`DefaultRule`] accepts `[A-Za-z0-9._:-]{1,128}`, checked byte by byte (no
-//! regular expression). Any [`Rule`] can replace it, including a plain closure
-//! `Fn(&[u8]) -> Result<(), Rejection>`. Whatever the rule says, a value is only
+//! regular expression). A value that is not accepted gives an
+//! [`InvalidCorrelationId`] saying why (never what). Any [`Rule`] can replace it, including a plain closure
+//! `Fn(&[u8]) -> Result<(), InvalidCorrelationId>`. Whatever the rule says, a value is only
 //! ever turned into a [`CorrelationId`] when it is also visible ASCII of at most
 //! [`telltale_core::correlation::MAX_LEN`] bytes, so an ID is always safe to log
 //! and to send back in a header.
 //!
 //! ```
 //! use http::HeaderValue;
-//! use telltale_correlation::rule::{DefaultRule, Rejection, Rule, accept};
+//! use telltale_correlation::InvalidCorrelationId;
+//! use telltale_correlation::rule::{DefaultRule, Rule, accept};
 //!
 //! let rule = DefaultRule::default();
 //! assert!(accept(&rule, HeaderValue::from_static("req-42:a.b_c")).is_ok());
 //! assert_eq!(
 //!     accept(&rule, HeaderValue::from_static("a b")).unwrap_err(),
-//!     Rejection::InvalidCharacter { position: 2 }
+//!     InvalidCorrelationId::InvalidCharacter { position: 2 }
 //! );
 //!
 //! // A custom rule: only lowercase hex, exactly 32 characters.
-//! let hex32 = |v: &[u8]| -> Result<(), Rejection> {
+//! let hex32 = |v: &[u8]| -> Result<(), InvalidCorrelationId> {
 //!     if v.len() != 32 {
-//!         return Err(Rejection::Other("not_32_hex"));
+//!         return Err(InvalidCorrelationId::Other("not_32_hex"));
 //!     }
 //!     match v.iter().position(|b| !matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-//!         Some(i) => Err(Rejection::InvalidCharacter { position: i + 1 }),
+//!         Some(i) => Err(InvalidCorrelationId::InvalidCharacter { position: i + 1 }),
 //!         None => Ok(()),
 //!     }
 //! };
-//! assert_eq!(hex32.check(b"abc"), Err(Rejection::Other("not_32_hex")));
-//! assert_eq!(Rejection::Other("not_32_hex").reason(), "not_32_hex");
+//! assert_eq!(hex32.check(b"abc"), Err(InvalidCorrelationId::Other("not_32_hex")));
+//! assert_eq!(InvalidCorrelationId::Other("not_32_hex").reason(), "not_32_hex");
 //! ```
 
 use std::fmt;
@@ -40,74 +42,20 @@ use telltale_core::correlation::{CorrelationId, InvalidCorrelationId, MAX_LEN};
 /// Default longest accepted ID, in bytes.
 pub const DEFAULT_MAX_LEN: usize = 128;
 
-/// Why an incoming value was not accepted as a correlation ID.
-///
-/// It carries no part of the value itself, so it is safe to log and to put in a
-/// metric label ([`Rejection::reason`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Rejection {
-    /// The value was empty.
-    #[error("empty")]
-    Empty,
-    /// The value was longer than `max` bytes.
-    #[error("longer than {max} bytes")]
-    TooLong {
-        /// The limit that applied.
-        max: usize,
-    },
-    /// The value held a byte the rule does not allow, at this 1-based position.
-    #[error("disallowed character at position {position}")]
-    InvalidCharacter {
-        /// 1-based byte position of the first disallowed byte.
-        position: usize,
-    },
-    /// A custom rule's reason. Use a small fixed set of `snake_case` words: it
-    /// becomes a metric label value.
-    #[error("rejected ({0})")]
-    Other(&'static str),
-}
-
-impl Rejection {
-    /// A short, fixed label for metrics and logs: `empty`, `too_long`,
-    /// `invalid_character`, or a custom rule's own word.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Rejection::Empty => "empty",
-            Rejection::TooLong { .. } => "too_long",
-            Rejection::InvalidCharacter { .. } => "invalid_character",
-            Rejection::Other(reason) => reason,
-        }
-    }
-}
-
-impl From<InvalidCorrelationId> for Rejection {
-    fn from(e: InvalidCorrelationId) -> Self {
-        match e {
-            InvalidCorrelationId::Empty => Rejection::Empty,
-            InvalidCorrelationId::TooLong { max } => Rejection::TooLong { max },
-            InvalidCorrelationId::DisallowedCharacter { position } => {
-                Rejection::InvalidCharacter { position }
-            }
-            _ => Rejection::Other("invalid"),
-        }
-    }
-}
-
 /// A validation rule for incoming correlation IDs.
 ///
 /// Implemented for [`DefaultRule`] and for every
-/// `Fn(&[u8]) -> Result<(), Rejection> + Send + Sync + 'static`.
+/// `Fn(&[u8]) -> Result<(), InvalidCorrelationId> + Send + Sync + 'static`.
 pub trait Rule: Send + Sync + 'static {
     /// Accepts or rejects the raw header bytes.
-    fn check(&self, value: &[u8]) -> Result<(), Rejection>;
+    fn check(&self, value: &[u8]) -> Result<(), InvalidCorrelationId>;
 }
 
 impl<F> Rule for F
 where
-    F: Fn(&[u8]) -> Result<(), Rejection> + Send + Sync + 'static,
+    F: Fn(&[u8]) -> Result<(), InvalidCorrelationId> + Send + Sync + 'static,
 {
-    fn check(&self, value: &[u8]) -> Result<(), Rejection> {
+    fn check(&self, value: &[u8]) -> Result<(), InvalidCorrelationId> {
         self(value)
     }
 }
@@ -149,15 +97,15 @@ fn allowed(b: u8) -> bool {
 
 impl Rule for DefaultRule {
     #[inline]
-    fn check(&self, value: &[u8]) -> Result<(), Rejection> {
+    fn check(&self, value: &[u8]) -> Result<(), InvalidCorrelationId> {
         if value.is_empty() {
-            return Err(Rejection::Empty);
+            return Err(InvalidCorrelationId::Empty);
         }
         if value.len() > self.max_len {
-            return Err(Rejection::TooLong { max: self.max_len });
+            return Err(InvalidCorrelationId::TooLong { max: self.max_len });
         }
         match value.iter().position(|&b| !allowed(b)) {
-            Some(i) => Err(Rejection::InvalidCharacter { position: i + 1 }),
+            Some(i) => Err(InvalidCorrelationId::InvalidCharacter { position: i + 1 }),
             None => Ok(()),
         }
     }
@@ -165,9 +113,12 @@ impl Rule for DefaultRule {
 
 /// Turns `value` into a [`CorrelationId`] when `rule` accepts it and it is
 /// visible ASCII of at most [`MAX_LEN`] bytes. No bytes are copied.
-pub fn accept(rule: &(impl Rule + ?Sized), value: HeaderValue) -> Result<CorrelationId, Rejection> {
+pub fn accept(
+    rule: &(impl Rule + ?Sized),
+    value: HeaderValue,
+) -> Result<CorrelationId, InvalidCorrelationId> {
     rule.check(value.as_bytes())?;
-    Ok(CorrelationId::from_header_value(value)?)
+    CorrelationId::from_header_value(value)
 }
 
 /// The rule a layer applies: the default one, or a user's.
@@ -179,7 +130,7 @@ pub(crate) enum AnyRule {
 
 impl AnyRule {
     #[inline]
-    pub(crate) fn accept(&self, value: HeaderValue) -> Result<CorrelationId, Rejection> {
+    pub(crate) fn accept(&self, value: HeaderValue) -> Result<CorrelationId, InvalidCorrelationId> {
         match self {
             AnyRule::Default(rule) => {
                 // The default rule's set is a subset of visible ASCII and its
@@ -211,15 +162,15 @@ mod tests {
             let expected = b.is_ascii_alphanumeric() || b".-_:".contains(&b);
             assert_eq!(rule.check(&[b]).is_ok(), expected, "byte {b:#x}");
         }
-        assert_eq!(rule.check(b""), Err(Rejection::Empty));
+        assert_eq!(rule.check(b""), Err(InvalidCorrelationId::Empty));
         assert!(rule.check(&[b'a'; 128]).is_ok());
         assert_eq!(
             rule.check(&[b'a'; 129]),
-            Err(Rejection::TooLong { max: 128 })
+            Err(InvalidCorrelationId::TooLong { max: 128 })
         );
         assert_eq!(
             rule.check(b"ok\r\nSet-Cookie: x"),
-            Err(Rejection::InvalidCharacter { position: 3 })
+            Err(InvalidCorrelationId::InvalidCharacter { position: 3 })
         );
     }
 
@@ -229,7 +180,7 @@ mod tests {
         assert_eq!(DefaultRule::with_max_len(5000).max_len(), MAX_LEN);
         assert_eq!(
             DefaultRule::with_max_len(4).check(b"12345"),
-            Err(Rejection::TooLong { max: 4 })
+            Err(InvalidCorrelationId::TooLong { max: 4 })
         );
     }
 
@@ -239,7 +190,7 @@ mod tests {
         let v = HeaderValue::from_bytes(b"a b").unwrap();
         assert_eq!(
             accept(&anything, v),
-            Err(Rejection::InvalidCharacter { position: 2 })
+            Err(InvalidCorrelationId::InvalidCharacter { position: 2 })
         );
         let v = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
         assert_eq!(
@@ -272,14 +223,18 @@ mod tests {
 
     #[test]
     fn reasons_are_fixed_words() {
-        assert_eq!(Rejection::Empty.reason(), "empty");
-        assert_eq!(Rejection::TooLong { max: 1 }.reason(), "too_long");
+        assert_eq!(InvalidCorrelationId::Other("x").reason(), "x");
+        assert_eq!(InvalidCorrelationId::Empty.reason(), "empty");
         assert_eq!(
-            Rejection::InvalidCharacter { position: 1 }.reason(),
+            InvalidCorrelationId::TooLong { max: 1 }.reason(),
+            "too_long"
+        );
+        assert_eq!(
+            InvalidCorrelationId::InvalidCharacter { position: 1 }.reason(),
             "invalid_character"
         );
         assert_eq!(
-            Rejection::TooLong { max: 128 }.to_string(),
+            InvalidCorrelationId::TooLong { max: 128 }.to_string(),
             "longer than 128 bytes"
         );
     }

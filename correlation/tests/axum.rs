@@ -1,20 +1,19 @@
 //! The server layer on a real axum server: echo, generation, rejection,
 //! require, aliases, trust, and the ID inside spawned and streaming code.
 
-mod common;
+mod support;
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use common::{assert_uuid_v7, get as http_get, http_client, raw_get, serve};
 use http::HeaderMap;
 use http_body::Frame;
-use telltale_correlation::server::{Builder, CorrelationLayer};
+use support::{assert_uuid_v7, get as http_get, get_at, http_client, raw_get, serve};
 use telltale_correlation::{CorrelationId, current, in_current};
+use telltale_correlation::{CorrelationLayer, CorrelationLayerBuilder};
 
 /// Reports what the handler sees: `current()|extension|header|current() in a spawned task`.
 async fn inspect(Extension(id): Extension<CorrelationId>, headers: HeaderMap) -> String {
@@ -70,7 +69,7 @@ fn app(layer: CorrelationLayer) -> Router {
         .layer(layer)
 }
 
-async fn start(builder: Builder) -> std::net::SocketAddr {
+async fn start(builder: CorrelationLayerBuilder) -> std::net::SocketAddr {
     serve(app(builder.build().unwrap())).await
 }
 
@@ -82,13 +81,7 @@ fn parts(body: &str) -> [&str; 4] {
 #[tokio::test]
 async fn valid_incoming_id_is_used_everywhere_and_echoed() {
     let addr = start(CorrelationLayer::builder()).await;
-    let client = http_client();
-    let (res, body) = http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-correlation-id", "order-42:a.b_c")],
-    )
-    .await;
+    let (res, body) = get_at(addr, "/", &[("x-correlation-id", "order-42:a.b_c")]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-correlation-id"], "order-42:a.b_c");
     assert_eq!(parts(&body), ["order-42:a.b_c"; 4]);
@@ -97,15 +90,14 @@ async fn valid_incoming_id_is_used_everywhere_and_echoed() {
 #[tokio::test]
 async fn absent_id_is_generated_as_uuid_v7() {
     let addr = start(CorrelationLayer::builder()).await;
-    let client = http_client();
-    let (res, body) = http_get(&client, format!("http://{addr}/"), &[]).await;
+    let (res, body) = get_at(addr, "/", &[]).await;
     let echoed = res.headers()["x-correlation-id"]
         .to_str()
         .unwrap()
         .to_owned();
     assert_uuid_v7(&echoed);
     assert_eq!(parts(&body), [echoed.as_str(); 4]);
-    let (res2, _) = http_get(&client, format!("http://{addr}/"), &[]).await;
+    let (res2, _) = get_at(addr, "/", &[]).await;
     assert_ne!(res2.headers()["x-correlation-id"], echoed.as_str());
 }
 
@@ -182,33 +174,12 @@ async fn raw_crlf_never_reaches_the_handler() {
 
 #[tokio::test]
 async fn rejections_are_logged_by_length_and_reason_only() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // Thread-local, and #[tokio::test] runs the server on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Parallel tests install per-thread subscribers: recompute callsite
-    // interest so none stays cached as `never` from a concurrent thread.
-    tracing::callsite::rebuild_interest_cache();
+    // This thread's events, and #[tokio::test] runs the server on this thread.
+    let capture = telltale_testkit::Capture::start();
     let addr = start(CorrelationLayer::builder()).await;
     let res = raw_get(addr, "/", b"x-correlation-id: SECRET-TOKEN-abc def").await;
     assert_eq!(res.status, 200);
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("incoming correlation ID rejected"), "{logs}");
     assert!(logs.contains("len=20"), "{logs}");
     assert!(logs.contains("reason=\"invalid_character\""), "{logs}");
@@ -248,13 +219,7 @@ async fn require_header_answers_400_naming_the_header() {
         "invalid x-correlation-id header: disallowed character at position 2\n"
     );
 
-    let client = http_client();
-    let (res, body) = http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-request-id", "ok-1")],
-    )
-    .await;
+    let (res, body) = get_at(addr, "/", &[("x-request-id", "ok-1")]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(parts(&body), ["ok-1"; 4]);
 }
@@ -299,13 +264,7 @@ async fn aliases_are_read_in_order_after_the_primary_header() {
 #[tokio::test]
 async fn untrusted_incoming_ids_are_replaced() {
     let addr = start(CorrelationLayer::builder().trust_incoming(false)).await;
-    let client = http_client();
-    let (res, body) = http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-correlation-id", "spoofed")],
-    )
-    .await;
+    let (res, body) = get_at(addr, "/", &[("x-correlation-id", "spoofed")]).await;
     let echoed = res.headers()["x-correlation-id"]
         .to_str()
         .unwrap()
@@ -317,23 +276,12 @@ async fn untrusted_incoming_ids_are_replaced() {
 #[tokio::test]
 async fn echo_can_be_turned_off_and_never_overrides_the_handler() {
     let addr = start(CorrelationLayer::builder().echo(false)).await;
-    let client = http_client();
-    let (res, body) = http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-correlation-id", "quiet")],
-    )
-    .await;
+    let (res, body) = get_at(addr, "/", &[("x-correlation-id", "quiet")]).await;
     assert!(res.headers().get("x-correlation-id").is_none());
     assert_eq!(parts(&body), ["quiet"; 4]);
 
     let addr = start(CorrelationLayer::builder()).await;
-    let (res, _) = http_get(
-        &client,
-        format!("http://{addr}/own-header"),
-        &[("x-correlation-id", "incoming")],
-    )
-    .await;
+    let (res, _) = get_at(addr, "/own-header", &[("x-correlation-id", "incoming")]).await;
     let values: Vec<_> = res.headers().get_all("x-correlation-id").iter().collect();
     assert_eq!(values, ["set-by-handler"]);
 }
@@ -341,13 +289,7 @@ async fn echo_can_be_turned_off_and_never_overrides_the_handler() {
 #[tokio::test]
 async fn streaming_bodies_see_the_id_when_polled() {
     let addr = start(CorrelationLayer::builder()).await;
-    let client = http_client();
-    let (_, body) = http_get(
-        &client,
-        format!("http://{addr}/stream"),
-        &[("x-correlation-id", "streamed")],
-    )
-    .await;
+    let (_, body) = get_at(addr, "/stream", &[("x-correlation-id", "streamed")]).await;
     assert_eq!(body, "streamed");
 }
 
@@ -357,72 +299,37 @@ async fn custom_rule_replaces_the_default() {
         if v.len() == 32 && v.iter().all(u8::is_ascii_hexdigit) {
             Ok(())
         } else {
-            Err(telltale_correlation::Rejection::Other("not_hex32"))
+            Err(telltale_correlation::InvalidCorrelationId::Other(
+                "not_hex32",
+            ))
         }
     };
     let addr = start(CorrelationLayer::builder().rule(hex_only)).await;
-    let client = http_client();
     let hex = "0123456789abcdef0123456789abcdef";
-    let (res, _) = http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-correlation-id", hex)],
-    )
-    .await;
+    let (res, _) = get_at(addr, "/", &[("x-correlation-id", hex)]).await;
     assert_eq!(res.headers()["x-correlation-id"], hex);
-    let (res, _) = http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-correlation-id", "order-42")],
-    )
-    .await;
+    let (res, _) = get_at(addr, "/", &[("x-correlation-id", "order-42")]).await;
     assert_uuid_v7(res.headers()["x-correlation-id"].to_str().unwrap());
 }
 
 #[tokio::test]
 async fn id_is_recorded_on_the_current_span() {
-    use tracing_subscriber::layer::SubscriberExt;
-
-    #[derive(Clone, Default)]
-    struct Recorded(Arc<Mutex<Vec<String>>>);
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorded {
-        fn on_record(
-            &self,
-            _span: &tracing::span::Id,
-            values: &tracing::span::Record<'_>,
-            _ctx: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            struct V<'a>(&'a Mutex<Vec<String>>);
-            impl tracing::field::Visit for V<'_> {
-                fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                    if field.name() == "correlation_id" {
-                        self.0.lock().unwrap().push(value.to_owned());
-                    }
-                }
-                fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-            }
-            values.record(&mut V(&self.0));
-        }
-    }
-    let recorded = Recorded::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(recorded.clone()));
-    // Parallel tests install per-thread subscribers: recompute callsite
-    // interest so none stays cached as `never` from a concurrent thread.
-    tracing::callsite::rebuild_interest_cache();
+    // This thread's span recordings, and #[tokio::test] runs the server on
+    // this thread.
+    let capture = telltale_testkit::Capture::start();
 
     // An outer layer opens the request span that declares the field, as
     // telltale-telemetry's request layer does.
     let app = app(CorrelationLayer::new()).layer(tower_http_like_span());
     let addr = serve(app).await;
-    let client = http_client();
-    http_get(
-        &client,
-        format!("http://{addr}/"),
-        &[("x-correlation-id", "on-span")],
-    )
-    .await;
-    assert_eq!(*recorded.0.lock().unwrap(), ["on-span"]);
+    get_at(addr, "/", &[("x-correlation-id", "on-span")]).await;
+    let recorded: Vec<String> = capture
+        .records()
+        .into_iter()
+        .filter(|r| r.field == "correlation_id")
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(recorded, ["on-span"]);
 }
 
 /// A minimal outer layer entering a span with an empty `correlation_id` field

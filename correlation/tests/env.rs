@@ -4,9 +4,10 @@
 
 use std::process::Command;
 
+use telltale_correlation::BuildError;
 use telltale_correlation::client::InjectCorrelationLayer;
+use telltale_correlation::env::{ALIASES, HEADER, REQUIRE};
 use telltale_correlation::server::CorrelationLayer;
-use telltale_correlation::{BuildError, ENV_ALIASES, ENV_HEADER, ENV_REQUIRE};
 
 const CHILD: &str = "TELLTALE_CORRELATION_TEST_CHILD";
 
@@ -31,7 +32,7 @@ fn from_env_reads_the_process_environment() {
     if std::env::var_os(CHILD).is_none() {
         return run_child(
             "from_env_reads_the_process_environment",
-            &[(ENV_HEADER, "X-Trace-Ref"), (ENV_ALIASES, "x-request-id")],
+            &[(HEADER, "X-Trace-Ref"), (ALIASES, "x-request-id")],
         );
     }
     let layer = CorrelationLayer::from_env().unwrap();
@@ -43,16 +44,13 @@ fn from_env_reads_the_process_environment() {
 #[test]
 fn from_env_errors_name_the_variable() {
     if std::env::var_os(CHILD).is_none() {
-        return run_child(
-            "from_env_errors_name_the_variable",
-            &[(ENV_REQUIRE, "perhaps")],
-        );
+        return run_child("from_env_errors_name_the_variable", &[(REQUIRE, "perhaps")]);
     }
     let err = CorrelationLayer::from_env().unwrap_err();
     let BuildError::Config(config) = &err else {
         panic!("{err:?}")
     };
-    assert_eq!(config.variable(), ENV_REQUIRE);
+    assert_eq!(config.variable(), REQUIRE);
     assert!(
         err.to_string()
             .starts_with("invalid TELLTALE_CORRELATION_REQUIRE=\"perhaps\"")

@@ -1,14 +1,14 @@
 //! Rejection and generation counters, read from a `DebuggingRecorder`
 //! installed once for this test binary (its only test).
 
-mod common;
+mod support;
 
 use axum::Router;
 use axum::routing::get;
-use common::{assert_uuid_v7, raw_get, serve};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use support::{assert_uuid_v7, raw_get, serve};
 use telltale_correlation::server::CorrelationLayer;
-use telltale_correlation::{GENERATED_TOTAL, REJECTED_TOTAL, Rejection};
+use telltale_correlation::{GENERATED_TOTAL, InvalidCorrelationId, REJECTED_TOTAL};
 
 fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<(String, String, u64)> {
     let mut out: Vec<_> = snapshotter
@@ -62,7 +62,7 @@ async fn rejections_and_generations_are_counted_by_reason() {
         if v.starts_with(b"tenant-") {
             Ok(())
         } else {
-            Err(Rejection::Other("no_tenant_prefix"))
+            Err(InvalidCorrelationId::Other("no_tenant_prefix"))
         }
     };
     let app = Router::new()

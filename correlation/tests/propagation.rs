@@ -2,7 +2,7 @@
 //! hyper-util's client and C (tonic) through a channel, both wrapped in the
 //! client layer. B and C see A's ID.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,27 +11,27 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use bytes::Bytes;
-use common::{assert_uuid_v7, get as http_get, http_client, serve};
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use telltale_correlation::client::{InjectCorrelation, InjectCorrelationLayer};
+use support::{assert_uuid_v7, get_at, serve};
 use telltale_correlation::server::CorrelationLayer;
 use telltale_correlation::{CorrelationId, current, in_current};
+use telltale_correlation::{InjectCorrelationLayer, InjectCorrelationService};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-type Outbound = InjectCorrelation<Client<HttpConnector, Empty<Bytes>>>;
+type Outbound = InjectCorrelationService<Client<HttpConnector, Empty<Bytes>>>;
 
 #[derive(Clone)]
 struct A {
     http: Outbound,
     b: SocketAddr,
-    grpc: HealthClient<InjectCorrelation<Channel>>,
+    grpc: HealthClient<InjectCorrelationService<Channel>>,
 }
 
 async fn call_b(mut http: Outbound, b: SocketAddr) -> String {
@@ -121,13 +121,7 @@ async fn start_all() -> (SocketAddr, Arc<Mutex<Vec<Option<CorrelationId>>>>) {
 #[tokio::test]
 async fn b_and_c_see_the_id_a_was_called_with() {
     let (a, c_seen) = start_all().await;
-    let client = http_client();
-    let (res, body) = http_get(
-        &client,
-        format!("http://{a}/"),
-        &[("x-correlation-id", "journey-1")],
-    )
-    .await;
+    let (res, body) = get_at(a, "/", &[("x-correlation-id", "journey-1")]).await;
     assert_eq!(res.headers()["x-correlation-id"], "journey-1");
     assert_eq!(body, "journey-1|journey-1|journey-1|journey-1");
     let seen: Vec<_> = c_seen
@@ -142,8 +136,7 @@ async fn b_and_c_see_the_id_a_was_called_with() {
 #[tokio::test]
 async fn an_id_generated_by_a_is_the_one_b_and_c_see() {
     let (a, c_seen) = start_all().await;
-    let client = http_client();
-    let (res, body) = http_get(&client, format!("http://{a}/"), &[]).await;
+    let (res, body) = get_at(a, "/", &[]).await;
     let generated = res.headers()["x-correlation-id"]
         .to_str()
         .unwrap()

@@ -1,15 +1,15 @@
 //! The layers on real tonic servers and channels, with tonic-health's
 //! generated Health service (no protoc needed).
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::assert_uuid_v7;
+use support::assert_uuid_v7;
 use telltale_correlation::client::InjectCorrelationLayer;
-use telltale_correlation::server::{Builder, CorrelationLayer};
 use telltale_correlation::{CorrelationId, current, scope};
+use telltale_correlation::{CorrelationLayer, CorrelationLayerBuilder};
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -18,7 +18,7 @@ use tower::ServiceBuilder;
 /// What the server saw: `current()` in the inner `call`, and the extension.
 type Seen = Arc<Mutex<Vec<(Option<CorrelationId>, Option<CorrelationId>)>>>;
 
-async fn start(builder: Builder) -> (SocketAddr, Seen) {
+async fn start(builder: CorrelationLayerBuilder) -> (SocketAddr, Seen) {
     let seen = Seen::default();
     let record = Arc::clone(&seen);
     let (_reporter, health) = tonic_health::server::health_reporter();
@@ -42,7 +42,7 @@ async fn start(builder: Builder) -> (SocketAddr, Seen) {
 
 async fn client(
     addr: SocketAddr,
-) -> HealthClient<telltale_correlation::client::InjectCorrelation<Channel>> {
+) -> HealthClient<telltale_correlation::InjectCorrelationService<Channel>> {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

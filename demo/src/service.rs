@@ -26,13 +26,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use telltale::chaos::{ChaosHandle, Injector};
 use telltale::core::config::Env;
-use telltale::correlation::client::Builder as InjectBuilder;
-use telltale::correlation::server::Builder as CorrelationBuilder;
+use telltale::correlation::{CorrelationLayer, InjectCorrelationLayer};
 use telltale::resilience::{
     BreakerEvent, Bulkhead, BulkheadEvent, CircuitBreaker, Rejection, SlidingWindow,
 };
 use telltale::stack::{ClientStack, ClientStackService, ServerStack};
-use telltale::telemetry::layer::{ClientLayer, ServerLayer};
+use telltale::telemetry::layer::{ClientTelemetryLayer, ServerTelemetryLayer};
 use telltale::telemetry::metrics::{RedConfig, install_prometheus, metrics_router};
 use telltale::telemetry::{FlightRecorder, LogFormat, Profile, Telemetry};
 use tokio::io::AsyncReadExt;
@@ -161,7 +160,10 @@ fn http_client(stack: &ClientStack) -> HttpClient {
 
 /// Runs one service until the parent goes away.
 pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError> {
-    let mut builder = Telemetry::from_env()?
+    // JSON lines unless TELLTALE_LOG_FORMAT says otherwise, as `init()`.
+    let mut builder = Telemetry::builder()
+        .log_format(LogFormat::Json(Profile::OpenTelemetry))
+        .env(&Env::process())?
         .service_name(role.name())
         .flight_recorder_capacity(100_000);
     if settings.logs_flag {
@@ -188,21 +190,21 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
     // TELLTALE_BULKHEAD_* tune fraud-detection's, and TELLTALE_CHAOS is the
     // incident). Spans record the chaos tag and the rejection header.
     let env = Env::process();
-    let server_layer = ServerLayer::builder()
+    let server_layer = ServerTelemetryLayer::builder()
         .env(&env)?
         .capture_response_headers(["x-telltale-chaos", REJECTED_BY])
         .build()?;
     let server_stack = ServerStack::new()
         .telemetry(server_layer)
-        .correlation(CorrelationBuilder::from_env_source(&env)?.build()?);
+        .correlation(CorrelationLayer::from_env_source(&env)?);
     let client_stack = ClientStack::new()
         .telemetry(
-            ClientLayer::builder()
+            ClientTelemetryLayer::builder()
                 .env(&env)?
                 .capture_response_headers(["x-telltale-chaos"])
                 .build()?,
         )
-        .correlation(InjectBuilder::from_env_source(&env)?.build()?);
+        .correlation(InjectCorrelationLayer::from_env_source(&env)?);
     let mut chaos = None;
 
     let serve: tokio::task::JoinHandle<Result<(), BoxError>> = match role {
@@ -233,12 +235,12 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
                 .permitted_probes(3)
                 .probe_deadline(settings.scale(1000))
                 .event_capacity(65_536)
-                .from_env()?
+                .env(&Env::process())?
                 .build()?;
             let bulkhead = Bulkhead::builder("external-fraud-api")
                 .max_concurrent(4)
                 .max_wait(Duration::ZERO)
-                .from_env()?
+                .env(&Env::process())?
                 .build()?;
             watch_resilience(&breaker, &bulkhead, &events);
             let stack = client_stack
@@ -398,25 +400,50 @@ async fn checkout(State((client, upstream)): State<(HttpClient, String)>, body: 
     }
 }
 
+/// Why an outbound call failed, as both kinds of answer (HTTP and gRPC) need
+/// it.
+enum CallFailure {
+    /// A breaker or bulkhead of this service refused the call: `by` names
+    /// which (`circuit-breaker`, `bulkhead`).
+    Rejected {
+        by: &'static str,
+        message: &'static str,
+    },
+    /// The call timed out.
+    Timeout,
+    /// Anything else.
+    Other,
+}
+
+fn call_failure(err: &(dyn std::error::Error + 'static)) -> CallFailure {
+    match telltale::resilience::Error::rejection_in(err) {
+        Some(Rejection::Open(_)) => CallFailure::Rejected {
+            by: "circuit-breaker",
+            message: "circuit open",
+        },
+        Some(Rejection::Full(_)) => CallFailure::Rejected {
+            by: "bulkhead",
+            message: "bulkhead full",
+        },
+        _ if telltale::core::is_timeout(err) => CallFailure::Timeout,
+        _ => CallFailure::Other,
+    }
+}
+
 /// An outbound call's error as the answer of this service.
 fn error_answer(err: &(dyn std::error::Error + 'static), peer: &str) -> Response {
-    match telltale::resilience::Error::rejection_in(err) {
-        Some(Rejection::Open(_)) => answer(
+    match call_failure(err) {
+        CallFailure::Rejected { by, message } => answer(
             StatusCode::SERVICE_UNAVAILABLE,
-            Some(&format!("{peer}/circuit-breaker")),
-            "circuit open".into(),
+            Some(&format!("{peer}/{by}")),
+            message.into(),
         ),
-        Some(Rejection::Full(_)) => answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(&format!("{peer}/bulkhead")),
-            "bulkhead full".into(),
-        ),
-        _ if telltale::core::is_timeout(err) => answer(
+        CallFailure::Timeout => answer(
             StatusCode::GATEWAY_TIMEOUT,
             None,
             format!("{peer} timed out"),
         ),
-        _ => answer(StatusCode::BAD_GATEWAY, None, format!("{peer}: {err}")),
+        CallFailure::Other => answer(StatusCode::BAD_GATEWAY, None, format!("{peer}: {err}")),
     }
 }
 
@@ -522,18 +549,15 @@ impl grpc::Check for Fraud {
 }
 
 fn status_of(err: &(dyn std::error::Error + 'static)) -> tonic::Status {
-    let rejected = |who: &str, message: &str| {
-        let mut meta = tonic::metadata::MetadataMap::new();
-        meta.insert(REJECTED_BY, who.parse().expect("ASCII header value"));
-        tonic::Status::with_metadata(tonic::Code::Unavailable, message, meta)
-    };
-    match telltale::resilience::Error::rejection_in(err) {
-        Some(Rejection::Open(_)) => rejected("fraud-detection/circuit-breaker", "circuit open"),
-        Some(Rejection::Full(_)) => rejected("fraud-detection/bulkhead", "bulkhead full"),
-        _ if telltale::core::is_timeout(err) => {
-            tonic::Status::deadline_exceeded("external fraud API timed out")
+    match call_failure(err) {
+        CallFailure::Rejected { by, message } => {
+            let mut meta = tonic::metadata::MetadataMap::new();
+            let who = format!("fraud-detection/{by}");
+            meta.insert(REJECTED_BY, who.parse().expect("ASCII header value"));
+            tonic::Status::with_metadata(tonic::Code::Unavailable, message, meta)
         }
-        _ => tonic::Status::unavailable(format!("external fraud API: {err}")),
+        CallFailure::Timeout => tonic::Status::deadline_exceeded("external fraud API timed out"),
+        CallFailure::Other => tonic::Status::unavailable(format!("external fraud API: {err}")),
     }
 }
 

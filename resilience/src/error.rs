@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header::RETRY_AFTER};
-use telltale_core::BoxError;
+use telltale_core::{BoxError, ConfigError};
 
 use crate::breaker::State;
 
@@ -135,25 +135,34 @@ pub enum Rejection<'a> {
     Full(&'a BulkheadFull),
 }
 
-/// A builder refused its settings.
+/// The error of the breaker's and bulkhead's builders (`build()`, `env()`)
+/// and of their `from_env*()` constructors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
+    /// A variable is malformed (the error names it, its value and the position).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A setting is out of range.
     #[error("invalid {setting}: {message}")]
     Invalid {
         /// The setting.
         setting: &'static str,
         /// What is wrong.
-        message: String,
+        message: &'static str,
     },
 }
 
 impl BuildError {
-    pub(crate) fn invalid(setting: &'static str, message: impl Into<String>) -> Self {
-        BuildError::Invalid {
-            setting,
-            message: message.into(),
+    pub(crate) fn invalid(setting: &'static str, message: &'static str) -> Self {
+        BuildError::Invalid { setting, message }
+    }
+
+    /// The malformed variable, when that is the error.
+    pub fn config(&self) -> Option<&ConfigError> {
+        match self {
+            BuildError::Config(e) => Some(e),
+            BuildError::Invalid { .. } => None,
         }
     }
 }

@@ -10,6 +10,15 @@
 //!   response body ends.
 //! - [`keyed`]: one breaker or bulkhead per key (host, route, gRPC method) with
 //!   a cap on keys and idle eviction.
+//! - [`reject`]: rejections and timeouts as HTTP or gRPC responses, for
+//!   servers ([`RejectionResponseLayer`](reject::RejectionResponseLayer)).
+//!
+//! Configuration from the environment follows one convention:
+//! [`CircuitBreaker::from_env`] and [`Bulkhead::from_env`] return the built
+//! handle, builders overlay variables with `.env(&env)`, and the variables are
+//! declared in [`breaker::env`] and [`bulkhead::env`]. Metric base names are
+//! in [`names`]. Errors: [`BuildError`] for the builders, [`Error`] (with
+//! [`Error::rejection_in`]) on the request path.
 //!
 //! ```
 //! use telltale_resilience::{Bulkhead, CircuitBreaker};
@@ -31,8 +40,11 @@
 
 pub mod breaker;
 pub mod bulkhead;
+mod env;
 mod error;
 pub mod keyed;
+mod macros;
+pub mod names;
 pub mod reject;
 mod sync;
 

@@ -1,6 +1,10 @@
 //! Bulkhead: limits, waits, permits held until the body ends, no leaks under
 //! cancellation.
 
+mod support;
+
+use support::call;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -71,13 +75,7 @@ async fn permits_are_held_until_the_body_ends() {
             .service_fn(|_req: http::Request<()>| async {
                 Ok::<_, Infallible>(http::Response::new(body(3)))
             });
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
+    let res = call(&mut svc, http::Request::new(())).await.unwrap();
     assert_eq!(
         b.available(),
         1,
@@ -89,27 +87,9 @@ async fn permits_are_held_until_the_body_ends() {
     while res_body.frame().await.is_some() {}
     assert_eq!(b.available(), 2, "released at end of stream");
 
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
-    let res2 = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap_err();
+    let res = call(&mut svc, http::Request::new(())).await.unwrap();
+    let res2 = call(&mut svc, http::Request::new(())).await.unwrap();
+    let err = call(&mut svc, http::Request::new(())).await.unwrap_err();
     assert!(matches!(err, Error::Full(_)));
     drop(res);
     assert_eq!(b.available(), 1, "released when the body is dropped");
@@ -130,13 +110,7 @@ async fn layer_waits_for_a_slot_then_calls() {
             .service_fn(|_req: http::Request<()>| async {
                 Ok::<_, Infallible>(http::Response::new(body(1)))
             });
-    let first = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
+    let first = call(&mut svc, http::Request::new(())).await.unwrap();
     let second = svc.ready().await.unwrap().call(http::Request::new(()));
     let release = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -243,13 +217,7 @@ async fn full_bulkhead_maps_to_429_when_asked() {
             Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(Bytes::new())))
         });
     let _held = b.try_acquire().unwrap();
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
+    let res = call(&mut svc, http::Request::new(())).await.unwrap();
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["retry-after"], "1");
 }

@@ -2,24 +2,22 @@
 //! client through the breaker (and the breaker on the server).
 #![cfg(not(loom))]
 
+mod support;
+
+use support::call;
+use support::http::{client, req, server};
+
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use telltale_core::BoxError;
 #[allow(unused_imports)]
 use telltale_resilience::Rejection;
@@ -30,78 +28,6 @@ use telltale_resilience::{
 };
 use tower::timeout::TimeoutLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
-
-async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let app = Router::new()
-        .route(
-            "/status/{code}",
-            get(
-                |Path(code): Path<u16>, AxState(hits): AxState<Arc<AtomicUsize>>| async move {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    StatusCode::from_u16(code).unwrap()
-                },
-            ),
-        )
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                "late"
-            }),
-        )
-        .route(
-            "/stream",
-            get(|| async {
-                let chunks = async_stream(vec!["a", "b"]);
-                (StatusCode::SERVICE_UNAVAILABLE, Body::from_stream(chunks))
-            }),
-        )
-        .route(
-            "/grpc",
-            get(|| async {
-                let mut res = Response::new(Body::empty());
-                res.headers_mut()
-                    .insert("content-type", HeaderValue::from_static("application/grpc"));
-                res.headers_mut()
-                    .insert("grpc-status", HeaderValue::from_static("14"));
-                res
-            }),
-        )
-        .with_state(hits.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, hits)
-}
-
-/// A body stream whose second chunk comes 100 ms after the first.
-fn async_stream(
-    chunks: Vec<&'static str>,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
-    futures_util::stream::unfold((0usize, chunks), |(i, chunks)| async move {
-        if i >= chunks.len() {
-            return None;
-        }
-        if i > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Some((
-            Ok(Bytes::from_static(chunks[i].as_bytes())),
-            (i + 1, chunks),
-        ))
-    })
-}
-
-fn client() -> Client<HttpConnector, Empty<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn req(addr: SocketAddr, path: &str) -> http::Request<Empty<Bytes>> {
-    http::Request::get(format!("http://{addr}{path}"))
-        .body(Empty::new())
-        .unwrap()
-}
 
 fn breaker() -> CircuitBreakerBuilder {
     CircuitBreaker::builder("upstream")
@@ -116,24 +42,12 @@ async fn client_breaker_opens_on_5xx_and_fails_fast() {
     let b = breaker().build().unwrap();
     let mut svc = ServiceBuilder::new().layer(b.layer()).service(client());
     for _ in 0..4 {
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(req(addr, "/status/502"))
-            .await
-            .unwrap();
+        let res = call(&mut svc, req(addr, "/status/502")).await.unwrap();
         assert_eq!(res.status(), 502);
         res.into_body().collect().await.unwrap();
     }
     assert_eq!(b.state(), State::Open);
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req(addr, "/status/200"))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, req(addr, "/status/200")).await.unwrap_err();
     let Error::Open(open) = err else {
         panic!("{err:?}")
     };
@@ -151,24 +65,12 @@ async fn four_xx_do_not_count_and_grpc_status_does() {
     let b = breaker().build().unwrap();
     let mut svc = ServiceBuilder::new().layer(b.layer()).service(client());
     for _ in 0..6 {
-        let res = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(req(addr, "/status/404"))
-            .await
-            .unwrap();
+        let res = call(&mut svc, req(addr, "/status/404")).await.unwrap();
         res.into_body().collect().await.unwrap();
     }
     let snap = b.snapshot();
     assert_eq!((snap.calls, snap.failed), (6, 0));
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req(addr, "/grpc"))
-        .await
-        .unwrap();
+    let res = call(&mut svc, req(addr, "/grpc")).await.unwrap();
     assert_eq!(res.status(), 200);
     res.into_body().collect().await.unwrap();
     assert_eq!(
@@ -183,13 +85,7 @@ async fn result_settles_when_the_body_ends() {
     let (addr, _) = server().await;
     let b = breaker().build().unwrap();
     let mut svc = ServiceBuilder::new().layer(b.layer()).service(client());
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req(addr, "/stream"))
-        .await
-        .unwrap();
+    let res = call(&mut svc, req(addr, "/stream")).await.unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(b.snapshot().calls, 0, "not settled at the head");
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -206,13 +102,7 @@ async fn timeout_inside_the_breaker_counts_as_failure() {
         .layer(b.layer())
         .layer(TimeoutLayer::new(Duration::from_millis(50)))
         .service(client());
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req(addr, "/slow"))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, req(addr, "/slow")).await.unwrap_err();
     assert!(telltale_core::is_timeout(&err), "{err:?}");
     let snap = b.snapshot();
     assert_eq!((snap.calls, snap.failed), (1, 1));
@@ -229,13 +119,7 @@ async fn timeout_outside_the_breaker_counts_as_failure() {
         .layer(TimeoutLayer::new(Duration::from_millis(50)))
         .layer(b.layer())
         .service(client());
-    let err: BoxError = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(req(addr, "/slow"))
-        .await
-        .unwrap_err();
+    let err: BoxError = call(&mut svc, req(addr, "/slow")).await.unwrap_err();
     assert!(telltale_core::is_timeout(&*err), "{err:?}");
     let snap = b.snapshot();
     assert_eq!((snap.calls, snap.failed), (1, 1));
@@ -292,13 +176,11 @@ async fn rejection_response_layer_maps_open_circuit() {
                     )
                 }),
         );
-    let res: http::Response<http_body_util::combinators::BoxBody<Bytes, BoxError>> = direct
-        .ready()
-        .await
-        .unwrap()
-        .call(req(addr, "/status/200"))
-        .await
-        .unwrap();
+    let res: http::Response<
+        telltale_resilience::reject::ResponseBody<
+            http_body_util::combinators::BoxBody<Bytes, BoxError>,
+        >,
+    > = call(&mut direct, req(addr, "/status/200")).await.unwrap();
     assert_eq!(res.status(), 503);
     assert!(res.headers().get("retry-after").is_none());
 }
@@ -315,7 +197,7 @@ async fn keyed_breakers_isolate_hosts() {
         let r = http::Request::get(format!("http://127.0.0.1:{port}/status/500"))
             .body(Empty::new())
             .unwrap();
-        let res = svc.ready().await.unwrap().call(r).await.unwrap();
+        let res = call(&mut svc, r).await.unwrap();
         res.into_body().collect().await.unwrap();
     }
     assert_eq!(registry.get(Some("127.0.0.1")).state(), State::Open);
@@ -329,7 +211,7 @@ async fn keyed_breakers_isolate_hosts() {
     let r = http::Request::get(format!("http://localhost:{port}/status/200"))
         .body(Empty::new())
         .unwrap();
-    let res = svc.ready().await.unwrap().call(r).await.unwrap();
+    let res = call(&mut svc, r).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(registry.get(Some("localhost")).state(), State::Closed);
     assert_eq!(registry.len(), 2);
@@ -359,13 +241,7 @@ async fn grpc_status_in_trailers_settles_at_the_end() {
                     .insert("content-type", HeaderValue::from_static("application/grpc"));
                 Ok::<_, Infallible>(res)
             });
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap();
+    let res = call(&mut svc, http::Request::new(())).await.unwrap();
     let mut body = res.into_body();
     body.frame().await.unwrap().unwrap();
     assert_eq!(b.snapshot().calls, 0, "data frames do not settle");

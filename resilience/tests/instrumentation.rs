@@ -1,12 +1,11 @@
 //! Metrics (resilience4j-shaped), tracing events and span fields.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use telltale_core::correlation::scope;
 use telltale_resilience::{Bulkhead, CircuitBreaker, SlidingWindow, State, Verdict};
+use telltale_testkit::Capture;
 use tracing::field::Empty;
 
 /// One snapshot of the debugging recorder (which drains counters and gauges
@@ -55,21 +54,21 @@ impl Phase {
 
     fn state(&self, state: &str) -> f64 {
         self.gauge(
-            "app_circuitbreaker_state",
+            "app_telltale_circuitbreaker_state",
             &[("name", "db"), ("state", state)],
         )
     }
 
     fn calls(&self, kind: &str) -> u64 {
         self.counter(
-            "app_circuitbreaker_calls_total",
+            "app_telltale_circuitbreaker_calls_total",
             &[("name", "db"), ("kind", kind)],
         )
     }
 
     fn transitions(&self, from: &str, to: &str) -> u64 {
         self.counter(
-            "app_circuitbreaker_transitions_total",
+            "app_telltale_circuitbreaker_transitions_total",
             &[("name", "db"), ("from", from), ("to", to)],
         )
     }
@@ -77,11 +76,12 @@ impl Phase {
 
 #[tokio::test(start_paused = true)]
 async fn breaker_metrics() {
+    telltale_testkit::init();
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     let b = metrics::with_local_recorder(&recorder, || {
         CircuitBreaker::builder("db")
-            .metric_prefix("app_")
+            .metric_prefix("app")
             .sliding_window(SlidingWindow::Count(10))
             .minimum_calls(4)
             .slow_call_duration(Duration::from_millis(10))
@@ -102,7 +102,10 @@ async fn breaker_metrics() {
         assert_eq!(phase.state(s), 0.0, "{s}");
     }
     assert_eq!(
-        phase.gauge("app_circuitbreaker_failure_rate", &[("name", "db")]),
+        phase.gauge(
+            "app_telltale_circuitbreaker_failure_rate",
+            &[("name", "db")]
+        ),
         -1.0,
         "below the minimum calls"
     );
@@ -122,11 +125,17 @@ async fn breaker_metrics() {
 
     let phase = Phase::take(&snap);
     assert_eq!(
-        phase.gauge("app_circuitbreaker_failure_rate", &[("name", "db")]),
+        phase.gauge(
+            "app_telltale_circuitbreaker_failure_rate",
+            &[("name", "db")]
+        ),
         0.75
     );
     assert_eq!(
-        phase.gauge("app_circuitbreaker_slow_call_rate", &[("name", "db")]),
+        phase.gauge(
+            "app_telltale_circuitbreaker_slow_call_rate",
+            &[("name", "db")]
+        ),
         0.25
     );
     assert_eq!(phase.calls("successful"), 1);
@@ -151,6 +160,7 @@ async fn breaker_metrics() {
 
 #[tokio::test(start_paused = true)]
 async fn bulkhead_metrics() {
+    telltale_testkit::init();
     let recorder = DebuggingRecorder::new();
     let snap = recorder.snapshotter();
     let b = metrics::with_local_recorder(&recorder, || {
@@ -188,32 +198,9 @@ async fn bulkhead_metrics() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn transitions_are_events_and_rejections_mark_the_span() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Parallel tests install per-thread subscribers: recompute callsite
-    // interest so none stays cached as `never` from a concurrent thread.
-    tracing::callsite::rebuild_interest_cache();
+    let capture = Capture::start();
 
     let b = CircuitBreaker::builder("payments")
         .sliding_window(SlidingWindow::Count(4))
@@ -238,7 +225,7 @@ async fn transitions_are_events_and_rejections_mark_the_span() {
     drop(span);
     b.reset();
 
-    let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let out = capture.text();
     let opened = out
         .lines()
         .find(|l| l.contains("circuit breaker opened"))

@@ -1,6 +1,10 @@
 //! Keyed breakers and bulkheads: isolation per key, a cap on keys, idle
 //! eviction and the overflow instance.
 
+mod support;
+
+use support::call;
+
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -9,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use telltale_resilience::keyed::{self, GrpcMethod, KeyFn, KeyedBulkheadLayer, Registry};
 use telltale_resilience::{Bulkhead, BulkheadEvent, CircuitBreaker, Error};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 
 #[tokio::test(start_paused = true)]
 async fn cap_overflow_and_idle_eviction() {
@@ -100,21 +104,9 @@ async fn keyed_bulkheads_isolate_grpc_methods() {
         .service_fn(|_req: http::Request<()>| async {
             Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"x"))))
         });
-    let call = |path: &'static str| http::Request::post(path).body(()).unwrap();
-    let held = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(call("/pkg.S/Slow"))
-        .await
-        .unwrap();
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(call("/pkg.S/Slow"))
-        .await
-        .unwrap_err();
+    let request = |path: &'static str| http::Request::post(path).body(()).unwrap();
+    let held = call(&mut svc, request("/pkg.S/Slow")).await.unwrap();
+    let err = call(&mut svc, request("/pkg.S/Slow")).await.unwrap_err();
     let Error::Full(full) = err else { panic!() };
     assert_eq!(&*full.name, "grpc//pkg.S/Slow");
     let BulkheadEvent::Rejected(event) = events.recv().await.unwrap() else {
@@ -122,13 +114,7 @@ async fn keyed_bulkheads_isolate_grpc_methods() {
     };
     assert_eq!(event.name, full.name);
     // Another method has its own slot.
-    let other = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(call("/pkg.S/Fast"))
-        .await
-        .unwrap();
+    let other = call(&mut svc, request("/pkg.S/Fast")).await.unwrap();
     drop((held, other));
     assert_eq!(registry.get(Some("/pkg.S/Slow")).available(), 1);
     assert_eq!(registry.len(), 2);

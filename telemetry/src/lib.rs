@@ -12,7 +12,7 @@
 //!   last 2048 spans, queryable by trace ID and correlation ID). Export never
 //!   blocks a request: a bounded queue drops and counts
 //!   (`telltale_telemetry_spans_dropped_total`) when a collector is down, and
-//!   resumes when it is back ([`BoundedBatchProcessor`]);
+//!   resumes when it is back ([`BoundedSpanProcessor`]);
 //! - log lines as JSON with `trace_id`, `span_id`, `correlation_id`,
 //!   `service.name` and the fields of enclosing spans at the top level
 //!   ([`JsonFormat`], OpenTelemetry or Elastic Common Schema names), or a
@@ -25,6 +25,10 @@
 //! The returned [`TelemetryGuard`] flushes and shuts the exporters down when
 //! dropped, within a bound. Everything can be set in code with
 //! [`Telemetry::builder`].
+//!
+//! Three subsystems, one module each: [`pipeline`] (init, exporters, flight
+//! recorder, log formats, OTLP logs), [`layer`] (request spans, server and
+//! client) and [`metrics`] (RED metrics, Prometheus exposition).
 //!
 //! ```
 //! use axum::{Router, body::Body, routing::get};
@@ -58,37 +62,54 @@
 //! }
 //! ```
 
+/// Declares the environment variables of an `env` module: one `pub const`
+/// per variable (its value is its name unless given), `VARS` with all of
+/// them (and the `@also [...]` ones, declared elsewhere, that the component
+/// reads too), and `is_configured`.
+macro_rules! env_vars {
+    (
+        $($(#[$doc:meta])* $name:ident $(= $value:expr)?;)*
+        $(@also [$($extra:path),* $(,)?])?
+    ) => {
+        $(
+            $(#[$doc])*
+            pub const $name: &str = env_vars!(@value $name $(, $value)?);
+        )*
+
+        /// Every variable this module's component reads.
+        pub const VARS: &[&str] = &[$($name,)* $($($extra,)*)?];
+
+        /// Whether any of [`VARS`] is set in `env` (a value that is not
+        /// UTF-8 counts as set).
+        pub fn is_configured<S: telltale_core::config::EnvSource>(
+            env: &telltale_core::config::Env<S>,
+        ) -> bool {
+            env.any_set(VARS).unwrap_or(true)
+        }
+    };
+    (@value $name:ident) => { stringify!($name) };
+    (@value $name:ident, $value:expr) => { $value };
+}
+
 pub mod layer;
 pub mod metrics;
+pub mod pipeline;
 
-mod config;
-mod error;
-mod export;
-mod flight_recorder;
-mod logs;
-mod otlp_logs;
-mod stdout;
-mod telemetry;
-
-pub use config::{
-    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
-    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
-    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol,
-    Sampler, TelemetryBuilder,
+pub use metrics::names::{
+    LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
 };
-pub use error::InitError;
-pub use export::{
-    BatchConfig, BoundedBatchProcessor, BoundedLogProcessor, ExportStats, LOGS_DROPPED_TOTAL,
-    LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
-};
-pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
-pub use logs::{
+pub use pipeline::fmt::{
     ECS_VERSION, JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat, Profile, TRUNCATION_MARKER,
     write_escaped,
 };
-pub use stdout::StdoutExporter;
-pub use telemetry::{
-    ShutdownError, Telemetry, TelemetryGuard, current_trace_id, install_propagators,
+pub use pipeline::{
+    BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, CORRELATION_ID_ATTRIBUTE,
+    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
+    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExportStats, ExporterError, ExporterKind,
+    FlightRecorder, InitError, LogFormat, OtlpConfig, Protocol, RecordedSpan, Sampler,
+    ShutdownError, StdoutExporter, Telemetry, TelemetryBuilder, TelemetryGuard, current_trace_id,
+    install_propagators,
 };
 
 /// Builds the telemetry pipeline from the environment and installs it
@@ -97,5 +118,5 @@ pub use telemetry::{
 /// Fails when a variable is invalid (the error names it), an exporter cannot
 /// be built, or a global subscriber is already installed.
 pub fn init() -> Result<TelemetryGuard, InitError> {
-    Telemetry::from_env()?.init()
+    Telemetry::from_env()?.install()
 }

@@ -1,5 +1,5 @@
 //! `init()` and global installation. One global install per process: the
-//! in-process test uses `from_env_source(...).init()`, and `init()` itself
+//! in-process test uses `from_env_source(...).install()`, and `init()` itself
 //! (which reads the real process environment) runs in child processes of
 //! this test binary, started with `Command::env`.
 
@@ -24,7 +24,7 @@ fn init_installs_subscriber_tracer_provider_and_propagators() {
         ("TELLTALE_FLIGHT_RECORDER_CAPACITY", "16"),
     ]))
     .unwrap()
-    .init()
+    .install()
     .unwrap();
     let recorder = guard.flight_recorder().unwrap().clone();
 

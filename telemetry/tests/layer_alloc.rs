@@ -18,7 +18,7 @@ use axum::{Router, routing::get};
 use http::Request;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_core::{CompletionBody, Ignore};
-use telltale_telemetry::layer::ServerLayer;
+use telltale_telemetry::layer::ServerTelemetryLayer;
 use telltale_telemetry::metrics::RedConfig;
 use tower::{Layer, Service, ServiceExt};
 
@@ -63,7 +63,7 @@ async fn metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper() {
     let wrapped = allocations_per_request(body_wrapper.layer(router())).await;
 
     let config = RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
-    let metrics_only = ServerLayer::builder()
+    let metrics_only = ServerTelemetryLayer::builder()
         .tracing(false)
         .red_config(config)
         .build()

@@ -3,18 +3,17 @@
 //! trailers-only errors, a server stream that fails mid-stream, and the health
 //! filter.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
-use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use telltale_telemetry::layer::client::ClientLayer;
-use telltale_telemetry::layer::server::ServerLayer;
-use telltale_telemetry::metrics::{RedConfig, prometheus_builder};
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
+use support::harness::{Harness, attr, attr_str};
+use telltale_telemetry::layer::client::ClientTelemetryLayer;
+use telltale_telemetry::layer::server::ServerTelemetryLayer;
 use tonic::codegen::tokio_stream::{self, Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Request, Response};
@@ -23,78 +22,6 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::ServiceBuilder;
-use tracing_subscriber::layer::SubscriberExt;
-
-struct Harness {
-    exporter: InMemorySpanExporter,
-    _guard: tracing::subscriber::DefaultGuard,
-    metrics: PrometheusHandle,
-    config: RedConfig,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        let guard = tracing::subscriber::set_default(subscriber);
-        // Parallel tests install per-thread subscribers: recompute callsite
-        // interest so none stays cached as `never` from a concurrent thread.
-        tracing::callsite::rebuild_interest_cache();
-        let config = RedConfig::default();
-        let recorder = prometheus_builder(&config).build_recorder();
-        let metrics = recorder.handle();
-        Harness {
-            exporter,
-            _guard: guard,
-            metrics,
-            config: config.with_recorder(Arc::new(recorder)),
-        }
-    }
-
-    async fn wait_spans(&self, kind: SpanKind, n: usize) -> Vec<SpanData> {
-        for _ in 0..500 {
-            let spans: Vec<SpanData> = self
-                .exporter
-                .get_finished_spans()
-                .unwrap()
-                .into_iter()
-                .filter(|s| s.span_kind == kind)
-                .collect();
-            if spans.len() >= n {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("expected {n} {kind:?} spans");
-    }
-
-    async fn wait_metric(&self, needle: &str) -> String {
-        let mut text = String::new();
-        for _ in 0..500 {
-            text = self.metrics.render();
-            if text.contains(needle) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("metrics lack {needle}:\n{text}");
-    }
-}
-
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv: &&KeyValue| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
-}
-
-fn attr_str(span: &SpanData, key: &str) -> Option<String> {
-    attr(span, key).map(|v| v.as_str().into_owned())
-}
 
 fn response(status: ServingStatus) -> HealthCheckResponse {
     HealthCheckResponse {
@@ -133,7 +60,7 @@ impl Health for Svc {
     }
 }
 
-async fn serve(layer: ServerLayer) -> SocketAddr {
+async fn serve(layer: ServerTelemetryLayer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -150,7 +77,9 @@ async fn serve(layer: ServerLayer) -> SocketAddr {
 async fn client(
     h: &Harness,
     addr: SocketAddr,
-) -> HealthClient<telltale_telemetry::layer::client::Client<tonic::transport::Channel>> {
+) -> HealthClient<
+    telltale_telemetry::layer::client::ClientTelemetryService<tonic::transport::Channel>,
+> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -158,7 +87,7 @@ async fn client(
         .unwrap();
     let svc = ServiceBuilder::new()
         .layer(
-            ClientLayer::builder()
+            ClientTelemetryLayer::builder()
                 .red_config(h.config.clone())
                 .build()
                 .unwrap(),
@@ -173,8 +102,8 @@ fn check(service: &str) -> HealthCheckRequest {
     }
 }
 
-fn traced(h: &Harness) -> ServerLayer {
-    ServerLayer::builder()
+fn traced(h: &Harness) -> ServerTelemetryLayer {
+    ServerTelemetryLayer::builder()
         .red_config(h.config.clone())
         .trace_health_checks(true)
         .build()
@@ -302,7 +231,7 @@ async fn stream_failing_mid_stream_is_an_error_in_span_and_metrics() {
 #[tokio::test]
 async fn grpc_health_checks_are_counted_but_not_traced_by_default() {
     let h = Harness::new();
-    let layer = ServerLayer::builder()
+    let layer = ServerTelemetryLayer::builder()
         .red_config(h.config.clone())
         .build()
         .unwrap();

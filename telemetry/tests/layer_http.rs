@@ -2,9 +2,10 @@
 //! client: span names, kinds, attributes, status, trace context, filters,
 //! completion at body end, client disconnects, and the metrics they agree with.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -17,106 +18,14 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use metrics_exporter_prometheus::PrometheusHandle;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, TracerProvider as _};
-use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use telltale_telemetry::layer::client::ClientLayer;
-use telltale_telemetry::layer::server::{ServerLayer, ServerLayerBuilder};
-use telltale_telemetry::metrics::{RedConfig, prometheus_builder};
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use support::harness::{Harness, attr, attr_i64, attr_str};
+use telltale_telemetry::layer::client::ClientTelemetryLayer;
+use telltale_telemetry::layer::server::ServerTelemetryLayer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tower::{ServiceBuilder, ServiceExt};
-use tracing_subscriber::layer::SubscriberExt;
-
-/// Spans of one test, through a thread-local subscriber (tests run on a
-/// current-thread runtime, so the server tasks see it too).
-struct Harness {
-    exporter: InMemorySpanExporter,
-    _guard: tracing::subscriber::DefaultGuard,
-    metrics: PrometheusHandle,
-    config: RedConfig,
-}
-
-impl Harness {
-    fn new() -> Self {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        let guard = tracing::subscriber::set_default(subscriber);
-        // Parallel tests install per-thread subscribers: recompute callsite
-        // interest so none stays cached as `never` from a concurrent thread.
-        tracing::callsite::rebuild_interest_cache();
-        let config = RedConfig::default();
-        let recorder = prometheus_builder(&config).build_recorder();
-        let metrics = recorder.handle();
-        let config = config.with_recorder(Arc::new(recorder));
-        Harness {
-            exporter,
-            _guard: guard,
-            metrics,
-            config,
-        }
-    }
-
-    fn server(&self) -> ServerLayerBuilder {
-        ServerLayer::builder().red_config(self.config.clone())
-    }
-
-    fn spans(&self) -> Vec<SpanData> {
-        self.exporter.get_finished_spans().unwrap()
-    }
-
-    /// Waits (bounded) until `n` spans of `kind` are finished.
-    async fn wait_spans(&self, kind: SpanKind, n: usize) -> Vec<SpanData> {
-        for _ in 0..500 {
-            let spans: Vec<SpanData> = self
-                .spans()
-                .into_iter()
-                .filter(|s| s.span_kind == kind)
-                .collect();
-            if spans.len() >= n {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("expected {n} {kind:?} spans, got {:#?}", self.spans());
-    }
-
-    /// Waits (bounded) until the rendered metrics contain `needle`.
-    async fn wait_metric(&self, needle: &str) -> String {
-        let mut text = String::new();
-        for _ in 0..500 {
-            text = self.metrics.render();
-            if text.contains(needle) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        panic!("metrics lack {needle}:\n{text}");
-    }
-}
-
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv: &&KeyValue| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
-}
-
-fn attr_str(span: &SpanData, key: &str) -> Option<String> {
-    attr(span, key).map(|v| v.as_str().into_owned())
-}
-
-fn attr_i64(span: &SpanData, key: &str) -> Option<i64> {
-    match attr(span, key) {
-        Some(Value::I64(n)) => Some(*n),
-        other => panic!("{key} is {other:?}"),
-    }
-}
 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -151,7 +60,7 @@ fn get_req(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-fn app(layer: ServerLayer) -> Router {
+fn app(layer: ServerTelemetryLayer) -> Router {
     Router::new()
         .route("/users/{id}", get(|| async { "user" }))
         .route(
@@ -379,7 +288,7 @@ async fn client_span_injects_traceparent_seen_by_the_server() {
     let addr = serve(app).await;
     let client = ServiceBuilder::new()
         .layer(
-            ClientLayer::builder()
+            ClientTelemetryLayer::builder()
                 .red_config(h.config.clone())
                 .build()
                 .unwrap(),
@@ -438,13 +347,14 @@ async fn client_span_injects_traceparent_seen_by_the_server() {
 
 #[tokio::test]
 async fn client_propagates_w3c_even_without_spans_or_propagator() {
+    telltale_testkit::init();
     // No subscriber, no global propagator: the current context (here a remote
     // parent made current by hand) is still propagated as W3C.
     let (tx, rx) = oneshot::channel();
     let tx = std::sync::Mutex::new(Some(tx));
     let svc = ServiceBuilder::new()
         .layer(
-            ClientLayer::builder()
+            ClientTelemetryLayer::builder()
                 .tracing(false)
                 .metrics(false)
                 .build()
@@ -514,7 +424,9 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-fn streaming_app(layer: ServerLayer) -> (Router, mpsc::UnboundedReceiver<mpsc::Sender<Bytes>>) {
+fn streaming_app(
+    layer: ServerTelemetryLayer,
+) -> (Router, mpsc::UnboundedReceiver<mpsc::Sender<Bytes>>) {
     let (senders_tx, senders_rx) = mpsc::unbounded_channel();
     let app = Router::new()
         .route(
@@ -691,27 +603,28 @@ async fn captured_headers_and_correlation_id() {
 
 #[test]
 fn from_env_reads_variables_and_rejects_bad_values() {
+    telltale_testkit::init();
     use telltale_core::config::Env;
     let env = Env::from_pairs([
         ("TELLTALE_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
         ("TELLTALE_HTTP_SERVER_CAPTURE_REQUEST_HEADERS", "x-tenant"),
         ("TELLTALE_HTTP_SERVER_PUBLIC_ENDPOINT", "true"),
     ]);
-    let layer = ServerLayer::from_env_source(&env).unwrap();
+    let layer = ServerTelemetryLayer::from_env_source(&env).unwrap();
     let debug = format!("{layer:?}");
     assert!(debug.contains("public_endpoint: true"), "{debug}");
     let bad = Env::from_pairs([("TELLTALE_HTTP_TRUSTED_PROXIES", "10.0.0.0/99")]);
-    let err = ServerLayer::from_env_source(&bad).unwrap_err();
+    let err = ServerTelemetryLayer::from_env_source(&bad).unwrap_err();
     assert!(err.to_string().contains("10.0.0.0/99"), "{err}");
     let bad = Env::from_pairs([("TELLTALE_HTTP_SERVER_PUBLIC_ENDPOINT", "maybe")]);
-    assert!(ServerLayer::from_env_source(&bad).is_err());
+    assert!(ServerTelemetryLayer::from_env_source(&bad).is_err());
     assert!(
-        ServerLayer::builder()
+        ServerTelemetryLayer::builder()
             .capture_request_headers(["bad header"])
             .build()
             .is_err()
     );
-    let client = ClientLayer::from_env_source(&Env::from_pairs([(
+    let client = ClientTelemetryLayer::from_env_source(&Env::from_pairs([(
         "TELLTALE_HTTP_CLIENT_PROPAGATE",
         "off",
     )]))
@@ -780,7 +693,7 @@ async fn client_timeout_is_an_error_and_the_abandoned_server_request_is_cancelle
     let addr = serve(app).await;
     let client = ServiceBuilder::new()
         .layer(
-            ClientLayer::builder()
+            ClientTelemetryLayer::builder()
                 .red_config(h.config.clone())
                 .build()
                 .unwrap(),
@@ -826,19 +739,34 @@ async fn client_timeout_is_an_error_and_the_abandoned_server_request_is_cancelle
 
 #[tokio::test]
 async fn correlation_layer_fills_correlation_id_inside_or_outside() {
-    use telltale_correlation::server::CorrelationLayer;
+    use telltale_core::CorrelationId;
+    use tower::util::MapRequestLayer;
+
+    // What a correlation layer does, with telltale-core's types: outside, it
+    // puts the ID in the request extensions; inside, it records it on the
+    // current span (ours).
+    fn id_of<B>(req: &http::Request<B>) -> CorrelationId {
+        CorrelationId::from_header_value(req.headers()["x-correlation-id"].clone()).unwrap()
+    }
+    let extension = MapRequestLayer::new(|mut req: http::Request<axum::body::Body>| {
+        let id = id_of(&req);
+        req.extensions_mut().insert(id);
+        req
+    });
+    let record = MapRequestLayer::new(|req: http::Request<axum::body::Body>| {
+        tracing::Span::current().record("correlation_id", id_of(&req).as_str());
+        req
+    });
 
     let h = Harness::new();
     let handler = || async { "ok" };
-    // Outside: the ID is in the request extensions when the span is made.
     let outside = Router::new()
         .route("/outside", get(handler))
         .layer(h.server().build().unwrap())
-        .layer(CorrelationLayer::new());
-    // Inside: the correlation layer records it on the current span, ours.
+        .layer(extension);
     let inside = Router::new()
         .route("/inside", get(handler))
-        .layer(CorrelationLayer::new())
+        .layer(record)
         .layer(h.server().build().unwrap());
     let client = hyper_client();
     for (app, path, id) in [(outside, "/outside", "out-1"), (inside, "/inside", "in-1")] {

@@ -1,13 +1,13 @@
 //! Log lines: golden files per profile (timestamps and IDs normalized), and
 //! every line parsed with serde_json and checked against the exported spans.
 
-mod common_otel;
+mod support;
 
 use std::path::PathBuf;
 
-use common_otel::Captured;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use support::otel::Captured;
 use telltale_core::correlation::{self, CorrelationId};
 use telltale_telemetry::{FlightRecorder, LogFormat, Profile, TRUNCATION_MARKER, Telemetry};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -27,7 +27,7 @@ fn run(format: LogFormat) -> (String, FlightRecorder) {
         .build()
         .unwrap();
     let recorder = telemetry.flight_recorder().unwrap().clone();
-    tracing::dispatcher::with_default(telemetry.dispatch(), scenario);
+    telltale_testkit::with_default(telemetry.dispatch(), scenario);
     (logs.text(), recorder)
 }
 
@@ -193,7 +193,7 @@ fn trace_id_follows_an_incoming_traceparent() {
         format!("00-{remote_trace}-{remote_parent}-01"),
     )]);
     let parent = TraceContextPropagator::new().extract(&headers);
-    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    telltale_testkit::with_default(telemetry.dispatch(), || {
         let span = tracing::info_span!("incoming");
         span.set_parent(parent).unwrap();
         span.in_scope(|| tracing::info!("inside the remote trace"));
@@ -219,7 +219,7 @@ fn disabled_sdk_still_logs_without_ids() {
         .build()
         .unwrap();
     assert!(telemetry.flight_recorder().is_none());
-    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    telltale_testkit::with_default(telemetry.dispatch(), || {
         tracing::info_span!("s", k = "v").in_scope(|| tracing::info!("hello"));
     });
     let line: serde_json::Value = serde_json::from_str(logs.text().trim()).unwrap();
@@ -237,7 +237,7 @@ fn pretty_colors_only_the_level_and_escapes_everything_else() {
         .writer(logs.clone())
         .build()
         .unwrap();
-    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    telltale_testkit::with_default(telemetry.dispatch(), || {
         tracing::info!(evil = "\x1b[31m", "hi \x1b[2J");
     });
     let text = logs.text();

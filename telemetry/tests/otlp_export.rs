@@ -1,13 +1,13 @@
 //! Real export to real OTLP receivers (gRPC and HTTP/protobuf) from two real
 //! axum services, A calling B, each with its own telemetry pipeline.
 
-mod common_otel;
+mod support;
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get as route_get;
-use common_otel::{Captured, Received, Sink, client, get, grpc_receiver, http_receiver, serve};
+use support::otel::{Captured, Received, Sink, client, get, grpc_receiver, http_receiver, serve};
 use telltale_telemetry::{LogFormat, Profile, Protocol, Telemetry, install_propagators};
 use tracing::Instrument;
 

@@ -4,17 +4,17 @@
 //!
 //! This binary installs one global `metrics` recorder.
 
-mod common_otel;
+mod support;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get as route_get;
-use common_otel::{
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use support::otel::{
     client, get, grpc_receiver_on, http_receiver_on, rebind, serve, stalled_collector,
 };
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use telltale_telemetry::{LogFormat, Protocol, SPANS_DROPPED_TOTAL, Telemetry};
 
 fn snapshotter() -> &'static Snapshotter {
@@ -75,7 +75,7 @@ fn app() -> Router {
 
 /// Waits (bounded) until `done` holds.
 async fn wait_until(what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + common_otel::MAX_WAIT;
+    let deadline = Instant::now() + support::otel::MAX_WAIT;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -197,7 +197,7 @@ async fn guard_drop_with_a_stalled_collector_finishes_within_its_bound() {
     )
     .into_parts();
     let stats = guard.export_stats()[0].clone();
-    tracing::dispatcher::with_default(&dispatch, || {
+    telltale_testkit::with_default(&dispatch, || {
         for _ in 0..10 {
             tracing::info_span!("queued").in_scope(|| {});
         }

@@ -57,7 +57,7 @@ impl Slow {
 }
 
 pin_project! {
-    /// The response body of [`Chaos`](super::Chaos): the inner body untouched, a
+    /// The response body of [`ChaosService`](super::ChaosService): the inner body untouched, a
     /// synthetic fault body, or an inner body delivered slowly or cut short. It
     /// holds the fault's `TELLTALE_CHAOS_MAX_ACTIVE` slot until it ends.
     pub struct ResponseBody<B> {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
 use telltale_core::BoxError;
+use telltale_core::grpc::{GRPC_MESSAGE, trailers_only_response};
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 use tower_service::Service;
@@ -38,15 +39,9 @@ pub(crate) fn synthesize(terminal: &Terminal, rule: Arc<str>) -> Result<Response
             Ok(res)
         }
         Terminal::Grpc { code, message } => {
-            let mut res = Response::new(Bytes::new());
-            let headers = res.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            headers.insert("grpc-status", HeaderValue::from_static(code.as_str()));
+            let mut res = trailers_only_response::<Bytes>(*code, "");
             if let Some(message) = message {
-                headers.insert("grpc-message", message.clone());
+                res.headers_mut().insert(GRPC_MESSAGE, message.clone());
             }
             Ok(res)
         }
@@ -82,7 +77,7 @@ pin_project! {
 }
 
 pin_project! {
-    /// The response future of [`Chaos`](super::Chaos).
+    /// The response future of [`ChaosService`](super::ChaosService).
     pub struct ResponseFuture<S, ReqB>
     where
         S: Service<Request<ReqB>>,

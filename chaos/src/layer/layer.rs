@@ -1,8 +1,8 @@
+use telltale_core::Side;
 use tower_layer::Layer;
 
-use super::service::Chaos;
+use super::service::ChaosService;
 use crate::injector::Injector;
-use crate::rules::Direction;
 
 /// Applies an [`Injector`]'s rules on one side of a service.
 ///
@@ -10,7 +10,7 @@ use crate::rules::Direction;
 #[derive(Clone, Debug)]
 pub struct ChaosLayer {
     injector: Injector,
-    side: Direction,
+    side: Side,
 }
 
 impl ChaosLayer {
@@ -18,7 +18,7 @@ impl ChaosLayer {
     pub fn inbound(injector: &Injector) -> Self {
         ChaosLayer {
             injector: injector.clone(),
-            side: Direction::In,
+            side: Side::Server,
         }
     }
 
@@ -26,15 +26,15 @@ impl ChaosLayer {
     pub fn outbound(injector: &Injector) -> Self {
         ChaosLayer {
             injector: injector.clone(),
-            side: Direction::Out,
+            side: Side::Client,
         }
     }
 }
 
 impl<S> Layer<S> for ChaosLayer {
-    type Service = Chaos<S>;
+    type Service = ChaosService<S>;
 
-    fn layer(&self, inner: S) -> Chaos<S> {
-        Chaos::new(inner, self.injector.clone(), self.side)
+    fn layer(&self, inner: S) -> ChaosService<S> {
+        ChaosService::new(inner, self.injector.clone(), self.side)
     }
 }

@@ -47,4 +47,4 @@ pub use body::ResponseBody;
 pub use error::{BodyTruncated, InjectedFault};
 pub use future::ResponseFuture;
 pub use layer::ChaosLayer;
-pub use service::Chaos;
+pub use service::ChaosService;

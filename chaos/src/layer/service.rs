@@ -1,12 +1,11 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use telltale_core::BoxError;
+use telltale_core::{BoxError, Side};
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use crate::injector::{Injector, Terminal};
-use crate::rules::Direction;
 
 /// The chaos middleware made by [`ChaosLayer`](super::ChaosLayer).
 ///
@@ -16,38 +15,25 @@ use crate::rules::Direction;
 /// into its future and leaves a clone in its place, so the inner service must
 /// be `Clone` (as routers, tonic channels and hyper clients are).
 #[derive(Clone, Debug)]
-pub struct Chaos<S> {
+pub struct ChaosService<S> {
     inner: S,
     injector: Injector,
-    side: Direction,
+    side: Side,
 }
 
-impl<S> Chaos<S> {
-    pub(crate) fn new(inner: S, injector: Injector, side: Direction) -> Self {
-        Chaos {
+impl<S> ChaosService<S> {
+    pub(crate) fn new(inner: S, injector: Injector, side: Side) -> Self {
+        ChaosService {
             inner,
             injector,
             side,
         }
     }
 
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    telltale_core::inner_service_accessors!();
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for Chaos<S>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for ChaosService<S>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,

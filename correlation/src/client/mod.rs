@@ -7,7 +7,7 @@
 //! ([`current()`](crate::current), set by the server layer for the whole request
 //! being served), and sets it in the configured header (default
 //! `x-correlation-id`). A header the caller already set is left alone unless
-//! [`override_existing`](Builder::override_existing) is on.
+//! [`override_existing`](InjectCorrelationLayerBuilder::override_existing) is on.
 //!
 //! ```
 //! use http::{Request, Response};
@@ -30,5 +30,5 @@
 mod layer;
 mod service;
 
-pub use layer::{Builder, InjectCorrelationLayer};
-pub use service::InjectCorrelation;
+pub use layer::{InjectCorrelationLayer, InjectCorrelationLayerBuilder};
+pub use service::InjectCorrelationService;

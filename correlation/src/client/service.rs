@@ -5,34 +5,23 @@ use http::Request;
 use telltale_core::correlation::{self, CorrelationId};
 use tower_service::Service;
 
-use super::layer::Config;
+use super::layer::Shared;
 
 /// Middleware that sets the current correlation ID on outbound requests: see
 /// the [module docs](super).
+///
+/// Its future is the inner service's own: the header is set before the call.
 #[derive(Clone, Debug)]
-pub struct InjectCorrelation<S> {
+pub struct InjectCorrelationService<S> {
     pub(crate) inner: S,
-    pub(crate) config: Arc<Config>,
+    pub(crate) shared: Arc<Shared>,
 }
 
-impl<S> InjectCorrelation<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The wrapped service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S> InjectCorrelationService<S> {
+    telltale_core::inner_service_accessors!();
 }
 
-impl<S, B> Service<Request<B>> for InjectCorrelation<S>
+impl<S, B> Service<Request<B>> for InjectCorrelationService<S>
 where
     S: Service<Request<B>>,
 {
@@ -46,19 +35,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let config = &*self.config;
-        if config.override_existing || !req.headers().contains_key(&config.header) {
+        let shared = &*self.shared;
+        if shared.override_existing || !req.headers().contains_key(&shared.header) {
             let value = match req.extensions().get::<CorrelationId>() {
                 Some(id) => Some(id.to_header_value()),
                 None => correlation::with_current(|id| id.map(CorrelationId::to_header_value)),
             }
             .or_else(|| {
-                config
+                shared
                     .generate
                     .then(|| CorrelationId::generate().to_header_value())
             });
             if let Some(value) = value {
-                req.headers_mut().insert(&config.header, value);
+                req.headers_mut().insert(&shared.header, value);
             }
         }
         self.inner.call(req)

@@ -6,7 +6,7 @@ use http_body::{Body, Frame, SizeHint};
 use telltale_core::correlation::{self, CorrelationId};
 
 pin_project_lite::pin_project! {
-    /// Response body of [`Correlation`](super::Correlation): the inner body,
+    /// Response body of [`CorrelationService`](super::CorrelationService): the inner body,
     /// polled with the request's ID as the current one (so streaming bodies see
     /// it too), or the plain-text refusal message.
     pub struct ResponseBody<B> {

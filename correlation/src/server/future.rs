@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use telltale_core::correlation::CorrelationId;
+use telltale_core::{GrpcCode, grpc};
 use tokio::task::futures::TaskLocalFuture;
 
 use super::ResponseBody;
@@ -19,50 +20,26 @@ pub(crate) struct Refusal {
 
 impl Refusal {
     fn into_response<B>(self) -> Response<ResponseBody<B>> {
-        let mut res;
         if self.grpc {
             // Trailers-only gRPC response: INVALID_ARGUMENT, with the message
-            // percent-encoded as grpc-message requires.
+            // (without its newline) as grpc-message.
             let text = self.message.strip_suffix(b"\n").unwrap_or(&self.message);
-            let text = grpc_message(text);
-            res = Response::new(ResponseBody::message(Bytes::new()));
-            let h = res.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            h.insert("grpc-status", HeaderValue::from_static("3"));
-            if let Ok(v) = HeaderValue::from_bytes(&text) {
-                h.insert("grpc-message", v);
-            }
-        } else {
-            res = Response::new(ResponseBody::message(self.message));
-            *res.status_mut() = StatusCode::BAD_REQUEST;
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
+            let text = String::from_utf8_lossy(text);
+            return grpc::trailers_only_response::<()>(GrpcCode::InvalidArgument, &text)
+                .map(|()| ResponseBody::message(Bytes::new()));
         }
+        let mut res = Response::new(ResponseBody::message(self.message));
+        *res.status_mut() = StatusCode::BAD_REQUEST;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         res
     }
 }
 
-/// Percent-encodes what the gRPC spec asks for in `grpc-message`: bytes
-/// outside `0x20..=0x7E`, and `%`.
-fn grpc_message(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    for &b in text {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
-    }
-    out
-}
-
 pin_project_lite::pin_project! {
-    /// Response future of [`Correlation`](super::Correlation): the inner future,
+    /// Response future of [`CorrelationService`](super::CorrelationService): the inner future,
     /// run with the request's ID as the current one.
     pub struct ResponseFuture<F> {
         #[pin]
@@ -142,16 +119,5 @@ where
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_messages_are_percent_encoded() {
-        assert_eq!(grpc_message(b"plain text: ok"), b"plain text: ok");
-        assert_eq!(grpc_message(b"100% \xc3\xa9\n"), b"100%25 %C3%A9%0A");
     }
 }

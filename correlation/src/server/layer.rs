@@ -1,22 +1,19 @@
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderName;
-use telltale_core::config::{ConfigError, Env, EnvSource, ParseError};
-use telltale_core::correlation::MAX_LEN;
-use tower_layer::Layer;
+use telltale_core::config::{Env, EnvSource};
 
-use super::Correlation;
-use crate::config::{
-    DEFAULT_HEADER, ENV_ALIASES, ENV_ECHO, ENV_HEADER, ENV_MAX_LEN, ENV_REQUIRE,
-    ENV_TRUST_INCOMING, HeaderSpec, env_header, env_header_list, header_spec, resolve,
-};
+use super::CorrelationService;
+use crate::env;
 use crate::error::BuildError;
+use crate::header::{HeaderSpec, default_spec, header_spec, resolve};
 use crate::rule::{AnyRule, DefaultRule, Rule};
 
-/// Everything the server layer decides per request, prepared once.
-pub(crate) struct Config {
+/// What the clones of one [`CorrelationLayer`] share: everything decided per
+/// request, prepared once.
+#[derive(Debug)]
+pub(crate) struct Shared {
     /// The primary header: read first, written to the request, echoed.
     pub(crate) header: HeaderName,
     /// Further headers read, in order, when the primary one is absent.
@@ -29,76 +26,21 @@ pub(crate) struct Config {
     pub(crate) missing_message: Bytes,
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("header", &self.header)
-            .field("aliases", &self.aliases)
-            .field("trust_incoming", &self.trust_incoming)
-            .field("require", &self.require)
-            .field("echo", &self.echo)
-            .field("rule", &self.rule)
-            .finish()
-    }
-}
+layer_common! {
+    /// Layer that gives every request a [`CorrelationId`](crate::CorrelationId):
+    /// see the [module docs](super).
+    pub struct CorrelationLayer => CorrelationLayerBuilder, CorrelationService;
 
-/// Layer that gives every request a [`CorrelationId`](crate::CorrelationId):
-/// see the [module docs](super).
-///
-/// Cheap to clone (one `Arc`).
-#[derive(Clone, Debug)]
-pub struct CorrelationLayer {
-    pub(crate) config: Arc<Config>,
-}
-
-impl CorrelationLayer {
     /// The layer with every default: header `x-correlation-id`, no aliases,
     /// incoming IDs trusted, header not required, response echo on, the
     /// [`DefaultRule`].
-    pub fn new() -> Self {
-        Builder::default()
-            .build()
-            .expect("the default configuration is valid")
-    }
-
-    /// A builder starting from the defaults.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
-    /// The layer configured from the process environment; see
-    /// [`Builder::from_env_source`] for the variables.
-    pub fn from_env() -> Result<Self, BuildError> {
-        Builder::from_env()?.build()
-    }
-
-    /// The primary header name.
-    pub fn header(&self) -> &HeaderName {
-        &self.config.header
-    }
-}
-
-impl Default for CorrelationLayer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<S> Layer<S> for CorrelationLayer {
-    type Service = Correlation<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Correlation {
-            inner,
-            config: Arc::clone(&self.config),
-        }
-    }
+    fn new;
 }
 
 /// Configures a [`CorrelationLayer`].
 ///
 /// ```
-/// use telltale_correlation::server::CorrelationLayer;
+/// use telltale_correlation::CorrelationLayer;
 ///
 /// let layer = CorrelationLayer::builder()
 ///     .header("x-correlation-id")
@@ -112,7 +54,7 @@ impl<S> Layer<S> for CorrelationLayer {
 /// assert!(err.to_string().contains("bad header"));
 /// ```
 #[derive(Clone, Debug)]
-pub struct Builder {
+pub struct CorrelationLayerBuilder {
     header: HeaderSpec,
     aliases: Vec<HeaderSpec>,
     trust_incoming: bool,
@@ -121,10 +63,10 @@ pub struct Builder {
     rule: AnyRule,
 }
 
-impl Default for Builder {
+impl Default for CorrelationLayerBuilder {
     fn default() -> Self {
-        Builder {
-            header: Ok(HeaderName::from_static(DEFAULT_HEADER)),
+        CorrelationLayerBuilder {
+            header: default_spec(),
             aliases: Vec::new(),
             trust_incoming: true,
             require: false,
@@ -134,7 +76,7 @@ impl Default for Builder {
     }
 }
 
-impl Builder {
+impl CorrelationLayerBuilder {
     /// The header read from requests, set on them, and echoed in responses.
     /// Case-insensitive.
     ///
@@ -169,43 +111,33 @@ impl Builder {
         self
     }
 
-    /// Whether incoming IDs are used. When `false`, every request gets a freshly
-    /// generated ID, which replaces any incoming value on the request.
-    ///
-    /// Defaults to `true`.
-    #[must_use]
-    pub fn trust_incoming(mut self, trust: bool) -> Self {
-        self.trust_incoming = trust;
-        self
-    }
+    setters! {
+        /// Whether incoming IDs are used. When `false`, every request gets a freshly
+        /// generated ID, which replaces any incoming value on the request.
+        ///
+        /// Defaults to `true`.
+        trust_incoming(trust: bool) => trust_incoming;
 
-    /// Whether a request without a valid ID is refused: HTTP 400 with a plain-text
-    /// body naming the header (gRPC requests get `INVALID_ARGUMENT`), and the
-    /// inner service is not called.
-    ///
-    /// Defaults to `false` (an ID is generated instead).
-    #[must_use]
-    pub fn require_header(mut self, require: bool) -> Self {
-        self.require = require;
-        self
-    }
+        /// Whether a request without a valid ID is refused: HTTP 400 with a plain-text
+        /// body naming the header (gRPC requests get `INVALID_ARGUMENT`), and the
+        /// inner service is not called.
+        ///
+        /// Defaults to `false` (an ID is generated instead).
+        require_header(require: bool) => require;
 
-    /// Whether responses carry the ID in the primary header (unless the inner
-    /// service set that header itself).
-    ///
-    /// Defaults to `true`.
-    #[must_use]
-    pub fn echo(mut self, echo: bool) -> Self {
-        self.echo = echo;
-        self
+        /// Whether responses carry the ID in the primary header (unless the inner
+        /// service set that header itself).
+        ///
+        /// Defaults to `true`.
+        echo(echo: bool) => echo;
     }
 
     /// The validation rule for incoming IDs: a [`Rule`] or a closure
-    /// `Fn(&[u8]) -> Result<(), Rejection>`.
+    /// `Fn(&[u8]) -> Result<(), InvalidCorrelationId>`.
     ///
     /// Defaults to [`DefaultRule`] (`[A-Za-z0-9._:-]{1,128}`).
     ///
-    /// [`Rejection`]: crate::rule::Rejection
+    /// [`InvalidCorrelationId`]: crate::InvalidCorrelationId
     #[must_use]
     pub fn rule(mut self, rule: impl Rule) -> Self {
         self.rule = AnyRule::Custom(Arc::new(rule));
@@ -221,63 +153,42 @@ impl Builder {
         self
     }
 
-    /// A builder from the defaults and the process environment; see
-    /// [`Builder::from_env_source`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_source(&Env::process())
-    }
-
-    /// A builder from the defaults, overridden by whichever of these variables
-    /// are set:
-    ///
-    /// | variable | setter | example |
-    /// |---|---|---|
-    /// | `TELLTALE_CORRELATION_HEADER` | [`header`](Self::header) | `x-correlation-id` |
-    /// | `TELLTALE_CORRELATION_ALIASES` | [`aliases`](Self::aliases) | `x-request-id,x-amzn-trace-id` |
-    /// | `TELLTALE_CORRELATION_TRUST_INCOMING` | [`trust_incoming`](Self::trust_incoming) | `true` |
-    /// | `TELLTALE_CORRELATION_REQUIRE` | [`require_header`](Self::require_header) | `false` |
-    /// | `TELLTALE_CORRELATION_ECHO` | [`echo`](Self::echo) | `on` |
-    /// | `TELLTALE_CORRELATION_MAX_LEN` | [`max_len`](Self::max_len) | `64` |
+    /// Overlays the variables of `env` that are set (see [`env`](crate::env)
+    /// for the table: [`env::HEADER`], [`env::ALIASES`],
+    /// [`env::TRUST_INCOMING`], [`env::REQUIRE`], [`env::ECHO`],
+    /// [`env::MAX_LEN`]); unset ones keep the builder's values.
     ///
     /// Errors name the variable, its value and the position of the problem.
     ///
     /// ```
     /// use telltale_core::config::Env;
-    /// use telltale_correlation::server::Builder;
+    /// use telltale_correlation::{BuildError, CorrelationLayer};
     ///
     /// let env = Env::from_pairs([("TELLTALE_CORRELATION_ALIASES", "x-request-id, x request")]);
-    /// let err = Builder::from_env_source(&env).unwrap_err();
+    /// let Err(BuildError::Config(err)) = CorrelationLayer::builder().env(&env) else { panic!() };
     /// assert_eq!(err.variable(), "TELLTALE_CORRELATION_ALIASES");
     /// assert_eq!(err.position(), 16);
     /// ```
-    pub fn from_env_source<S: EnvSource>(env: &Env<S>) -> Result<Self, ConfigError> {
-        let mut b = Builder::default();
-        if let Some(h) = env_header(env, ENV_HEADER)? {
-            b.header = Ok(h);
+    pub fn env<S: EnvSource>(mut self, env: &Env<S>) -> Result<Self, BuildError> {
+        if let Some(h) = env::header(env, env::HEADER)? {
+            self.header = Ok(h);
         }
-        if let Some(list) = env_header_list(env, ENV_ALIASES)? {
-            b.aliases = list.into_iter().map(Ok).collect();
+        if let Some(list) = env::header_list(env, env::ALIASES)? {
+            self.aliases = list.into_iter().map(Ok).collect();
         }
-        if let Some(v) = env.boolean(ENV_TRUST_INCOMING)? {
-            b.trust_incoming = v;
+        if let Some(v) = env.boolean(env::TRUST_INCOMING)? {
+            self.trust_incoming = v;
         }
-        if let Some(v) = env.boolean(ENV_REQUIRE)? {
-            b.require = v;
+        if let Some(v) = env.boolean(env::REQUIRE)? {
+            self.require = v;
         }
-        if let Some(v) = env.boolean(ENV_ECHO)? {
-            b.echo = v;
+        if let Some(v) = env.boolean(env::ECHO)? {
+            self.echo = v;
         }
-        if let Some(n) = env.parse(ENV_MAX_LEN, |v| {
-            let n: usize = telltale_core::config::parse_number(v)?;
-            if (1..=MAX_LEN).contains(&n) {
-                Ok(n)
-            } else {
-                Err(ParseError::new(1, format!("a length from 1 to {MAX_LEN}")))
-            }
-        })? {
-            b.rule = AnyRule::Default(DefaultRule::with_max_len(n));
+        if let Some(n) = env::max_len(env)? {
+            self.rule = AnyRule::Default(DefaultRule::with_max_len(n));
         }
-        Ok(b)
+        Ok(self)
     }
 
     /// Builds the layer, checking the header names and the combination of
@@ -303,9 +214,9 @@ impl Builder {
             missing.push_str(&format!(" (or {})", names.join(", ")));
         }
         missing.push('\n');
-        crate::counters::describe();
+        crate::metrics::describe();
         Ok(CorrelationLayer {
-            config: Arc::new(Config {
+            shared: Arc::new(Shared {
                 header,
                 aliases: aliases.into_boxed_slice(),
                 trust_incoming: self.trust_incoming,
@@ -325,7 +236,7 @@ mod tests {
     #[test]
     fn defaults() {
         let layer = CorrelationLayer::new();
-        let c = &layer.config;
+        let c = &layer.shared;
         assert_eq!(c.header, "x-correlation-id");
         assert!(c.aliases.is_empty());
         assert!(c.trust_incoming && c.echo && !c.require);
@@ -337,24 +248,19 @@ mod tests {
 
     #[test]
     fn build_errors() {
-        let err = Builder::default().header("a b").build().unwrap_err();
+        let builder = CorrelationLayerBuilder::default;
+        let err = builder().header("a b").build().unwrap_err();
         assert_eq!(err, BuildError::InvalidHeaderName { name: "a b".into() });
-        let err = Builder::default()
-            .alias("X-Correlation-Id")
-            .build()
-            .unwrap_err();
+        let err = builder().alias("X-Correlation-Id").build().unwrap_err();
         assert_eq!(
             err,
             BuildError::DuplicateHeader {
                 name: "x-correlation-id".into()
             }
         );
-        let err = Builder::default()
-            .aliases(["x-a", "x-a"])
-            .build()
-            .unwrap_err();
+        let err = builder().aliases(["x-a", "x-a"]).build().unwrap_err();
         assert!(matches!(err, BuildError::DuplicateHeader { .. }));
-        let err = Builder::default()
+        let err = builder()
             .require_header(true)
             .trust_incoming(false)
             .build()
@@ -365,15 +271,15 @@ mod tests {
     #[test]
     fn from_env_sets_everything() {
         let env = Env::from_pairs([
-            (ENV_HEADER, "X-Req"),
-            (ENV_ALIASES, "x-request-id, x-other"),
-            (ENV_TRUST_INCOMING, "yes"),
-            (ENV_REQUIRE, "true"),
-            (ENV_ECHO, "off"),
-            (ENV_MAX_LEN, "64"),
+            (env::HEADER, "X-Req"),
+            (env::ALIASES, "x-request-id, x-other"),
+            (env::TRUST_INCOMING, "yes"),
+            (env::REQUIRE, "true"),
+            (env::ECHO, "off"),
+            (env::MAX_LEN, "64"),
         ]);
-        let layer = Builder::from_env_source(&env).unwrap().build().unwrap();
-        let c = &layer.config;
+        let layer = CorrelationLayer::from_env_source(&env).unwrap();
+        let c = &layer.shared;
         assert_eq!(c.header, "x-req");
         assert_eq!(&*c.aliases, &["x-request-id", "x-other"]);
         assert!(c.require && !c.echo && c.trust_incoming);
@@ -385,23 +291,41 @@ mod tests {
     }
 
     #[test]
+    fn env_overlays_only_what_is_set() {
+        let env = Env::from_pairs([(env::ECHO, "off")]);
+        let layer = CorrelationLayer::builder()
+            .header("x-req")
+            .alias("x-request-id")
+            .env(&env)
+            .unwrap()
+            .build()
+            .unwrap();
+        let c = &layer.shared;
+        assert_eq!(c.header, "x-req");
+        assert_eq!(&*c.aliases, &["x-request-id"]);
+        assert!(!c.echo && c.trust_incoming);
+    }
+
+    #[test]
     fn from_env_errors_name_the_variable() {
         for (var, value, position) in [
-            (ENV_HEADER, "x y", 2),
-            (ENV_TRUST_INCOMING, "maybe", 1),
-            (ENV_REQUIRE, "2", 1),
-            (ENV_ECHO, "nah", 1),
-            (ENV_MAX_LEN, "0", 1),
-            (ENV_MAX_LEN, "12a", 3),
-            (ENV_ALIASES, "x-a,,x-b", 5),
+            (env::HEADER, "x y", 2),
+            (env::TRUST_INCOMING, "maybe", 1),
+            (env::REQUIRE, "2", 1),
+            (env::ECHO, "nah", 1),
+            (env::MAX_LEN, "0", 1),
+            (env::MAX_LEN, "12a", 3),
+            (env::ALIASES, "x-a,,x-b", 5),
         ] {
             let env = Env::from_pairs([(var, value)]);
-            let err = Builder::from_env_source(&env).unwrap_err();
+            let Err(BuildError::Config(err)) = CorrelationLayer::builder().env(&env) else {
+                panic!("{var}={value} was accepted");
+            };
             assert_eq!(err.variable(), var, "{value}");
             assert_eq!(err.position(), position, "{var}={value}: {err}");
         }
-        let env = Env::from_pairs([(ENV_REQUIRE, "1"), (ENV_TRUST_INCOMING, "0")]);
-        let err = Builder::from_env_source(&env).unwrap().build().unwrap_err();
+        let env = Env::from_pairs([(env::REQUIRE, "1"), (env::TRUST_INCOMING, "0")]);
+        let err = CorrelationLayer::from_env_source(&env).unwrap_err();
         assert_eq!(err, BuildError::RequireWithoutTrust);
     }
 }

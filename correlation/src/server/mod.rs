@@ -13,9 +13,9 @@
 //!   declares the field, as telltale-telemetry's request span does),
 //! - echoed in the response's primary header (unless the service set it).
 //!
-//! A rejected value is counted (`correlation_id_rejected_total{reason}`) and
+//! A rejected value is counted (`telltale_correlation_ids_rejected_total{reason}`) and
 //! logged by length and reason only: it is never echoed, logged or passed on.
-//! With [`require_header`](Builder::require_header), a request without a valid
+//! With [`require_header`](CorrelationLayerBuilder::require_header), a request without a valid
 //! ID gets `400 Bad Request` with a plain-text body naming the header (gRPC
 //! requests get `INVALID_ARGUMENT` with the same message).
 //!
@@ -49,5 +49,5 @@ mod service;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
-pub use layer::{Builder, CorrelationLayer};
-pub use service::Correlation;
+pub use layer::{CorrelationLayer, CorrelationLayerBuilder};
+pub use service::CorrelationService;

@@ -1,39 +1,26 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderName, Request, Response, header};
-use telltale_core::correlation::{self, CorrelationId};
+use http::{HeaderMap, HeaderName, Request, Response};
+use telltale_core::correlation::{self, CorrelationId, InvalidCorrelationId};
+use telltale_core::grpc::is_grpc;
 use tower_service::Service;
 
 use super::ResponseBody;
 use super::future::{Refusal, ResponseFuture};
-use super::layer::Config;
-use crate::counters::{self, Generated};
-use crate::rule::Rejection;
+use super::layer::Shared;
+use crate::metrics::{self, Generated};
 
 /// Middleware that gives every request a [`CorrelationId`]: see the
 /// [module docs](super).
 #[derive(Clone, Debug)]
-pub struct Correlation<S> {
+pub struct CorrelationService<S> {
     pub(crate) inner: S,
-    pub(crate) config: Arc<Config>,
+    pub(crate) shared: Arc<Shared>,
 }
 
-impl<S> Correlation<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The wrapped service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+impl<S> CorrelationService<S> {
+    telltale_core::inner_service_accessors!();
 }
 
 /// What the request's headers say.
@@ -45,14 +32,14 @@ enum Incoming<'a> {
     /// The first present header held an unacceptable value.
     Rejected {
         header: &'a HeaderName,
-        rejection: Rejection,
+        rejection: InvalidCorrelationId,
         len: usize,
     },
     /// Incoming IDs are not trusted.
     Untrusted,
 }
 
-impl Config {
+impl Shared {
     fn read<'a>(&'a self, headers: &HeaderMap) -> Incoming<'a> {
         if !self.trust_incoming {
             return Incoming::Untrusted;
@@ -78,13 +65,7 @@ impl Config {
     }
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Correlation<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorrelationService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -98,17 +79,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let config = &*self.config;
-        let (id, write_header) = match config.read(req.headers()) {
+        let shared = &*self.shared;
+        let (id, write_header) = match shared.read(req.headers()) {
             Incoming::Accepted { id, primary } => (id, !primary),
             Incoming::Missing => {
-                if config.require {
+                if shared.require {
                     return ResponseFuture::refused(Refusal {
                         grpc: is_grpc(req.headers()),
-                        message: config.missing_message.clone(),
+                        message: shared.missing_message.clone(),
                     });
                 }
-                counters::generated(Generated::Missing);
+                metrics::generated(Generated::Missing);
                 (CorrelationId::generate(), true)
             }
             Incoming::Rejected {
@@ -116,7 +97,7 @@ where
                 rejection,
                 len,
             } => {
-                counters::rejected(&rejection);
+                metrics::rejected(&rejection);
                 // Never the value itself: only where, how long, and why.
                 tracing::debug!(
                     header = header.as_str(),
@@ -125,17 +106,17 @@ where
                     %rejection,
                     "incoming correlation ID rejected"
                 );
-                if config.require {
+                if shared.require {
                     return ResponseFuture::refused(Refusal {
                         grpc: is_grpc(req.headers()),
                         message: format!("invalid {header} header: {rejection}\n").into(),
                     });
                 }
-                counters::generated(Generated::Rejected);
+                metrics::generated(Generated::Rejected);
                 (CorrelationId::generate(), true)
             }
             Incoming::Untrusted => {
-                counters::generated(Generated::Untrusted);
+                metrics::generated(Generated::Untrusted);
                 (CorrelationId::generate(), true)
             }
         };
@@ -143,12 +124,12 @@ where
             // The handler reads the ID the server settled on, also from the
             // primary header (a rejected value there is overwritten).
             req.headers_mut()
-                .insert(&config.header, id.to_header_value());
+                .insert(&shared.header, id.to_header_value());
         }
         req.extensions_mut().insert(id.clone());
         tracing::Span::current().record("correlation_id", id.as_str());
 
-        let echo = config.echo.then(|| config.header.clone());
+        let echo = shared.echo.then(|| shared.header.clone());
         let inner = &mut self.inner;
         let fut = correlation::sync_scope(id.clone(), || inner.call(req));
         ResponseFuture::scoped(correlation::scope(id.clone(), fut), id, echo)

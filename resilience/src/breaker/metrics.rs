@@ -3,6 +3,9 @@
 use metrics::{Counter, Gauge, counter, gauge};
 
 use super::state::State;
+use telltale_core::metric_name::full;
+
+use crate::names;
 
 pub(crate) struct BreakerMetrics {
     pub(crate) state: [Gauge; 6],
@@ -18,13 +21,13 @@ pub(crate) struct BreakerMetrics {
 }
 
 impl BreakerMetrics {
-    pub(crate) fn new(prefix: &str, name: &str, initial: State) -> Self {
+    pub(crate) fn new(prefix: Option<&str>, name: &str, initial: State) -> Self {
         let name = name.to_owned();
-        let calls = format!("{prefix}circuitbreaker_calls_total");
+        let calls = full(prefix, names::CIRCUITBREAKER_CALLS);
         let call =
             |kind: &'static str| counter!(calls.clone(), "name" => name.clone(), "kind" => kind);
-        let state_name = format!("{prefix}circuitbreaker_state");
-        let transitions_name = format!("{prefix}circuitbreaker_transitions_total");
+        let state_name = full(prefix, names::CIRCUITBREAKER_STATE);
+        let transitions_name = full(prefix, names::CIRCUITBREAKER_TRANSITIONS);
         let metrics = BreakerMetrics {
             state: State::ALL
                 .map(|s| gauge!(state_name.clone(), "name" => name.clone(), "state" => s.as_str())),
@@ -34,8 +37,8 @@ impl BreakerMetrics {
             ignored: call("ignored"),
             not_permitted: call("not_permitted"),
             late: call("late"),
-            failure_rate: gauge!(format!("{prefix}circuitbreaker_failure_rate"), "name" => name.clone()),
-            slow_call_rate: gauge!(format!("{prefix}circuitbreaker_slow_call_rate"), "name" => name.clone()),
+            failure_rate: gauge!(full(prefix, names::CIRCUITBREAKER_FAILURE_RATE), "name" => name.clone()),
+            slow_call_rate: gauge!(full(prefix, names::CIRCUITBREAKER_SLOW_CALL_RATE), "name" => name.clone()),
             transitions: State::ALL.map(|from| {
                 State::ALL.map(|to| {
                     counter!(

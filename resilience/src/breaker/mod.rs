@@ -43,13 +43,14 @@
 //!
 //! # Instrumentation
 //!
-//! Metrics (prefix configurable, `telltale_` by default), shaped like
+//! Metrics (names in [`names`](crate::names), an optional prefix), shaped like
 //! resilience4j's:
-//! `circuitbreaker_state{name,state}` (1 for the current state, 0 for the
-//! others), `circuitbreaker_calls_total{name,kind}` with kind `successful`,
-//! `failed`, `slow`, `ignored`, `not_permitted`, `late`,
-//! `circuitbreaker_failure_rate{name}` and `circuitbreaker_slow_call_rate{name}`
-//! (0..=1, or -1 below the minimum calls), `circuitbreaker_transitions_total{name,from,to}`.
+//! `telltale_circuitbreaker_state{name,state}` (1 for the current state, 0 for
+//! the others), `telltale_circuitbreaker_calls_total{name,kind}` with kind
+//! `successful`, `failed`, `slow`, `ignored`, `not_permitted`, `late`,
+//! `telltale_circuitbreaker_failure_rate{name}` and
+//! `telltale_circuitbreaker_slow_call_rate{name}` (0..=1, or -1 below the
+//! minimum calls), `telltale_circuitbreaker_transitions_total{name,from,to}`.
 //!
 //! Every transition is a tracing event (target `telltale::breaker`, WARN when
 //! opening, INFO otherwise) with the fields `breaker`, `from`, `to`, `reason`,
@@ -66,9 +67,11 @@
 
 mod body;
 mod config;
+pub mod env;
 mod future;
 mod layer;
 mod metrics;
+mod permit;
 mod service;
 pub(crate) mod state;
 pub(crate) mod window;
@@ -83,10 +86,13 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 pub use body::ResponseBody;
-pub use config::{CircuitBreakerBuilder, DEFAULT_PREFIX, SlidingWindow};
+pub(crate) use config::nanos;
+pub use config::{CircuitBreakerBuilder, SlidingWindow};
 pub use future::{Call, ResponseFuture};
 pub use layer::CircuitBreakerLayer;
+pub use permit::BreakerPermit;
 pub use service::CircuitBreakerService;
+pub(crate) use service::call_through;
 pub use state::{Reason, State};
 
 use self::metrics::BreakerMetrics;
@@ -170,7 +176,8 @@ pub enum BreakerEvent {
     },
 }
 
-pub(crate) struct Inner {
+/// The state shared by the clones of one breaker (and its permits).
+pub(crate) struct Shared {
     name: Arc<str>,
     core: Core,
     origin: Instant,
@@ -186,7 +193,7 @@ pub(crate) struct Inner {
 /// See the [module docs](self).
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl fmt::Debug for CircuitBreaker {
@@ -213,17 +220,39 @@ pub struct BreakerMetricsSnapshot {
 }
 
 impl CircuitBreaker {
-    /// Starts a builder; see [`CircuitBreakerBuilder`].
-    pub fn builder(name: impl Into<Arc<str>>) -> CircuitBreakerBuilder {
-        CircuitBreakerBuilder::new(name)
+    crate::macros::env_constructors!(CircuitBreakerBuilder, "TELLTALE_BREAKER_*");
+
+    /// An inert breaker: [`State::Disabled`] (every call passes, nothing is
+    /// counted), with no metric series registered, so that a preset can hold
+    /// a breaker in every position and only the configured ones show in the
+    /// exposition. Its metric handles stay no-ops even if it is later moved
+    /// out of `Disabled`: build a configured breaker instead.
+    ///
+    /// ```
+    /// use telltale_resilience::{CircuitBreaker, State};
+    ///
+    /// let breaker = CircuitBreaker::inert("server");
+    /// assert_eq!(breaker.state(), State::Disabled);
+    /// ```
+    pub fn inert(name: impl Into<Arc<str>>) -> Self {
+        crate::names::unregistered(|| {
+            Self::builder(name)
+                .initial_state(State::Disabled)
+                .build()
+                .expect("the default breaker settings are valid")
+        })
     }
 
     pub(crate) fn from_parts(builder: CircuitBreakerBuilder, kind: Kind, params: Params) -> Self {
         let initial = builder.initial();
         let (events, _) = broadcast::channel(builder.event_capacity.max(1));
         CircuitBreaker {
-            inner: Arc::new(Inner {
-                metrics: BreakerMetrics::new(&builder.metric_prefix, &builder.name, initial),
+            inner: Arc::new(Shared {
+                metrics: BreakerMetrics::new(
+                    builder.metric_prefix.as_deref(),
+                    &builder.name,
+                    initial,
+                ),
                 core: Core::new(kind, params, initial),
                 origin: Instant::now(),
                 slow_nanos: builder.slow_nanos(),
@@ -282,12 +311,12 @@ impl CircuitBreaker {
             .core
             .try_acquire(now, &mut |t| inner.emit(t, correlation.as_ref()));
         match result {
-            Ok(admit) => Ok(BreakerPermit {
-                inner: self.inner.clone(),
-                admit: Some(admit),
-                start: now,
+            Ok(admit) => Ok(BreakerPermit::new(
+                self.inner.clone(),
+                admit,
+                now,
                 correlation,
-            }),
+            )),
             Err(reject) => Err(inner.reject(reject)),
         }
     }
@@ -366,7 +395,7 @@ impl CircuitBreaker {
     }
 }
 
-impl Inner {
+impl Shared {
     fn now(&self) -> u64 {
         config::nanos(Instant::now().saturating_duration_since(self.origin))
     }
@@ -532,66 +561,6 @@ impl Inner {
                     Verdict::Ignore
                 }
             }
-        }
-    }
-}
-
-/// Permission to make one call, given by [`CircuitBreaker::try_acquire`].
-///
-/// Report the call's result with [`record`](Self::record) (or
-/// [`record_outcome`](Self::record_outcome)); dropping the permit instead
-/// follows the breaker's [`AbandonedPolicy`].
-pub struct BreakerPermit {
-    inner: Arc<Inner>,
-    admit: Option<Admit>,
-    start: u64,
-    correlation: Option<CorrelationId>,
-}
-
-impl fmt::Debug for BreakerPermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BreakerPermit")
-            .field("breaker", &self.inner.name)
-            .field("admit", &self.admit)
-            .finish()
-    }
-}
-
-impl BreakerPermit {
-    /// Reports the call's result.
-    pub fn record(mut self, verdict: Verdict) {
-        if let Some(admit) = self.admit.take() {
-            self.inner
-                .settle(admit, self.start, verdict, self.correlation.as_ref());
-        }
-    }
-
-    /// Reports the call's [`Outcome`], classified with the breaker's failure
-    /// policy; a cancellation follows the [`AbandonedPolicy`] unless the
-    /// policy counts cancellations.
-    pub fn record_outcome(self, outcome: &Outcome) {
-        let verdict = if matches!(outcome, Outcome::Cancelled { .. })
-            && !self.inner.policy.is_failure(outcome)
-        {
-            self.inner.abandoned_verdict(self.start)
-        } else {
-            Verdict::of(&self.inner.policy, outcome)
-        };
-        self.record(verdict);
-    }
-
-    /// Whether the call was admitted as a half-open probe.
-    pub fn is_probe(&self) -> bool {
-        self.admit.is_some_and(|a| a.lane == Lane::Probe)
-    }
-}
-
-impl Drop for BreakerPermit {
-    fn drop(&mut self) {
-        if let Some(admit) = self.admit.take() {
-            let verdict = self.inner.abandoned_verdict(self.start);
-            self.inner
-                .settle(admit, self.start, verdict, self.correlation.as_ref());
         }
     }
 }

@@ -31,6 +31,32 @@ impl<S> CircuitBreakerService<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    /// The wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Calls `inner` if `breaker` admits the request; else the future answers the
+/// rejection (the inner service stays ready and uncalled, which tower allows).
+pub(crate) fn call_through<S, Req>(
+    inner: &mut S,
+    breaker: &CircuitBreaker,
+    req: Req,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Req>,
+{
+    match breaker.try_acquire() {
+        Ok(permit) => ResponseFuture::new(Ok(permit), inner.call(req)),
+        Err(open) => ResponseFuture::rejected(open),
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreakerService<S>
@@ -50,10 +76,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match self.breaker.try_acquire() {
-            Ok(permit) => ResponseFuture::new(Ok(permit), self.inner.call(req)),
-            // The inner service stays ready and uncalled, which tower allows.
-            Err(open) => ResponseFuture::rejected(open),
-        }
+        call_through(&mut self.inner, &self.breaker, req)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::time::{Instant, Sleep};
 
-use super::{Bulkhead, BulkheadPermit, Inner};
+use super::{Bulkhead, BulkheadPermit, Shared};
 use crate::error::{BulkheadFull, Error};
 
 /// tokio's acquire future cannot be named: it is boxed, on the waiting path only.
@@ -24,7 +24,7 @@ pin_project! {
     /// The wait for a slot of a full bulkhead, bounded by the max wait (not
     /// zero). The timer is only set up once a first poll found no slot.
     pub(crate) struct Wait {
-        inner: Arc<Inner>,
+        inner: Arc<Shared>,
         acquire: Acquire,
         started: Instant,
         #[pin]
@@ -33,7 +33,7 @@ pin_project! {
 }
 
 impl Wait {
-    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+    pub(crate) fn new(inner: Arc<Shared>) -> Self {
         let owner = inner.clone();
         let acquire = Box::pin(async move {
             // Never closed; forgotten and wrapped in the same poll, so a
@@ -81,7 +81,7 @@ pub type ResponseBody<B> = CompletionBody<B, BulkheadPermit>;
 
 pin_project! {
     /// The future of [`Bulkhead::call`].
-    pub struct BulkheadCall<F> {
+    pub struct Call<F> {
         #[pin]
         state: CallState<F>,
     }
@@ -97,7 +97,7 @@ pin_project! {
     }
 }
 
-impl<F> BulkheadCall<F> {
+impl<F> Call<F> {
     pub(crate) fn new(bulkhead: Bulkhead, fut: F) -> Self {
         let state = match bulkhead.try_acquire_quiet() {
             Some(permit) => CallState::Running {
@@ -112,22 +112,22 @@ impl<F> BulkheadCall<F> {
                 fut: Some(fut),
             },
         };
-        BulkheadCall { state }
+        Call { state }
     }
 }
 
-impl<F> fmt::Debug for BulkheadCall<F> {
+impl<F> fmt::Debug for Call<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             CallState::Waiting { .. } => "Waiting",
             CallState::Running { .. } => "Running",
             CallState::Rejected { .. } => "Rejected",
         };
-        f.debug_tuple("BulkheadCall").field(&state).finish()
+        f.debug_tuple("Call").field(&state).finish()
     }
 }
 
-impl<F, T, E> Future for BulkheadCall<F>
+impl<F, T, E> Future for Call<F>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,

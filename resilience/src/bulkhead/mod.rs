@@ -26,15 +26,18 @@
 //! Acquiring in `poll_ready` would make a keyed bulkhead impossible (the key is
 //! in the request) and would let a wait outlive the max wait.
 //!
-//! Metrics (prefix configurable): `bulkhead_available_concurrent_calls{name}`,
-//! `bulkhead_max_allowed_concurrent_calls{name}`,
-//! `bulkhead_rejected_calls_total{name}`, and the histogram
-//! `bulkhead_wait_duration_seconds{name}` of calls that had to wait (admitted
+//! Metrics (names in [`names`](crate::names), an optional prefix):
+//! `telltale_bulkhead_available_concurrent_calls{name}`,
+//! `telltale_bulkhead_max_allowed_concurrent_calls{name}`,
+//! `telltale_bulkhead_rejected_calls_total{name}`, and the histogram
+//! `telltale_bulkhead_wait_duration_seconds{name}` of calls that had to wait (admitted
 //! or rejected; calls admitted at once are not recorded, which keeps the hot
 //! path free of allocation in every exporter). A rejection records
 //! `resilience.bulkhead.name` and `resilience.rejected` on the current span
 //! (when declared) and emits a DEBUG event (target `telltale::bulkhead`).
 
+mod config;
+pub mod env;
 mod future;
 mod layer;
 mod service;
@@ -44,119 +47,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
-use telltale_core::config::EnvSource;
-use telltale_core::{BodyEnd, ConfigError, Env, OnEnd};
+use metrics::{Counter, Gauge, Histogram};
+use telltale_core::{BodyEnd, OnEnd};
 use tokio::sync::{Semaphore, broadcast};
 
+pub use config::BulkheadBuilder;
 use future::Wait;
-pub use future::{BulkheadCall, ResponseBody, ResponseFuture};
+pub use future::{Call, ResponseBody, ResponseFuture};
 pub use layer::BulkheadLayer;
 pub use service::BulkheadService;
 pub(crate) use service::call_through;
 
-use crate::breaker::DEFAULT_PREFIX;
-use crate::error::{BuildError, BulkheadFull};
-
-/// Builds a [`Bulkhead`]. Every setter says its default.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct BulkheadBuilder {
-    name: Arc<str>,
-    max_concurrent: usize,
-    max_wait: Duration,
-    prefix: Arc<str>,
-}
-
-impl BulkheadBuilder {
-    pub(crate) fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    pub(crate) fn name_ref(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    /// Calls allowed at once (1 ..= 2^61). Defaults to 25.
-    pub fn max_concurrent(mut self, max: usize) -> Self {
-        self.max_concurrent = max;
-        self
-    }
-
-    /// Longest wait for a slot; zero rejects at once. Defaults to zero.
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
-        self
-    }
-
-    /// Prefix of every metric name. Defaults to `telltale_`.
-    pub fn metric_prefix(mut self, prefix: impl Into<Arc<str>>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Reads `TELLTALE_BULKHEAD_MAX_CONCURRENT` and `TELLTALE_BULKHEAD_MAX_WAIT`
-    /// from the process environment on top of this builder.
-    pub fn from_env(self) -> Result<Self, ConfigError> {
-        self.from_env_source(&Env::process(), "TELLTALE_BULKHEAD_")
-    }
-
-    /// Reads `{prefix}MAX_CONCURRENT` (a number) and `{prefix}MAX_WAIT` (a
-    /// duration such as `0`, `50ms`) from `env`.
-    ///
-    /// ```
-    /// use telltale_core::Env;
-    /// use telltale_resilience::Bulkhead;
-    ///
-    /// let env = Env::from_pairs([("B_MAX_CONCURRENT", "8"), ("B_MAX_WAIT", "20ms")]);
-    /// let bulkhead = Bulkhead::builder("x").from_env_source(&env, "B_").unwrap().build().unwrap();
-    /// assert_eq!(bulkhead.max_concurrent(), 8);
-    /// ```
-    pub fn from_env_source<S: EnvSource>(
-        mut self,
-        env: &Env<S>,
-        prefix: &str,
-    ) -> Result<Self, ConfigError> {
-        if let Some(v) = env.number(&format!("{prefix}MAX_CONCURRENT"))? {
-            self.max_concurrent = v;
-        }
-        if let Some(v) = env.duration(&format!("{prefix}MAX_WAIT"))? {
-            self.max_wait = v;
-        }
-        Ok(self)
-    }
-
-    /// Checks the settings and builds the bulkhead.
-    pub fn build(self) -> Result<Bulkhead, BuildError> {
-        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
-            return Err(BuildError::invalid(
-                "max_concurrent",
-                "must be at least 1 and at most 2^61",
-            ));
-        }
-        let p = &self.prefix;
-        let name = self.name.to_string();
-        let metrics = BulkheadMetrics {
-            available: gauge!(format!("{p}bulkhead_available_concurrent_calls"), "name" => name.clone()),
-            rejected: counter!(format!("{p}bulkhead_rejected_calls_total"), "name" => name.clone()),
-            wait: histogram!(format!("{p}bulkhead_wait_duration_seconds"), "name" => name.clone()),
-        };
-        gauge!(format!("{p}bulkhead_max_allowed_concurrent_calls"), "name" => name)
-            .set(self.max_concurrent as f64);
-        metrics.available.set(self.max_concurrent as f64);
-        Ok(Bulkhead {
-            inner: Arc::new(Inner {
-                events: broadcast::channel(64).0,
-                semaphore: Semaphore::new(self.max_concurrent),
-                max_concurrent: self.max_concurrent,
-                max_wait: self.max_wait,
-                name: self.name,
-                metrics,
-            }),
-        })
-    }
-}
+use crate::error::BulkheadFull;
 
 struct BulkheadMetrics {
     available: Gauge,
@@ -172,7 +74,8 @@ pub enum BulkheadEvent {
     Rejected(BulkheadFull),
 }
 
-pub(crate) struct Inner {
+/// The state shared by the clones of one bulkhead (and its permits).
+pub(crate) struct Shared {
     events: broadcast::Sender<BulkheadEvent>,
     name: Arc<str>,
     // Permits are taken with `forget` and given back by `BulkheadPermit`'s
@@ -186,7 +89,7 @@ pub(crate) struct Inner {
 /// A bulkhead: a cheap-to-clone handle on a shared set of slots.
 #[derive(Clone)]
 pub struct Bulkhead {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl fmt::Debug for Bulkhead {
@@ -202,7 +105,7 @@ impl fmt::Debug for Bulkhead {
 
 /// A slot in a [`Bulkhead`], released when dropped.
 pub struct BulkheadPermit {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 impl fmt::Debug for BulkheadPermit {
@@ -227,14 +130,25 @@ impl OnEnd for BulkheadPermit {
 }
 
 impl Bulkhead {
-    /// Starts a builder; see [`BulkheadBuilder`].
-    pub fn builder(name: impl Into<Arc<str>>) -> BulkheadBuilder {
-        BulkheadBuilder {
-            name: name.into(),
-            max_concurrent: 25,
-            max_wait: Duration::ZERO,
-            prefix: DEFAULT_PREFIX.into(),
-        }
+    crate::macros::env_constructors!(BulkheadBuilder, "TELLTALE_BULKHEAD_*");
+
+    /// An unlimited bulkhead (2^61 slots: it never rejects) with no metric
+    /// series registered, so that a preset can hold a bulkhead in every
+    /// position and only the configured ones show in the exposition.
+    ///
+    /// ```
+    /// use telltale_resilience::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::unlimited("server");
+    /// assert!(bulkhead.try_acquire().is_ok());
+    /// ```
+    pub fn unlimited(name: impl Into<Arc<str>>) -> Self {
+        crate::names::unregistered(|| {
+            Self::builder(name)
+                .max_concurrent(Semaphore::MAX_PERMITS)
+                .build()
+                .expect("2^61 slots are valid")
+        })
     }
 
     /// The bulkhead's name.
@@ -293,12 +207,12 @@ impl Bulkhead {
 
     /// Runs `fut` holding a slot (waiting up to the max wait for one); the slot
     /// is released when `fut` finishes or is dropped.
-    pub fn call<F, T, E>(&self, fut: F) -> BulkheadCall<F>
+    pub fn call<F, T, E>(&self, fut: F) -> Call<F>
     where
         F: Future<Output = Result<T, E>>,
         E: Into<telltale_core::BoxError>,
     {
-        BulkheadCall::new(self.clone(), fut)
+        Call::new(self.clone(), fut)
     }
 
     /// A tower layer sharing this bulkhead's slots.
@@ -307,7 +221,7 @@ impl Bulkhead {
     }
 }
 
-impl Inner {
+impl Shared {
     /// Wraps a permit already taken (and forgotten) from the semaphore.
     fn wrap(self: &Arc<Self>) -> BulkheadPermit {
         self.metrics.available.decrement(1.0);

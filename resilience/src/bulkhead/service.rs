@@ -27,6 +27,21 @@ impl<S> BulkheadService<S> {
     pub fn bulkhead(&self) -> &Bulkhead {
         &self.bulkhead
     }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 pub(crate) fn call_through<S, ReqBody, B>(

@@ -1,5 +1,6 @@
-//! Request attributes shared by the server and client layers: method names,
-//! protocol versions, host and port, client address behind trusted proxies,
+//! Request attributes shared by the server and client layers (method names,
+//! host/port splitting and gRPC paths come from [`telltale_core`]): protocol
+//! versions, host and port, client address behind trusted proxies,
 //! query redaction and header capture.
 
 use std::borrow::Cow;
@@ -7,26 +8,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use http::{HeaderMap, HeaderName, Method, Uri, Version, header};
+use http::{HeaderMap, HeaderName, Uri, Version, header};
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
-
-/// The `http.request.method` value for `method`: its name when it is one of the
-/// methods of RFC 9110 or PATCH, `None` otherwise (record `_OTHER` and the
-/// original).
-pub(crate) fn known_method(method: &Method) -> Option<&'static str> {
-    Some(match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => return None,
-    })
-}
+use telltale_core::http::split_host_port;
 
 /// The `network.protocol.version` value.
 pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {
@@ -38,23 +22,6 @@ pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {
         Version::HTTP_3 => "3",
         _ => return None,
     })
-}
-
-/// Splits `host[:port]` (IPv6 in brackets) into the host, without brackets,
-/// and the port.
-pub(crate) fn split_host_port(authority: &str) -> (&str, Option<u16>) {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    if let Some(rest) = authority.strip_prefix('[') {
-        if let Some((host, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-            return (host, port);
-        }
-        return (authority, None);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, port.parse().ok()),
-        _ => (authority, None),
-    }
 }
 
 /// `server.address` and `server.port` of a request a server received: from the
@@ -345,6 +312,17 @@ impl Capture {
         self.headers.is_empty()
     }
 
+    /// Sets the captured headers present in `headers` on `span`.
+    pub(crate) fn record(&self, span: &tracing::Span, headers: &HeaderMap) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if span.is_disabled() {
+            return;
+        }
+        for kv in self.attributes(headers) {
+            span.set_attribute(kv.key, kv.value);
+        }
+    }
+
     /// The captured headers present in `headers`, as string-array attributes.
     pub(crate) fn attributes(&self, headers: &HeaderMap) -> Vec<KeyValue> {
         let mut out = Vec::new();
@@ -366,7 +344,7 @@ impl Capture {
 }
 
 /// Parses header names for capture, lower-casing them.
-pub(crate) fn header_names<I, S>(names: I) -> Result<Vec<HeaderName>, String>
+pub(crate) fn header_names<I, S>(names: I) -> Result<Vec<HeaderName>, super::error::BuildError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -375,7 +353,12 @@ where
         .into_iter()
         .map(|n| {
             let n = n.as_ref().trim();
-            HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).map_err(|_| n.to_owned())
+            HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).map_err(|source| {
+                super::error::BuildError::HeaderName {
+                    name: n.to_owned(),
+                    source,
+                }
+            })
         })
         .collect()
 }
@@ -385,20 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn methods() {
-        assert_eq!(known_method(&Method::GET), Some("GET"));
-        assert_eq!(known_method(&Method::from_bytes(b"PURGE").unwrap()), None);
-    }
-
-    #[test]
     fn host_and_port() {
-        assert_eq!(
-            split_host_port("example.com:8080"),
-            ("example.com", Some(8080))
-        );
-        assert_eq!(split_host_port("example.com"), ("example.com", None));
-        assert_eq!(split_host_port("[::1]:443"), ("::1", Some(443)));
-        assert_eq!(split_host_port("user:pw@h:1"), ("h", Some(1)));
         let uri: Uri = "http://[::1]:8080/x".parse().unwrap();
         assert_eq!(
             server_host(&uri, &HeaderMap::new()),

@@ -5,7 +5,7 @@ use telltale_core::ConfigError;
 use super::attrs::InvalidIpNet;
 use crate::metrics::RedConfigError;
 
-/// Error returned by the request layers' `build()` and `from_env()`.
+/// Error returned by the request layers' `build()`, `env()` and `from_env*()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -13,11 +13,17 @@ pub enum BuildError {
     #[error(transparent)]
     TrustedProxy(#[from] InvalidIpNet),
     /// A header name to capture is not a valid header name.
-    #[error("invalid header name to capture: {0:?}")]
-    HeaderName(String),
+    #[error("invalid header name to capture: {name:?}")]
+    HeaderName {
+        /// The name as given.
+        name: String,
+        /// Why it is not a header name.
+        #[source]
+        source: http::header::InvalidHeaderName,
+    },
     /// An environment variable could not be parsed.
     #[error(transparent)]
-    Env(#[from] ConfigError),
+    Config(#[from] ConfigError),
     /// The metrics configuration is invalid.
     #[error(transparent)]
     Metrics(#[from] RedConfigError),

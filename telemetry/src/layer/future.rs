@@ -10,11 +10,12 @@ use telltale_core::{CompletionBody, ResponseHead, Side};
 
 use super::server::ResponseBody;
 use crate::layer::attrs::{Capture, protocol_version};
-use crate::layer::record::{Record, Settle, classify_error};
+use crate::layer::record::{Record, Route, Settle, classify_error};
+use crate::metrics::InFlight;
 
 pin_project! {
-    /// The response future of the [`Server`](super::server::Server) and
-    /// [`Client`](super::client::Client) layers: settles the record on an
+    /// The response future of the [`ServerTelemetryService`](super::server::ServerTelemetryService)
+    /// and [`ClientTelemetryService`](super::client::ClientTelemetryService): settles the record on an
     /// inner error, hands it to the body on a response, or settles it as
     /// cancelled when dropped first.
     pub struct ResponseFuture<F> {
@@ -26,7 +27,32 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, record: Record, capture: Option<Arc<Capture>>) -> Self {
+    /// Calls the inner service with `call` inside the request's span and
+    /// records the request; a passthrough when there is nothing to record.
+    pub(crate) fn start(
+        span: tracing::Span,
+        in_flight: Option<InFlight>,
+        route: Route,
+        side: Side,
+        capture: Option<Arc<Capture>>,
+        call: impl FnOnce() -> F,
+    ) -> Self {
+        if in_flight.is_none() && span.is_disabled() {
+            return ResponseFuture::passthrough(call());
+        }
+        let record = Record {
+            span,
+            in_flight,
+            route,
+            side,
+            head: None,
+            settled: false,
+            described: false,
+        };
+        let inner = {
+            let _entered = record.span.enter();
+            call()
+        };
         ResponseFuture {
             inner,
             record: Some(record),
@@ -34,7 +60,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn passthrough(inner: F) -> Self {
+    fn passthrough(inner: F) -> Self {
         ResponseFuture {
             inner,
             record: None,
@@ -80,12 +106,7 @@ where
                 }
                 record.on_head(ResponseHead::from_response(&response));
                 if let Some(capture) = this.capture.take() {
-                    if !record.span.is_disabled() {
-                        use tracing_opentelemetry::OpenTelemetrySpanExt;
-                        for kv in capture.attributes(response.headers()) {
-                            record.span.set_attribute(kv.key, kv.value);
-                        }
-                    }
+                    capture.record(&record.span, response.headers());
                 }
                 Ok(response
                     .map(|body| ResponseBody::new(CompletionBody::new(body, Settle(record)))))

@@ -7,12 +7,12 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use telltale_telemetry::layer::{ClientLayer, ServerLayer};
+//! use telltale_telemetry::layer::{ClientTelemetryLayer, ServerTelemetryLayer};
 //!
 //! let app: Router = Router::new()
 //!     .route("/users/{id}", get(|| async { "hi" }))
-//!     .layer(ServerLayer::new());
-//! let client_layer = ClientLayer::new();
+//!     .layer(ServerTelemetryLayer::new());
+//! let client_layer = ClientTelemetryLayer::new();
 //! # let _ = (app, client_layer);
 //! ```
 //!
@@ -28,8 +28,9 @@ mod future;
 mod propagation;
 mod record;
 pub mod server;
+mod settings;
 
 pub use attrs::{DEFAULT_REDACTED_QUERY_KEYS, InvalidIpNet, IpNet};
-pub use client::ClientLayer;
+pub use client::{ClientTelemetryLayer, ClientTelemetryLayerBuilder, ClientTelemetryService};
 pub use error::BuildError;
-pub use server::ServerLayer;
+pub use server::{ServerTelemetryLayer, ServerTelemetryLayerBuilder, ServerTelemetryService};

@@ -1,10 +1,10 @@
 //! What RED metrics to record and how to name them.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use metrics::Recorder;
-use telltale_core::config::{Env, EnvSource};
 use telltale_core::{ConfigError, ParseError};
 
 /// The OpenTelemetry semantic-convention bucket boundaries for request durations, in seconds.
@@ -14,13 +14,6 @@ pub const SEMCONV_BUCKETS: [f64; 14] = [
 
 /// The default cap on distinct label sets per metric.
 pub const DEFAULT_MAX_LABEL_SETS: usize = 2000;
-
-/// Environment variable selecting the naming scheme: `opentelemetry` (or `otel`) or `classic`.
-pub const NAMING_VAR: &str = "TELLTALE_METRICS_NAMING";
-/// Environment variable for the cap on distinct label sets per metric.
-pub const MAX_LABEL_SETS_VAR: &str = "TELLTALE_METRICS_MAX_LABEL_SETS";
-/// Environment variable for a prefix put before every metric name (`myapp` gives `myapp_http_…`).
-pub const PREFIX_VAR: &str = "TELLTALE_METRICS_PREFIX";
 
 /// Which metric names and labels to emit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -124,7 +117,7 @@ pub enum RedConfigError {
     InvalidPrefix(String),
     /// An environment variable could not be parsed.
     #[error(transparent)]
-    Env(#[from] ConfigError),
+    Config(#[from] ConfigError),
 }
 
 /// Configuration of [`RedMetrics`](super::RedMetrics): naming scheme, cardinality cap,
@@ -147,6 +140,7 @@ pub struct RedConfig {
     pub(crate) max_label_sets: usize,
     pub(crate) buckets: Arc<[f64]>,
     pub(crate) prefix: Option<Arc<str>>,
+    pub(crate) listen_addr: Option<SocketAddr>,
     pub(crate) recorder: Option<Arc<dyn Recorder + Send + Sync>>,
 }
 
@@ -157,6 +151,7 @@ impl Default for RedConfig {
             max_label_sets: DEFAULT_MAX_LABEL_SETS,
             buckets: Arc::from(&SEMCONV_BUCKETS[..]),
             prefix: None,
+            listen_addr: None,
             recorder: None,
         }
     }
@@ -169,6 +164,7 @@ impl fmt::Debug for RedConfig {
             .field("max_label_sets", &self.max_label_sets)
             .field("buckets", &self.buckets)
             .field("prefix", &self.prefix)
+            .field("listen_addr", &self.listen_addr)
             .field("recorder", &self.recorder.as_ref().map(|_| "fixed"))
             .finish()
     }
@@ -180,35 +176,6 @@ impl RedConfig {
         RedConfigBuilder {
             config: RedConfig::default(),
         }
-    }
-
-    /// Reads [`NAMING_VAR`], [`MAX_LABEL_SETS_VAR`] and [`PREFIX_VAR`] from the process
-    /// environment; unset variables keep the defaults.
-    pub fn from_env() -> Result<Self, RedConfigError> {
-        Self::from_env_source(&Env::process())
-    }
-
-    /// Like [`from_env`](Self::from_env), reading from `env`.
-    ///
-    /// ```
-    /// use telltale_core::config::Env;
-    /// use telltale_telemetry::metrics::{Naming, RedConfig};
-    ///
-    /// let env = Env::from_pairs([("TELLTALE_METRICS_NAMING", "classic")]);
-    /// assert_eq!(RedConfig::from_env_source(&env).unwrap().naming(), Naming::Classic);
-    /// ```
-    pub fn from_env_source<S: EnvSource>(env: &Env<S>) -> Result<Self, RedConfigError> {
-        let mut builder = RedConfig::builder();
-        if let Some(naming) = env.parse(NAMING_VAR, str::parse::<Naming>)? {
-            builder = builder.naming(naming);
-        }
-        if let Some(cap) = env.number::<usize>(MAX_LABEL_SETS_VAR)? {
-            builder = builder.max_label_sets(cap);
-        }
-        if let Some(prefix) = env.string(PREFIX_VAR)? {
-            builder = builder.prefix(prefix);
-        }
-        builder.build()
     }
 
     /// The naming scheme.
@@ -231,6 +198,13 @@ impl RedConfig {
         self.prefix.as_deref()
     }
 
+    /// The address of a standalone `/metrics` listener, if one is wanted
+    /// ([`TELLTALE_METRICS_ADDR`](super::env::ADDR)); serve it with
+    /// `serve_metrics` (feature `axum`).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
     /// Binds metrics built from this configuration to `recorder` instead of the
     /// recorder current when each label set is first seen (the global one, or a
     /// `metrics::with_local_recorder` scope). Useful in tests and for side-by-side
@@ -246,7 +220,7 @@ impl RedConfig {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RedConfigBuilder {
-    config: RedConfig,
+    pub(crate) config: RedConfig,
 }
 
 impl RedConfigBuilder {
@@ -276,6 +250,12 @@ impl RedConfigBuilder {
     /// Defaults to none.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.prefix = Some(Arc::from(prefix.into()));
+        self
+    }
+
+    /// The address of a standalone `/metrics` listener. Defaults to none.
+    pub fn listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.listen_addr = Some(addr);
         self
     }
 
@@ -341,27 +321,6 @@ mod tests {
                 .unwrap()
                 .prefix(),
             Some("my_app")
-        );
-    }
-
-    #[test]
-    fn reads_env() {
-        let env = Env::from_pairs([
-            (NAMING_VAR, "Classic"),
-            (MAX_LABEL_SETS_VAR, "10"),
-            (PREFIX_VAR, "svc"),
-        ]);
-        let c = RedConfig::from_env_source(&env).unwrap();
-        assert_eq!(c.naming(), Naming::Classic);
-        assert_eq!(c.max_label_sets(), 10);
-        assert_eq!(c.prefix(), Some("svc"));
-        let bad = Env::from_pairs([(NAMING_VAR, "statsd")]);
-        let err = RedConfig::from_env_source(&bad).unwrap_err();
-        assert!(err.to_string().contains(NAMING_VAR), "{err}");
-        let bad = Env::from_pairs([(MAX_LABEL_SETS_VAR, "0")]);
-        assert_eq!(
-            RedConfig::from_env_source(&bad).unwrap_err(),
-            RedConfigError::ZeroCap
         );
     }
 

@@ -36,17 +36,20 @@
 //! ```
 
 mod config;
+pub mod env;
+mod labels;
+pub mod names;
 mod prometheus;
 mod red;
+mod storage;
 
 pub use config::{
-    DEFAULT_MAX_LABEL_SETS, Kind, MAX_LABEL_SETS_VAR, NAMING_VAR, Naming, PREFIX_VAR, RedConfig,
-    RedConfigBuilder, RedConfigError, SEMCONV_BUCKETS, Scheme,
+    DEFAULT_MAX_LABEL_SETS, Kind, Naming, RedConfig, RedConfigBuilder, RedConfigError,
+    SEMCONV_BUCKETS, Scheme,
 };
-pub use prometheus::{
-    METRICS_ADDR_VAR, install_prometheus, metrics_addr_from_env, metrics_addr_from_env_source,
-    prometheus_builder,
-};
+pub use names::{OVERFLOW, OVERFLOW_METRIC};
 #[cfg(feature = "axum")]
 pub use prometheus::{MetricsListener, metrics_router, serve_metrics};
-pub use red::{InFlight, OTHER_METHOD, OVERFLOW, OVERFLOW_METRIC, RedMetrics, method_label};
+pub use prometheus::{install_prometheus, prometheus_builder};
+pub use red::{InFlight, RedMetrics};
+pub use telltale_core::http::{OTHER_METHOD, method_label};

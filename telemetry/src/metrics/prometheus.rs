@@ -1,19 +1,12 @@
 //! Prometheus exposition: a recorder builder with explicit buckets for every
 //! telltale histogram, a `/metrics` route and a standalone listener.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use telltale_core::config::{Env, EnvSource};
-use telltale_core::{ConfigError, ParseError};
 
 use super::config::RedConfig;
-use super::red::histogram_names;
-
-/// Environment variable with the address of the standalone metrics listener,
-/// e.g. `0.0.0.0:9464`.
-pub const METRICS_ADDR_VAR: &str = "TELLTALE_METRICS_ADDR";
+use super::names::histogram_names;
 
 /// A [`PrometheusBuilder`] that exports every telltale duration histogram (all
 /// kinds, both namings, with the configured prefix) as a histogram with
@@ -59,31 +52,6 @@ pub fn install_prometheus(config: &RedConfig) -> Result<PrometheusHandle, BuildE
         })
         .map_err(|e| BuildError::FailedToCreateRuntime(e.to_string()))?;
     Ok(handle)
-}
-
-/// Reads [`METRICS_ADDR_VAR`] from the process environment: `None` when unset.
-pub fn metrics_addr_from_env() -> Result<Option<SocketAddr>, ConfigError> {
-    metrics_addr_from_env_source(&Env::process())
-}
-
-/// Like [`metrics_addr_from_env`], reading from `env`.
-///
-/// ```
-/// use telltale_core::config::Env;
-/// use telltale_telemetry::metrics::metrics_addr_from_env_source;
-///
-/// let env = Env::from_pairs([("TELLTALE_METRICS_ADDR", "127.0.0.1:9464")]);
-/// assert_eq!(metrics_addr_from_env_source(&env).unwrap(), Some("127.0.0.1:9464".parse().unwrap()));
-/// let bad = Env::from_pairs([("TELLTALE_METRICS_ADDR", "localhost")]);
-/// assert!(metrics_addr_from_env_source(&bad).unwrap_err().to_string().contains("TELLTALE_METRICS_ADDR"));
-/// ```
-pub fn metrics_addr_from_env_source<S: EnvSource>(
-    env: &Env<S>,
-) -> Result<Option<SocketAddr>, ConfigError> {
-    env.parse(METRICS_ADDR_VAR, |s| {
-        s.parse::<SocketAddr>()
-            .map_err(|_| ParseError::new(1, "a socket address such as 0.0.0.0:9464"))
-    })
 }
 
 #[cfg(feature = "axum")]
@@ -143,8 +111,8 @@ mod endpoint {
         }
     }
 
-    /// Binds `addr` (for example from
-    /// [`metrics_addr_from_env`](super::metrics_addr_from_env)) and serves
+    /// Binds `addr` (for example [`RedConfig::listen_addr`](crate::metrics::RedConfig::listen_addr),
+    /// from `TELLTALE_METRICS_ADDR`) and serves
     /// `GET /metrics` from `handle` on the current Tokio runtime until the returned
     /// listener is dropped.
     pub async fn serve_metrics(

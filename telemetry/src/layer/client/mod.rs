@@ -3,12 +3,12 @@
 //! trace context injected into the request.
 //!
 //! ```
-//! use telltale_telemetry::layer::client::ClientLayer;
+//! use telltale_telemetry::layer::client::ClientTelemetryLayer;
 //! use tower::ServiceBuilder;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use tower::ServiceExt;
-//! let layer = ClientLayer::builder().capture_response_headers(["x-cache"]).build().unwrap();
+//! let layer = ClientTelemetryLayer::builder().capture_response_headers(["x-cache"]).build().unwrap();
 //! let client = ServiceBuilder::new().layer(layer).service_fn(|req: http::Request<String>| async move {
 //!     // A real client (hyper-util, tonic) goes here. The trace context is in
 //!     // the headers: W3C `traceparent` unless another propagator is set.
@@ -41,13 +41,11 @@
 //! or by a W3C trace-context propagator when none is configured, so that
 //! propagation never fails silently.
 
+pub mod env;
 mod layer;
 mod service;
 
 pub use super::future::ResponseFuture;
 pub use crate::layer::server::ResponseBody;
-pub use layer::{
-    CAPTURE_REQUEST_HEADERS_VAR, CAPTURE_RESPONSE_HEADERS_VAR, ClientLayer, ClientLayerBuilder,
-    PROPAGATE_VAR,
-};
-pub use service::Client;
+pub use layer::{ClientTelemetryLayer, ClientTelemetryLayerBuilder};
+pub use service::ClientTelemetryService;

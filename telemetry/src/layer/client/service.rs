@@ -5,6 +5,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response, header};
 use opentelemetry::trace::TraceContextExt;
 use telltale_core::Side;
+use telltale_core::grpc::{is_grpc, split_path};
+use telltale_core::http::{known_method, split_host_port};
 use tower_service::Service;
 use tracing::Span;
 use tracing::field::Empty;
@@ -12,33 +14,30 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ResponseFuture;
 use super::layer::Shared;
-use crate::layer::attrs::{known_method, split_host_port};
 use crate::layer::propagation;
-use crate::layer::record::{Record, Route};
-use crate::layer::server::{ResponseBody, grpc_parts, is_grpc};
+use crate::layer::record::Route;
+use crate::layer::server::ResponseBody;
+use crate::layer::settings::telemetry_service;
 use crate::metrics::Scheme;
 
-/// The service built by [`ClientLayer`](super::ClientLayer).
+/// The service built by [`ClientTelemetryLayer`](super::ClientTelemetryLayer).
 #[derive(Clone)]
-pub struct Client<S> {
+pub struct ClientTelemetryService<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for Client<S> {
+impl<S: fmt::Debug> fmt::Debug for ClientTelemetryService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
+        f.debug_struct("ClientTelemetryService")
             .field("inner", &self.inner)
             .field("layer", &self.shared)
             .finish()
     }
 }
 
-impl<S> Client<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
+impl<S> ClientTelemetryService<S> {
+    telltale_core::inner_service_accessors!();
 }
 
 /// `server.address` and `server.port` of an outbound request: the URI's
@@ -94,7 +93,7 @@ fn make_span<B>(
         http.request.method_original = known.is_none().then(|| method.as_str()),
         server.address = host,
         server.port = port.map(i64::from),
-        url.full = shared.redactor.full_url(req.uri()),
+        url.full = shared.common.redactor.full_url(req.uri()),
         http.response.status_code = Empty,
         network.protocol.version = Empty,
         error.type = Empty,
@@ -103,45 +102,30 @@ fn make_span<B>(
         rpc.method = rpc.map(|r| r.1),
         rpc.grpc.status_code = Empty,
     );
-    if !span.is_disabled() && !shared.request_headers.is_empty() {
-        for kv in shared.request_headers.attributes(req.headers()) {
-            span.set_attribute(kv.key, kv.value);
-        }
-    }
+    shared.common.request_headers.record(&span, req.headers());
     span
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Client<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Error: fmt::Display + 'static,
-    ResBody: http_body::Body,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+telemetry_service!(ClientTelemetryService);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+impl<S> ClientTelemetryService<S> {
+    fn respond<ReqBody, ResBody>(&mut self, mut req: Request<ReqBody>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let shared = &*self.shared;
-        let grpc = is_grpc(&req);
+        let grpc = is_grpc(req.headers());
         let rpc = if grpc {
-            grpc_parts(req.uri().path())
+            split_path(req.uri().path())
         } else {
             None
         };
         let (host, port) = target(&req);
-        let metrics = if grpc {
-            shared.rpc_metrics.as_ref()
-        } else {
-            shared.http_metrics.as_ref()
-        };
-        let in_flight =
-            metrics.map(|m| m.start_client(req.method(), Scheme::from_uri(req.uri()), host, port));
-        let span = if shared.tracing {
+        let in_flight = shared
+            .common
+            .metrics(grpc)
+            .map(|m| m.start_client(req.method(), Scheme::from_uri(req.uri()), host, port));
+        let span = if shared.common.tracing {
             make_span(shared, &req, rpc, host, port)
         } else {
             Span::none()
@@ -161,24 +145,10 @@ where
             }
             propagation::inject(&cx, req.headers_mut());
         }
-        if in_flight.is_none() && span.is_disabled() {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
-        let record = Record {
-            span,
-            in_flight,
-            route,
-            side: Side::Client,
-            head: None,
-            settled: false,
-            described: false,
-        };
-        let future = {
-            let _entered = record.span.enter();
-            self.inner.call(req)
-        };
-        let capture =
-            (!shared.response_headers.is_empty()).then(|| shared.response_headers.clone());
-        ResponseFuture::new(future, record, capture)
+        let capture = shared.common.capture();
+        let inner = &mut self.inner;
+        ResponseFuture::start(span, in_flight, route, Side::Client, capture, || {
+            inner.call(req)
+        })
     }
 }

@@ -9,7 +9,8 @@ use telltale_core::CompletionBody;
 use crate::layer::record::Settle;
 
 pin_project! {
-    /// The response body of [`Server`](super::Server): the span and the metrics
+    /// The response body of the server and client telemetry services
+    /// ([`ServerTelemetryService`](super::ServerTelemetryService)): the span and the metrics
     /// settle when it ends (end of stream, trailers, error, or drop).
     pub struct ResponseBody<B: Body> {
         #[pin]

@@ -3,9 +3,9 @@
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use telltale_telemetry::layer::server::ServerLayer;
+//! use telltale_telemetry::layer::server::ServerTelemetryLayer;
 //!
-//! let layer = ServerLayer::builder()
+//! let layer = ServerTelemetryLayer::builder()
 //!     .trusted_proxies(["10.0.0.0/8"])
 //!     .capture_request_headers(["x-tenant"])
 //!     .public_route("/webhooks/{source}")
@@ -71,18 +71,14 @@
 //! inner service fails (`timeout` for timeouts, `_OTHER` otherwise).
 //!
 //! Health checks ([`DEFAULT_HEALTH_PATHS`]) and routes given to
-//! [`ServerLayerBuilder::skip_tracing`] get no span but are still counted.
+//! [`ServerTelemetryLayerBuilder::skip_tracing`] get no span but are still counted.
 
 mod body;
+pub mod env;
 mod layer;
 mod service;
 
 pub use super::future::ResponseFuture;
 pub use body::ResponseBody;
-pub use layer::{
-    CAPTURE_REQUEST_HEADERS_VAR, CAPTURE_RESPONSE_HEADERS_VAR, DEFAULT_HEALTH_PATHS,
-    PUBLIC_ENDPOINT_VAR, PUBLIC_ROUTES_VAR, REDACTED_QUERY_KEYS_VAR, SKIP_TRACING_VAR, ServerLayer,
-    ServerLayerBuilder, TRACE_HEALTH_CHECKS_VAR, TRUSTED_PROXIES_VAR,
-};
-pub use service::Server;
-pub(crate) use service::{grpc_parts, is_grpc};
+pub use layer::{DEFAULT_HEALTH_PATHS, ServerTelemetryLayer, ServerTelemetryLayerBuilder};
+pub use service::ServerTelemetryService;

@@ -6,6 +6,8 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
 use opentelemetry::trace::TraceContextExt;
+use telltale_core::grpc::{is_grpc, split_path};
+use telltale_core::http::known_method;
 use telltale_core::{CorrelationId, Side};
 use tower_service::Service;
 use tracing::Span;
@@ -14,55 +16,35 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::layer::Shared;
 use super::{ResponseBody, ResponseFuture};
-use crate::layer::attrs::{client_address, known_method, protocol_version, server_host};
+use crate::layer::attrs::{client_address, protocol_version, server_host};
 use crate::layer::propagation;
-use crate::layer::record::{Record, Route};
+use crate::layer::record::Route;
+use crate::layer::settings::telemetry_service;
 use crate::metrics::Scheme;
 
-/// The service built by [`ServerLayer`](super::ServerLayer).
+/// The service built by [`ServerTelemetryLayer`](super::ServerTelemetryLayer).
 #[derive(Clone)]
-pub struct Server<S> {
+pub struct ServerTelemetryService<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for Server<S> {
+impl<S: fmt::Debug> fmt::Debug for ServerTelemetryService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
+        f.debug_struct("ServerTelemetryService")
             .field("inner", &self.inner)
             .field("layer", &self.shared)
             .finish()
     }
 }
 
-impl<S> Server<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-/// Whether a request is a gRPC call (by its content type).
-pub(crate) fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// Splits a gRPC path `/pkg.Service/Method` into service and method.
-pub(crate) fn grpc_parts(path: &str) -> Option<(&str, &str)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-    };
-    (ok(service) && ok(method)).then_some((service, method))
+impl<S> ServerTelemetryService<S> {
+    telltale_core::inner_service_accessors!();
 }
 
 fn route_of<B>(shared: &Shared, req: &Request<B>, grpc: bool) -> Route {
     if grpc {
-        if let Some((service, _)) = grpc_parts(req.uri().path())
+        if let Some((service, _)) = split_path(req.uri().path())
             && shared.grpc_service_allowed(service)
         {
             return Route::Grpc(req.uri().clone());
@@ -92,7 +74,7 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
     let known = known_method(method);
     let uri = req.uri();
     let path = uri.path();
-    let rpc = if grpc { grpc_parts(path) } else { None };
+    let rpc = if grpc { split_path(path) } else { None };
     let name: Cow<'_, str> = match (rpc, known, route) {
         (Some((service, m)), _, Some(_)) => Cow::Owned(format!("{service}/{m}")),
         (_, Some(m), Some(r)) => Cow::Owned(format!("{m} {r}")),
@@ -100,7 +82,7 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
         (_, None, _) => Cow::Borrowed("HTTP"),
     };
     let scheme = shared.scheme.unwrap_or_else(|| Scheme::from_uri(uri));
-    let query = uri.query().map(|q| shared.redactor.redact(q));
+    let query = uri.query().map(|q| shared.common.redactor.redact(q));
     let (host, port) = server_host(uri, req.headers());
     let client = client_address(peer_ip(req), req.headers(), &shared.trusted);
     let user_agent = req
@@ -153,39 +135,22 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
             let _ = span.set_parent(cx);
         }
     }
-    if !shared.request_headers.is_empty() {
-        for kv in shared.request_headers.attributes(req.headers()) {
-            span.set_attribute(kv.key, kv.value);
-        }
-    }
+    shared.common.request_headers.record(&span, req.headers());
     span
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Server<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Error: fmt::Display + 'static,
-    ResBody: http_body::Body,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+telemetry_service!(ServerTelemetryService);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+impl<S> ServerTelemetryService<S> {
+    fn respond<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let shared = &*self.shared;
-        let grpc = is_grpc(&req);
+        let grpc = is_grpc(req.headers());
         let route = route_of(shared, &req, grpc);
-        let traced = shared.tracing && !shared.skips(req.uri().path(), route.as_str());
-        let metrics = if grpc {
-            shared.rpc_metrics.as_ref()
-        } else {
-            shared.http_metrics.as_ref()
-        };
-        let in_flight = metrics.map(|m| {
+        let traced = shared.common.tracing && !shared.skips(req.uri().path(), route.as_str());
+        let in_flight = shared.common.metrics(grpc).map(|m| {
             let scheme = shared.scheme.unwrap_or_else(|| Scheme::from_uri(req.uri()));
             m.start(req.method(), scheme)
         });
@@ -194,40 +159,10 @@ where
         } else {
             Span::none()
         };
-        if in_flight.is_none() && span.is_disabled() {
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
-        let record = Record {
-            span,
-            in_flight,
-            route,
-            side: Side::Server,
-            head: None,
-            settled: false,
-            described: false,
-        };
-        let future = {
-            let _entered = record.span.enter();
-            self.inner.call(req)
-        };
-        let capture =
-            (!shared.response_headers.is_empty()).then(|| shared.response_headers.clone());
-        ResponseFuture::new(future, record, capture)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_paths() {
-        assert_eq!(
-            grpc_parts("/grpc.health.v1.Health/Check"),
-            Some(("grpc.health.v1.Health", "Check"))
-        );
-        assert_eq!(grpc_parts("/a/b/c"), None);
-        assert_eq!(grpc_parts("/a/"), None);
-        assert_eq!(grpc_parts("/users/{id}"), None);
+        let capture = shared.common.capture();
+        let inner = &mut self.inner;
+        ResponseFuture::start(span, in_flight, route, Side::Server, capture, || {
+            inner.call(req)
+        })
     }
 }

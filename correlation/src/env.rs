@@ -1,0 +1,125 @@
+//! The environment variables of telltale-correlation, declared once.
+//!
+//! | variable | server builder | client builder | example |
+//! |---|---|---|---|
+//! | [`HEADER`] | [`header`](crate::CorrelationLayerBuilder::header) | [`header`](crate::InjectCorrelationLayerBuilder::header) | `x-correlation-id` |
+//! | [`ALIASES`] | [`aliases`](crate::CorrelationLayerBuilder::aliases) | | `x-request-id,x-amzn-trace-id` |
+//! | [`TRUST_INCOMING`] | [`trust_incoming`](crate::CorrelationLayerBuilder::trust_incoming) | | `true` |
+//! | [`REQUIRE`] | [`require_header`](crate::CorrelationLayerBuilder::require_header) | | `false` |
+//! | [`ECHO`] | [`echo`](crate::CorrelationLayerBuilder::echo) | | `on` |
+//! | [`MAX_LEN`] | [`max_len`](crate::CorrelationLayerBuilder::max_len) | | `64` |
+//! | [`CLIENT_OVERRIDE`] | | [`override_existing`](crate::InjectCorrelationLayerBuilder::override_existing) | `true` |
+//! | [`CLIENT_GENERATE`] | | [`generate_when_absent`](crate::InjectCorrelationLayerBuilder::generate_when_absent) | `false` |
+//!
+//! ```
+//! use telltale_core::config::Env;
+//! use telltale_correlation::env;
+//!
+//! assert!(env::is_configured(&Env::from_pairs([(env::ALIASES, "x-request-id")])));
+//! assert!(!env::is_configured(&Env::from_pairs([("OTHER", "1")])));
+//! ```
+
+use http::HeaderName;
+use telltale_core::config::{
+    ConfigError, Env, EnvSource, ParseError, parse_list_with, parse_number,
+};
+
+use crate::header::parse_header_name;
+
+/// `TELLTALE_CORRELATION_HEADER`: the header read, written and echoed by the
+/// server layer and set by the client layer.
+pub const HEADER: &str = "TELLTALE_CORRELATION_HEADER";
+/// `TELLTALE_CORRELATION_ALIASES`: further headers the server layer reads.
+pub const ALIASES: &str = "TELLTALE_CORRELATION_ALIASES";
+/// `TELLTALE_CORRELATION_TRUST_INCOMING`: whether incoming IDs are used.
+pub const TRUST_INCOMING: &str = "TELLTALE_CORRELATION_TRUST_INCOMING";
+/// `TELLTALE_CORRELATION_REQUIRE`: whether a request without a valid ID is refused.
+pub const REQUIRE: &str = "TELLTALE_CORRELATION_REQUIRE";
+/// `TELLTALE_CORRELATION_ECHO`: whether responses carry the ID.
+pub const ECHO: &str = "TELLTALE_CORRELATION_ECHO";
+/// `TELLTALE_CORRELATION_MAX_LEN`: the longest accepted ID (1 to
+/// [`MAX_LEN`](crate::MAX_LEN) bytes).
+pub const MAX_LEN: &str = "TELLTALE_CORRELATION_MAX_LEN";
+/// `TELLTALE_CORRELATION_CLIENT_OVERRIDE`: whether the client layer replaces a
+/// header the caller set.
+pub const CLIENT_OVERRIDE: &str = "TELLTALE_CORRELATION_CLIENT_OVERRIDE";
+/// `TELLTALE_CORRELATION_CLIENT_GENERATE`: whether the client layer generates an
+/// ID when there is none.
+pub const CLIENT_GENERATE: &str = "TELLTALE_CORRELATION_CLIENT_GENERATE";
+
+/// The variables the server layer reads.
+pub const SERVER_VARS: &[&str] = &[HEADER, ALIASES, TRUST_INCOMING, REQUIRE, ECHO, MAX_LEN];
+
+/// The variables the client layer reads.
+pub const CLIENT_VARS: &[&str] = &[HEADER, CLIENT_OVERRIDE, CLIENT_GENERATE];
+
+/// Every variable of this crate.
+pub const VARS: &[&str] = &[
+    HEADER,
+    ALIASES,
+    TRUST_INCOMING,
+    REQUIRE,
+    ECHO,
+    MAX_LEN,
+    CLIENT_OVERRIDE,
+    CLIENT_GENERATE,
+];
+
+/// Whether any of [`VARS`] is set in `env` (a variable that is set but not
+/// valid Unicode counts as set: building will report it).
+pub fn is_configured<S: EnvSource>(env: &Env<S>) -> bool {
+    env.any_set(VARS).unwrap_or(true)
+}
+
+pub(crate) fn header<S: EnvSource>(
+    env: &Env<S>,
+    name: &str,
+) -> Result<Option<HeaderName>, ConfigError> {
+    env.parse(name, parse_header_name)
+}
+
+pub(crate) fn header_list<S: EnvSource>(
+    env: &Env<S>,
+    name: &str,
+) -> Result<Option<Vec<HeaderName>>, ConfigError> {
+    env.parse(name, |v| parse_list_with(v, parse_header_name))
+}
+
+/// [`MAX_LEN`]: a length from 1 to the core limit.
+pub(crate) fn max_len<S: EnvSource>(env: &Env<S>) -> Result<Option<usize>, ConfigError> {
+    env.parse(MAX_LEN, |v| {
+        let n: usize = parse_number(v)?;
+        if (1..=crate::MAX_LEN).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ParseError::new(
+                1,
+                format!("a length from 1 to {}", crate::MAX_LEN),
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_positions() {
+        let env = Env::from_pairs([("L", "x-a, x-b,x c")]);
+        let err = header_list(&env, "L").unwrap_err();
+        assert_eq!(err.variable(), "L");
+        assert_eq!(err.position(), 11);
+        for var in SERVER_VARS.iter().chain(CLIENT_VARS) {
+            assert!(VARS.contains(var));
+            assert!(is_configured(&Env::from_pairs([(*var, "x")])));
+        }
+        assert!(!is_configured(&Env::from_pairs([(HEADER, " ")])));
+        assert_eq!(
+            max_len(&Env::from_pairs([(MAX_LEN, "0")]))
+                .unwrap_err()
+                .position(),
+            1
+        );
+    }
+}

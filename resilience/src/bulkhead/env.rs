@@ -1,0 +1,69 @@
+//! The bulkhead's environment variables: `prefix` + a name below, the prefix
+//! being [`DEFAULT_PREFIX`] unless the builder is given another one
+//! ([`BulkheadBuilder::env_with_prefix`]).
+//!
+//! | variable | example | setting |
+//! | --- | --- | --- |
+//! | [`MAX_CONCURRENT`] | `8` | [`max_concurrent`](BulkheadBuilder::max_concurrent) |
+//! | [`MAX_WAIT`] | `0`, `50ms` | [`max_wait`](BulkheadBuilder::max_wait) |
+//!
+//! ```
+//! use telltale_core::Env;
+//! use telltale_resilience::bulkhead::env;
+//!
+//! let set = Env::from_pairs([("TELLTALE_BULKHEAD_MAX_WAIT", "20ms")]);
+//! assert!(env::is_configured(&set).unwrap());
+//! assert_eq!(env::VARS, [env::MAX_CONCURRENT, env::MAX_WAIT]);
+//! ```
+//!
+//! [`BulkheadBuilder::env`] overlays the variables on settings made in code,
+//! [`BulkheadBuilder::env_with_prefix`] reads them under another prefix:
+//!
+//! ```
+//! use telltale_core::Env;
+//! use telltale_resilience::Bulkhead;
+//!
+//! let env = Env::from_pairs([("TELLTALE_BULKHEAD_MAX_CONCURRENT", "8"), ("B_MAX_WAIT", "20ms")]);
+//! let bulkhead = Bulkhead::builder("x").env(&env).unwrap().build().unwrap();
+//! assert_eq!(bulkhead.max_concurrent(), 8);
+//! let bulkhead = Bulkhead::builder("x").env_with_prefix(&env, "B_").unwrap().build().unwrap();
+//! assert_eq!(bulkhead.max_wait().as_millis(), 20);
+//! ```
+
+use telltale_core::config::EnvSource;
+use telltale_core::{ConfigError, Env};
+
+use super::BulkheadBuilder;
+
+/// The prefix of the variables read by [`BulkheadBuilder::env`] and
+/// [`Bulkhead::from_env`](super::Bulkhead::from_env).
+pub const DEFAULT_PREFIX: &str = "TELLTALE_BULKHEAD_";
+/// `MAX_CONCURRENT`: the calls allowed at once (a number).
+pub const MAX_CONCURRENT: &str = "MAX_CONCURRENT";
+/// `MAX_WAIT`: the longest wait for a slot (a duration; `0` rejects at once).
+pub const MAX_WAIT: &str = "MAX_WAIT";
+
+/// Every variable the bulkhead reads (without prefix).
+pub const VARS: &[&str] = &[MAX_CONCURRENT, MAX_WAIT];
+
+/// Whether any `TELLTALE_BULKHEAD_*` variable of [`VARS`] is set in `env`
+/// (presets leave an unconfigured bulkhead out, or
+/// [unlimited](super::Bulkhead::unlimited)).
+pub fn is_configured<S: EnvSource>(env: &Env<S>) -> Result<bool, ConfigError> {
+    crate::env::any_set(env, DEFAULT_PREFIX, VARS)
+}
+
+/// Overlays the variables set in `env` (under `prefix`) on `b`.
+pub(super) fn apply<S: EnvSource>(
+    mut b: BulkheadBuilder,
+    env: &Env<S>,
+    prefix: &str,
+) -> Result<BulkheadBuilder, ConfigError> {
+    if let Some(v) = env.number(&format!("{prefix}{MAX_CONCURRENT}"))? {
+        b.max_concurrent = v;
+    }
+    if let Some(v) = env.duration(&format!("{prefix}{MAX_WAIT}"))? {
+        b.max_wait = v;
+    }
+    Ok(b)
+}

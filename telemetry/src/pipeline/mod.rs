@@ -1,0 +1,50 @@
+//! The telemetry pipeline: what [`init`](crate::init) builds and installs.
+//!
+//! - [`TelemetryBuilder`] holds every setting (set in code, or overlaid from
+//!   the environment with [`TelemetryBuilder::env`]; the variables are in
+//!   [`mod@env`]), and its [`build`](TelemetryBuilder::build) makes a
+//!   [`Telemetry`]: the tracing dispatch and the [`TelemetryGuard`] that owns
+//!   the exporters. [`Telemetry::from_env`] does both from the environment.
+//! - Export: OTLP (gRPC or HTTP/protobuf) and stdout through bounded queues
+//!   that drop and count rather than block ([`BoundedSpanProcessor`],
+//!   [`BoundedLogProcessor`]), and the in-process [`FlightRecorder`].
+//! - Log lines: [`fmt`] (JSON with OpenTelemetry or ECS names, pretty), and
+//!   optionally OTLP log records.
+//!
+//! ```
+//! use telltale_telemetry::pipeline::{LogFormat, Telemetry};
+//!
+//! let telemetry = Telemetry::builder().log_format(LogFormat::None).build().unwrap();
+//! let recorder = telemetry.flight_recorder().unwrap().clone();
+//! tracing::dispatcher::with_default(telemetry.dispatch(), || {
+//!     tracing::info_span!("work").in_scope(|| {});
+//! });
+//! assert_eq!(recorder.recent(1)[0].name(), "work");
+//! ```
+
+mod builder;
+pub mod env;
+mod error;
+mod export;
+mod flight_recorder;
+pub mod fmt;
+mod guard;
+mod otlp;
+mod otlp_logs;
+mod settings;
+mod stdout;
+mod telemetry;
+
+pub use builder::TelemetryBuilder;
+pub use error::{ExporterError, InitError};
+pub use export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, ExportStats};
+pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
+pub use guard::{ShutdownError, TelemetryGuard};
+pub use settings::{
+    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
+    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol,
+    Sampler,
+};
+pub use stdout::StdoutExporter;
+pub use telemetry::{Telemetry, current_trace_id, install_propagators};

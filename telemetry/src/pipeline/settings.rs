@@ -1,0 +1,145 @@
+//! The settings of the pipeline that are values of their own: exporters,
+//! protocol, sampler, log format, and the defaults.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use telltale_core::config::ParseError;
+
+use super::fmt::Profile;
+
+/// Default capacity of the flight recorder, in spans.
+pub const DEFAULT_FLIGHT_RECORDER_CAPACITY: usize = 2048;
+/// Default bound of the export queue, in spans.
+pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 2048;
+/// Default largest batch handed to an exporter, in spans.
+pub const DEFAULT_EXPORT_BATCH_SIZE: usize = 512;
+/// Default longest wait before a partial batch is exported.
+pub const DEFAULT_EXPORT_DELAY: Duration = Duration::from_secs(1);
+/// Default bound of one export call (OTLP request).
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound of the flush and shutdown done when the guard drops.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest field value written to a log line, in characters.
+pub const DEFAULT_MAX_FIELD_LEN: usize = 4096;
+/// Default log filter when `RUST_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// Wire protocol of the OTLP exporter (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// OTLP over gRPC (`grpc`), usually port 4317.
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (`http/protobuf`), usually port
+    /// 4318. The default, as the OpenTelemetry specification asks.
+    #[default]
+    HttpProtobuf,
+}
+
+impl FromStr for Protocol {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Err(ParseError::new(
+                1,
+                "grpc or http/protobuf (http/json is not supported)",
+            )),
+            _ => Err(ParseError::new(1, "grpc or http/protobuf")),
+        }
+    }
+}
+
+/// Which traces are sampled (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[non_exhaustive]
+pub enum Sampler {
+    /// `always_on`: every trace.
+    AlwaysOn,
+    /// `always_off`: no trace.
+    AlwaysOff,
+    /// `traceidratio`: this fraction of traces, by trace ID.
+    TraceIdRatio(f64),
+    /// `parentbased_always_on` (the default): follow the parent's decision,
+    /// sample roots.
+    #[default]
+    ParentBasedAlwaysOn,
+    /// `parentbased_always_off`: follow the parent's decision, drop roots.
+    ParentBasedAlwaysOff,
+    /// `parentbased_traceidratio`: follow the parent's decision, sample this
+    /// fraction of roots.
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl Sampler {
+    pub(crate) fn to_sdk(self) -> opentelemetry_sdk::trace::Sampler {
+        use opentelemetry_sdk::trace::Sampler as S;
+        match self {
+            Sampler::AlwaysOn => S::AlwaysOn,
+            Sampler::AlwaysOff => S::AlwaysOff,
+            Sampler::TraceIdRatio(r) => S::TraceIdRatioBased(r),
+            Sampler::ParentBasedAlwaysOn => S::ParentBased(Box::new(S::AlwaysOn)),
+            Sampler::ParentBasedAlwaysOff => S::ParentBased(Box::new(S::AlwaysOff)),
+            Sampler::ParentBasedTraceIdRatio(r) => {
+                S::ParentBased(Box::new(S::TraceIdRatioBased(r)))
+            }
+        }
+    }
+}
+
+/// How log lines look (`TELLTALE_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One JSON object per line with the given naming profile (`json` or
+    /// `otel` for [`Profile::OpenTelemetry`], `ecs` for
+    /// [`Profile::ElasticCommonSchema`]). The default is `json`.
+    Json(Profile),
+    /// Human-readable lines for terminals (`pretty`).
+    #[default]
+    Pretty,
+    /// No log output (`none` or `off`); spans are still exported.
+    None,
+}
+
+impl FromStr for LogFormat {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" | "otel" | "opentelemetry" => Ok(LogFormat::Json(Profile::OpenTelemetry)),
+            "ecs" | "elastic" => Ok(LogFormat::Json(Profile::ElasticCommonSchema)),
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            "none" | "off" => Ok(LogFormat::None),
+            _ => Err(ParseError::new(1, "json, ecs, pretty or none")),
+        }
+    }
+}
+
+/// A span exporter named in `OTEL_TRACES_EXPORTER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExporterKind {
+    /// OTLP to a collector (`otlp`).
+    Otlp,
+    /// One JSON line per finished span on standard output (`console` or
+    /// `stdout`).
+    Stdout,
+}
+
+/// OTLP exporter settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtlpConfig {
+    /// Full URL spans are sent to. For HTTP this includes `/v1/traces` (added
+    /// to `OTEL_EXPORTER_OTLP_ENDPOINT`, not to the `_TRACES_` variant).
+    pub endpoint: String,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Headers (gRPC metadata) sent with every export.
+    pub headers: Vec<(String, String)>,
+    /// Bound of one export request.
+    pub timeout: Duration,
+}
