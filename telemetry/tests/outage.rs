@@ -6,7 +6,8 @@
 
 mod support;
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -27,23 +28,26 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
+/// Drops counted by the `metrics` counter for `reason`, since the start.
+/// The debugging recorder drains counters on every snapshot and the tests of
+/// this binary snapshot concurrently, so every snapshot is added up here
+/// (one test's snapshot must not take away another's counts).
 fn dropped_metric(reason: &str) -> u64 {
-    snapshotter()
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| {
-            key.key().name() == SPANS_DROPPED_TOTAL
-                && key
-                    .key()
-                    .labels()
-                    .any(|l| l.key() == "reason" && l.value() == reason)
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum()
+    static TOTALS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+    let mut totals = TOTALS.lock().unwrap();
+    for (key, .., value) in snapshotter().snapshot().into_vec() {
+        let key = key.key();
+        if key.name() != SPANS_DROPPED_TOTAL {
+            continue;
+        }
+        let (Some(label), DebugValue::Counter(n)) =
+            (key.labels().find(|l| l.key() == "reason"), value)
+        else {
+            continue;
+        };
+        *totals.entry(label.value().to_owned()).or_default() += n;
+    }
+    totals.get(reason).copied().unwrap_or(0)
 }
 
 fn pipeline(endpoint: &str, protocol: Protocol, export_timeout: Duration) -> Telemetry {
@@ -125,7 +129,11 @@ async fn stalled_grpc_collector_costs_requests_nothing_and_export_resumes() {
     );
     // 200 requests x 4 spans, at most 16 queued + 4 in flight.
     assert!(stats.dropped_queue_full() >= 800 - 16 - 4 - 4, "{stats:?}");
-    assert!(dropped_metric("queue_full") >= stats.dropped_queue_full());
+    // The exporter counts a drop in its stats, then in the metric.
+    wait_until("the metric to count every queue_full drop", || {
+        dropped_metric("queue_full") >= stats.dropped_queue_full()
+    })
+    .await;
     assert_eq!(stats.exported(), 0);
 
     // The collector comes back on the same address.
@@ -174,7 +182,10 @@ async fn dead_http_collector_counts_failed_exports_and_export_resumes() {
     // The exporter retries a refused connection a few times (about 1 s).
     wait_until("a failed export", || stats.dropped_export_failed() > 0).await;
     assert!(stats.failed_exports() > 0);
-    assert!(dropped_metric("export_failed") >= stats.dropped_export_failed());
+    wait_until("the metric to count every export_failed drop", || {
+        dropped_metric("export_failed") >= stats.dropped_export_failed()
+    })
+    .await;
 
     let sink = http_receiver_on(rebind(collector).await);
     requests(&url, 3, || {}).await;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use metrics::Recorder;
-use telltale_core::{ConfigError, ParseError};
+use telltale_core::{ConfigError, ParseError, Side};
 
 /// The OpenTelemetry semantic-convention bucket boundaries for request durations, in seconds.
 pub const SEMCONV_BUCKETS: [f64; 14] = [
@@ -63,6 +63,15 @@ impl Kind {
     /// Whether this is a client kind.
     pub const fn is_client(self) -> bool {
         matches!(self, Kind::HttpClient | Kind::RpcClient)
+    }
+
+    /// The side of the exchange this kind records.
+    pub const fn side(self) -> Side {
+        if self.is_client() {
+            Side::Client
+        } else {
+            Side::Server
+        }
     }
 
     /// Whether this is a gRPC kind.

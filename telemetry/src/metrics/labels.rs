@@ -7,11 +7,11 @@ use telltale_core::{GrpcCode, status_str};
 
 use super::config::{Kind, Naming};
 use super::names::OVERFLOW;
-use super::red::{Inner, Series};
+use super::red::{Series, Shared};
 use super::storage::{GRPC_NONE, ID_NONE, ID_OVERFLOW, LabelValues, SeriesKey};
 use telltale_core::http::METHOD_LABELS as METHODS;
 
-impl Inner {
+impl Shared {
     fn route_value(key: &SeriesKey, v: &LabelValues<'_>) -> Option<String> {
         match key.route {
             ID_NONE => None,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, Unit};
 use telltale_core::http::METHOD_LABELS as METHODS;
-use telltale_core::{GrpcCode, Outcome, Side};
+use telltale_core::{GrpcCode, Outcome};
 
 use super::config::{Kind, Naming, RedConfig, Scheme};
 use telltale_core::metric_name::full;
@@ -35,7 +35,7 @@ pub(super) struct Series {
 }
 
 /// What the clones of one [`RedMetrics`] share.
-pub(super) struct Inner {
+pub(super) struct Shared {
     pub(super) kind: Kind,
     pub(super) naming: Naming,
     pub(super) names: Names,
@@ -60,7 +60,7 @@ enum GaugeRef {
     Client(Gauge),
 }
 
-impl Inner {
+impl Shared {
     pub(super) fn with_recorder<T>(&self, f: impl FnOnce(&dyn Recorder) -> T) -> T {
         match &self.recorder {
             Some(r) => f(r.as_ref()),
@@ -154,16 +154,16 @@ impl Inner {
 /// ```
 #[derive(Clone)]
 pub struct RedMetrics {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for RedMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedMetrics")
-            .field("kind", &self.inner.kind)
-            .field("naming", &self.inner.naming)
-            .field("histogram", &self.inner.names.histogram)
-            .field("label_sets", &self.inner.series.len())
+            .field("kind", &self.shared.kind)
+            .field("naming", &self.shared.naming)
+            .field("histogram", &self.shared.names.histogram)
+            .field("label_sets", &self.shared.series.len())
             .finish()
     }
 }
@@ -174,7 +174,7 @@ impl RedMetrics {
     pub fn new(kind: Kind, config: &RedConfig) -> Self {
         let cap = config.max_label_sets;
         RedMetrics {
-            inner: Arc::new(Inner {
+            shared: Arc::new(Shared {
                 kind,
                 naming: config.naming,
                 names: Names::new(kind, config.naming, config.prefix()),
@@ -192,20 +192,20 @@ impl RedMetrics {
 
     /// The kind of request recorded.
     pub fn kind(&self) -> Kind {
-        self.inner.kind
+        self.shared.kind
     }
 
     /// The name of the duration histogram (`http_server_request_duration_seconds`, …),
     /// also the `metric` label of the overflow counter.
     pub fn histogram_name(&self) -> &str {
-        &self.inner.names.histogram
+        &self.shared.names.histogram
     }
 
     /// The number of distinct label sets of the duration histogram so far
     /// (including overflow sets): at most the cap, plus `min(cap, 100)` sets whose
     /// route or address is `__overflow__`, plus one catch-all set.
     pub fn label_sets(&self) -> usize {
-        self.inner.series.len()
+        self.shared.series.len()
     }
 
     /// A request begins: the active-requests gauge (labels method and scheme) goes
@@ -225,7 +225,7 @@ impl RedMetrics {
         server_port: Option<u16>,
     ) -> InFlight {
         let started = Instant::now();
-        let inner = &*self.inner;
+        let inner = &*self.shared;
         let kind = inner.kind;
         let method = if kind.is_rpc() {
             0
@@ -312,7 +312,7 @@ pub struct InFlight {
 impl fmt::Debug for InFlight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InFlight")
-            .field("kind", &self.metrics.inner.kind)
+            .field("kind", &self.metrics.shared.kind)
             .field("method", &METHODS[self.method as usize])
             .field("elapsed", &self.elapsed())
             .finish()
@@ -355,12 +355,7 @@ impl InFlight {
     /// Like [`finish`](Self::finish), taking the status, gRPC code and `error.type`
     /// from a core [`Outcome`] seen from this kind's side.
     pub fn finish_outcome(self, route: Option<&str>, outcome: &Outcome) -> Duration {
-        let side = if self.metrics.inner.kind.is_client() {
-            Side::Client
-        } else {
-            Side::Server
-        };
-        let error = outcome.error_type(side);
+        let error = outcome.error_type(self.metrics.shared.kind.side());
         self.finish(route, outcome.status(), outcome.grpc_code(), error)
     }
 
@@ -374,7 +369,7 @@ impl InFlight {
         grpc: Option<GrpcCode>,
         error_type: Option<&'static str>,
     ) {
-        let inner = &*self.metrics.inner;
+        let inner = &*self.metrics.shared;
         let rpc = inner.kind.is_rpc();
         let key = SeriesKey {
             route: inner.routes.id(route),
@@ -425,7 +420,7 @@ impl Drop for InFlight {
         match &self.gauge {
             GaugeRef::None => {}
             GaugeRef::Server(index) => {
-                if let Some(g) = self.metrics.inner.server_gauges[*index as usize].get() {
+                if let Some(g) = self.metrics.shared.server_gauges[*index as usize].get() {
                     g.decrement(1.0);
                 }
             }

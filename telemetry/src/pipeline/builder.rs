@@ -35,7 +35,8 @@ type Base = Layered<EnvFilter, Registry>;
 type BoxLayer = Box<dyn Layer<Base> + Send + Sync>;
 
 /// Builder of the telemetry pipeline: every setting [`init`](crate::init)
-/// reads from the environment can be set here in code.
+/// reads from the environment can be set here in code, and
+/// [`env`](Self::env) overlays the variables that are set.
 ///
 /// ```
 /// use std::time::Duration;

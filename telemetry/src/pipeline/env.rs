@@ -254,13 +254,11 @@ impl TelemetryBuilder {
         if let Some(cap) = env.number::<usize>(TELLTALE_FLIGHT_RECORDER_CAPACITY)? {
             self.flight_recorder_capacity = Some(cap);
         }
-        if let Some(size) = env.parse(TELLTALE_EXPORT_QUEUE_SIZE, positive)? {
-            self.queue_size = size;
-        }
-        if let Some(size) = env.parse(TELLTALE_EXPORT_BATCH_SIZE, positive)? {
-            self.batch_size = size;
-        }
-        if self.batch_size > self.queue_size {
+        let queue = env.parse(TELLTALE_EXPORT_QUEUE_SIZE, positive)?;
+        let batch = env.parse(TELLTALE_EXPORT_BATCH_SIZE, positive)?;
+        self.queue_size = queue.unwrap_or(self.queue_size);
+        self.batch_size = batch.unwrap_or(self.batch_size);
+        if (queue.is_some() || batch.is_some()) && self.batch_size > self.queue_size {
             let value = self.batch_size.to_string();
             return Err(ConfigError::new(
                 TELLTALE_EXPORT_BATCH_SIZE,

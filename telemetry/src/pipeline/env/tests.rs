@@ -180,130 +180,35 @@ fn samplers() {
 
 #[test]
 fn every_invalid_value_names_its_variable_and_position() {
-    for (pairs, variable, position) in [
-        (vec![("OTEL_SDK_DISABLED", "maybe")], "OTEL_SDK_DISABLED", 1),
-        (
-            vec![("OTEL_TRACES_SAMPLER", "jaeger_remote")],
-            "OTEL_TRACES_SAMPLER",
-            1,
-        ),
-        (
-            vec![("OTEL_TRACES_SAMPLER_ARG", "1.5")],
-            "OTEL_TRACES_SAMPLER_ARG",
-            1,
-        ),
-        (
-            vec![("OTEL_TRACES_SAMPLER_ARG", "0.5x")],
-            "OTEL_TRACES_SAMPLER_ARG",
-            4,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            1,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp")],
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            1,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")],
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            1,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317")],
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            1,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://c")],
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            1,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "nope nope")],
-            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-            1,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b")],
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            6,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_HEADERS", "a=1, bad name=2")],
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            6,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_HEADERS", "a=%zz")],
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            3,
-        ),
-        (
-            vec![("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")],
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-            3,
-        ),
-        (
-            vec![("OTEL_RESOURCE_ATTRIBUTES", "a=1,,b=2")],
-            "OTEL_RESOURCE_ATTRIBUTES",
-            5,
-        ),
-        (
-            vec![("OTEL_RESOURCE_ATTRIBUTES", "a=1,=2")],
-            "OTEL_RESOURCE_ATTRIBUTES",
-            5,
-        ),
-        (
-            vec![("OTEL_TRACES_EXPORTER", "otlp,zipkin")],
-            "OTEL_TRACES_EXPORTER",
-            6,
-        ),
-        (vec![("RUST_LOG", "info,a=[[")], "RUST_LOG", 6),
-        (
-            vec![("TELLTALE_LOG_FORMAT", "xml")],
-            "TELLTALE_LOG_FORMAT",
-            1,
-        ),
-        (
-            vec![("TELLTALE_LOG_MAX_FIELD_LEN", "0")],
-            "TELLTALE_LOG_MAX_FIELD_LEN",
-            1,
-        ),
-        (
-            vec![("TELLTALE_FLIGHT_RECORDER_CAPACITY", "-1")],
-            "TELLTALE_FLIGHT_RECORDER_CAPACITY",
-            1,
-        ),
-        (
-            vec![("TELLTALE_EXPORT_QUEUE_SIZE", "1k")],
-            "TELLTALE_EXPORT_QUEUE_SIZE",
-            2,
-        ),
-        (
-            vec![("TELLTALE_EXPORT_BATCH_SIZE", "4096")],
-            "TELLTALE_EXPORT_BATCH_SIZE",
-            1,
-        ),
-        (
-            vec![("TELLTALE_EXPORT_DELAY", "5")],
-            "TELLTALE_EXPORT_DELAY",
-            2,
-        ),
-        (
-            vec![("TELLTALE_EXPORT_TIMEOUT", "5x")],
-            "TELLTALE_EXPORT_TIMEOUT",
-            2,
-        ),
-        (
-            vec![("TELLTALE_SHUTDOWN_TIMEOUT", "soon")],
-            "TELLTALE_SHUTDOWN_TIMEOUT",
-            1,
-        ),
+    for (variable, value, position) in [
+        ("OTEL_SDK_DISABLED", "maybe", 1),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote", 1),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5", 1),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.5x", 4),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", 1),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp", 1),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", 1),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317", 1),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://c", 1),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "nope nope", 1),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b", 6),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=1, bad name=2", 6),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=%zz", 3),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", 3),
+        ("OTEL_RESOURCE_ATTRIBUTES", "a=1,,b=2", 5),
+        ("OTEL_RESOURCE_ATTRIBUTES", "a=1,=2", 5),
+        ("OTEL_TRACES_EXPORTER", "otlp,zipkin", 6),
+        ("RUST_LOG", "info,a=[[", 6),
+        ("TELLTALE_LOG_FORMAT", "xml", 1),
+        ("TELLTALE_LOG_MAX_FIELD_LEN", "0", 1),
+        ("TELLTALE_FLIGHT_RECORDER_CAPACITY", "-1", 1),
+        ("TELLTALE_EXPORT_QUEUE_SIZE", "1k", 2),
+        ("TELLTALE_EXPORT_BATCH_SIZE", "4096", 1),
+        ("TELLTALE_EXPORT_DELAY", "5", 2),
+        ("TELLTALE_EXPORT_TIMEOUT", "5x", 2),
+        ("TELLTALE_SHUTDOWN_TIMEOUT", "soon", 1),
     ] {
+        let pairs = [(variable, value)];
         let err = config_err(&pairs);
         assert_eq!(err.variable(), variable, "{pairs:?}: {err}");
         assert_eq!(err.position(), position, "{pairs:?}: {err}");
@@ -335,4 +240,43 @@ fn code_settings_are_validated_too() {
         .validate()
         .unwrap_err();
     assert!(err.to_string().contains("ratio"), "{err}");
+}
+
+#[test]
+fn env_overlays_set_variables_and_keeps_the_rest() {
+    let b = TelemetryBuilder::default()
+        .service_name("from-code")
+        .export_queue_size(1024)
+        .otlp("http://code:4318/v1/traces", Protocol::HttpProtobuf)
+        .env(&Env::from_pairs([
+            ("OTEL_SERVICE_NAME", "from-env"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "k=v"),
+        ]))
+        .unwrap();
+    assert_eq!(b.service_name.as_deref(), Some("from-env"));
+    assert_eq!(b.queue_size, 1024);
+    assert_eq!(
+        b.log_format,
+        LogFormat::Pretty,
+        "the builder's default is kept"
+    );
+    let otlp = b.otlp.unwrap();
+    assert_eq!(otlp.endpoint, "http://code:4318/v1/traces");
+    assert_eq!(otlp.headers, [("k".to_owned(), "v".to_owned())]);
+    let b = TelemetryBuilder::default()
+        .otlp("http://code:4318/v1/traces", Protocol::HttpProtobuf)
+        .env(&Env::from_pairs([("OTEL_TRACES_EXPORTER", "none")]))
+        .unwrap();
+    assert!(b.otlp.is_none(), "a set exporter list wins over code");
+}
+
+#[test]
+fn is_configured_sees_any_variable() {
+    assert!(!is_configured(&Env::from_pairs([("HOME", "/")])));
+    assert!(is_configured(&Env::from_pairs([(RUST_LOG, "debug")])));
+    assert!(is_configured(&Env::from_pairs([(
+        OTEL_RESOURCE_ATTRIBUTES,
+        "a=b"
+    )])));
+    assert_eq!(VARS.len(), 29);
 }
