@@ -5,6 +5,11 @@
 //! variables replace the builder's values, unset ones keep them). Values are
 //! described in the [crate docs](crate#environment-variables).
 //!
+//! [`VARS`] lists every variable above; [`is_configured`] says whether any
+//! `TELLTALE_CHAOS*` variable is set (non-empty) in `env`. The deployment
+//! environment (`TELLTALE_ENV`, `OTEL_RESOURCE_ATTRIBUTES`) alone does not
+//! configure chaos.
+//!
 //! ```
 //! use std::time::Duration;
 //! use telltale_chaos::{Injector, Status, env};
@@ -32,49 +37,29 @@ use crate::injector::{ChaosError, DEFAULT_ALLOWED_ENVS, Injector, InjectorBuilde
 use crate::parse::{RuleError, parse_rules};
 use crate::rules::RuleSet;
 
-/// `TELLTALE_CHAOS`: the rules; unset, chaos is off.
-pub const CHAOS: &str = "TELLTALE_CHAOS";
-/// `TELLTALE_CHAOS_SEED`: seeds reproducible decisions.
-pub const SEED: &str = "TELLTALE_CHAOS_SEED";
-/// `TELLTALE_CHAOS_MAX_ACTIVE`: at most this many faulted requests in flight.
-pub const MAX_ACTIVE: &str = "TELLTALE_CHAOS_MAX_ACTIVE";
-/// `TELLTALE_CHAOS_TTL`: injection switches itself off this long after arming.
-pub const TTL: &str = "TELLTALE_CHAOS_TTL";
-/// `TELLTALE_CHAOS_RESPONSE_HEADER`: add `x-telltale-chaos` to faulted responses.
-pub const RESPONSE_HEADER: &str = "TELLTALE_CHAOS_RESPONSE_HEADER";
-/// `TELLTALE_CHAOS_HEADERS`: accept header-controlled faults.
-pub const HEADERS: &str = "TELLTALE_CHAOS_HEADERS";
-/// `TELLTALE_CHAOS_HEADERS_SECRET`: callers sending it are trusted.
-pub const HEADERS_SECRET: &str = "TELLTALE_CHAOS_HEADERS_SECRET";
-/// `TELLTALE_CHAOS_HEADERS_TRUSTED`: peer IP addresses that are trusted.
-pub const HEADERS_TRUSTED: &str = "TELLTALE_CHAOS_HEADERS_TRUSTED";
-/// `TELLTALE_CHAOS_ALLOW_ENVS`: the environment guard's allow-list.
-pub const ALLOW_ENVS: &str = "TELLTALE_CHAOS_ALLOW_ENVS";
-/// `TELLTALE_ENV`: the deployment environment the guard checks (else
-/// `deployment.environment` in `OTEL_RESOURCE_ATTRIBUTES`).
-pub const ENV: &str = "TELLTALE_ENV";
-
-/// Every variable above.
-pub const VARS: &[&str] = &[
-    CHAOS,
-    SEED,
-    MAX_ACTIVE,
-    TTL,
-    RESPONSE_HEADER,
-    HEADERS,
-    HEADERS_SECRET,
-    HEADERS_TRUSTED,
-    ALLOW_ENVS,
-    ENV,
-];
-
-/// Whether any `TELLTALE_CHAOS*` variable is set (non-empty) in `env`. The
-/// deployment environment (`TELLTALE_ENV`, `OTEL_RESOURCE_ATTRIBUTES`) alone
-/// does not configure chaos.
-pub fn is_configured<S: EnvSource>(env: &Env<S>) -> bool {
-    VARS.iter()
-        .filter(|v| **v != ENV)
-        .any(|v| env.any_set(&[v]).unwrap_or(true))
+telltale_core::env_vars! {
+    /// `TELLTALE_CHAOS`: the rules; unset, chaos is off.
+    CHAOS = "TELLTALE_CHAOS";
+    /// `TELLTALE_CHAOS_SEED`: seeds reproducible decisions.
+    SEED = "TELLTALE_CHAOS_SEED";
+    /// `TELLTALE_CHAOS_MAX_ACTIVE`: at most this many faulted requests in flight.
+    MAX_ACTIVE = "TELLTALE_CHAOS_MAX_ACTIVE";
+    /// `TELLTALE_CHAOS_TTL`: injection switches itself off this long after arming.
+    TTL = "TELLTALE_CHAOS_TTL";
+    /// `TELLTALE_CHAOS_RESPONSE_HEADER`: add `x-telltale-chaos` to faulted responses.
+    RESPONSE_HEADER = "TELLTALE_CHAOS_RESPONSE_HEADER";
+    /// `TELLTALE_CHAOS_HEADERS`: accept header-controlled faults.
+    HEADERS = "TELLTALE_CHAOS_HEADERS";
+    /// `TELLTALE_CHAOS_HEADERS_SECRET`: callers sending it are trusted.
+    HEADERS_SECRET = "TELLTALE_CHAOS_HEADERS_SECRET";
+    /// `TELLTALE_CHAOS_HEADERS_TRUSTED`: peer IP addresses that are trusted.
+    HEADERS_TRUSTED = "TELLTALE_CHAOS_HEADERS_TRUSTED";
+    /// `TELLTALE_CHAOS_ALLOW_ENVS`: the environment guard's allow-list.
+    ALLOW_ENVS = "TELLTALE_CHAOS_ALLOW_ENVS";
+    /// `TELLTALE_ENV`: the deployment environment the guard checks (else
+    /// `deployment.environment` in `OTEL_RESOURCE_ATTRIBUTES`).
+    ENV = "TELLTALE_ENV";
+    @not_configuring [ENV]
 }
 
 /// The deployment environment: `TELLTALE_ENV`, else `deployment.environment.name`

@@ -7,7 +7,7 @@
 //! - [`CompletionBody`]: a response-body wrapper that reports the end of the
 //!   exchange exactly once (end of stream, trailers, error, or drop).
 //! - [`config`]: environment parsing with errors that name the variable and the
-//!   position.
+//!   position; [`env_vars!`] declares a component's variables.
 //! - [`correlation`]: the current request's correlation ID, as a task-local.
 //! - [`grpc`]: gRPC wire knowledge (status codes, content type, paths,
 //!   `grpc-message` encoding, trailers-only responses).

@@ -11,6 +11,10 @@
 //! | [`CLIENT_OVERRIDE`] | | [`override_existing`](crate::InjectCorrelationLayerBuilder::override_existing) | `true` |
 //! | [`CLIENT_GENERATE`] | | [`generate_when_absent`](crate::InjectCorrelationLayerBuilder::generate_when_absent) | `false` |
 //!
+//! [`VARS`] holds every variable of this crate; [`is_configured`] says whether
+//! any is set in `env` (a variable that is set but not valid Unicode counts as
+//! set: building will report it).
+//!
 //! ```
 //! use telltale_core::config::Env;
 //! use telltale_correlation::env;
@@ -26,50 +30,34 @@ use telltale_core::config::{
 
 use crate::header::parse_header_name;
 
-/// `TELLTALE_CORRELATION_HEADER`: the header read, written and echoed by the
-/// server layer and set by the client layer.
-pub const HEADER: &str = "TELLTALE_CORRELATION_HEADER";
-/// `TELLTALE_CORRELATION_ALIASES`: further headers the server layer reads.
-pub const ALIASES: &str = "TELLTALE_CORRELATION_ALIASES";
-/// `TELLTALE_CORRELATION_TRUST_INCOMING`: whether incoming IDs are used.
-pub const TRUST_INCOMING: &str = "TELLTALE_CORRELATION_TRUST_INCOMING";
-/// `TELLTALE_CORRELATION_REQUIRE`: whether a request without a valid ID is refused.
-pub const REQUIRE: &str = "TELLTALE_CORRELATION_REQUIRE";
-/// `TELLTALE_CORRELATION_ECHO`: whether responses carry the ID.
-pub const ECHO: &str = "TELLTALE_CORRELATION_ECHO";
-/// `TELLTALE_CORRELATION_MAX_LEN`: the longest accepted ID (1 to
-/// [`MAX_LEN`](crate::MAX_LEN) bytes).
-pub const MAX_LEN: &str = "TELLTALE_CORRELATION_MAX_LEN";
-/// `TELLTALE_CORRELATION_CLIENT_OVERRIDE`: whether the client layer replaces a
-/// header the caller set.
-pub const CLIENT_OVERRIDE: &str = "TELLTALE_CORRELATION_CLIENT_OVERRIDE";
-/// `TELLTALE_CORRELATION_CLIENT_GENERATE`: whether the client layer generates an
-/// ID when there is none.
-pub const CLIENT_GENERATE: &str = "TELLTALE_CORRELATION_CLIENT_GENERATE";
+telltale_core::env_vars! {
+    /// `TELLTALE_CORRELATION_HEADER`: the header read, written and echoed by the
+    /// server layer and set by the client layer.
+    HEADER = "TELLTALE_CORRELATION_HEADER";
+    /// `TELLTALE_CORRELATION_ALIASES`: further headers the server layer reads.
+    ALIASES = "TELLTALE_CORRELATION_ALIASES";
+    /// `TELLTALE_CORRELATION_TRUST_INCOMING`: whether incoming IDs are used.
+    TRUST_INCOMING = "TELLTALE_CORRELATION_TRUST_INCOMING";
+    /// `TELLTALE_CORRELATION_REQUIRE`: whether a request without a valid ID is refused.
+    REQUIRE = "TELLTALE_CORRELATION_REQUIRE";
+    /// `TELLTALE_CORRELATION_ECHO`: whether responses carry the ID.
+    ECHO = "TELLTALE_CORRELATION_ECHO";
+    /// `TELLTALE_CORRELATION_MAX_LEN`: the longest accepted ID (1 to
+    /// [`MAX_LEN`](crate::MAX_LEN) bytes).
+    MAX_LEN = "TELLTALE_CORRELATION_MAX_LEN";
+    /// `TELLTALE_CORRELATION_CLIENT_OVERRIDE`: whether the client layer replaces a
+    /// header the caller set.
+    CLIENT_OVERRIDE = "TELLTALE_CORRELATION_CLIENT_OVERRIDE";
+    /// `TELLTALE_CORRELATION_CLIENT_GENERATE`: whether the client layer generates an
+    /// ID when there is none.
+    CLIENT_GENERATE = "TELLTALE_CORRELATION_CLIENT_GENERATE";
+}
 
 /// The variables the server layer reads.
 pub const SERVER_VARS: &[&str] = &[HEADER, ALIASES, TRUST_INCOMING, REQUIRE, ECHO, MAX_LEN];
 
 /// The variables the client layer reads.
 pub const CLIENT_VARS: &[&str] = &[HEADER, CLIENT_OVERRIDE, CLIENT_GENERATE];
-
-/// Every variable of this crate.
-pub const VARS: &[&str] = &[
-    HEADER,
-    ALIASES,
-    TRUST_INCOMING,
-    REQUIRE,
-    ECHO,
-    MAX_LEN,
-    CLIENT_OVERRIDE,
-    CLIENT_GENERATE,
-];
-
-/// Whether any of [`VARS`] is set in `env` (a variable that is set but not
-/// valid Unicode counts as set: building will report it).
-pub fn is_configured<S: EnvSource>(env: &Env<S>) -> bool {
-    env.any_set(VARS).unwrap_or(true)
-}
 
 pub(crate) fn header<S: EnvSource>(
     env: &Env<S>,

@@ -40,7 +40,6 @@
 
 pub mod breaker;
 pub mod bulkhead;
-mod env;
 mod error;
 pub mod keyed;
 mod macros;

@@ -59,12 +59,12 @@ impl Guards {
         env: &Env<S>,
         name: &str,
     ) -> Result<Self, StackError> {
-        let breaker = if breaker::env::is_configured(env)? {
+        let breaker = if breaker::env::is_configured(env) {
             Some(CircuitBreaker::from_env_source(env, name)?)
         } else {
             None
         };
-        let bulkhead = if bulkhead::env::is_configured(env)? {
+        let bulkhead = if bulkhead::env::is_configured(env) {
             Some(Bulkhead::from_env_source(env, name)?)
         } else {
             None

@@ -62,35 +62,6 @@
 //! }
 //! ```
 
-/// Declares the environment variables of an `env` module: one `pub const`
-/// per variable (its value is its name unless given), `VARS` with all of
-/// them (and the `@also [...]` ones, declared elsewhere, that the component
-/// reads too), and `is_configured`.
-macro_rules! env_vars {
-    (
-        $($(#[$doc:meta])* $name:ident $(= $value:expr)?;)*
-        $(@also [$($extra:path),* $(,)?])?
-    ) => {
-        $(
-            $(#[$doc])*
-            pub const $name: &str = env_vars!(@value $name $(, $value)?);
-        )*
-
-        /// Every variable this module's component reads.
-        pub const VARS: &[&str] = &[$($name,)* $($($extra,)*)?];
-
-        /// Whether any of [`VARS`] is set in `env` (a value that is not
-        /// UTF-8 counts as set).
-        pub fn is_configured<S: telltale_core::config::EnvSource>(
-            env: &telltale_core::config::Env<S>,
-        ) -> bool {
-            env.any_set(VARS).unwrap_or(true)
-        }
-    };
-    (@value $name:ident) => { stringify!($name) };
-    (@value $name:ident, $value:expr) => { $value };
-}
-
 pub mod layer;
 pub mod metrics;
 pub mod pipeline;

@@ -37,6 +37,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod parse;
+mod vars;
 
 pub use parse::{
     parse_bool, parse_duration, parse_list, parse_list_with, parse_number, parse_percentage,

@@ -2,6 +2,11 @@
 //! prefix being [`DEFAULT_PREFIX`] unless the builder is given another one
 //! ([`CircuitBreakerBuilder::env_with_prefix`]).
 //!
+//! [`VARS`] lists every variable the breaker reads (without prefix);
+//! [`is_configured`] says whether any `TELLTALE_BREAKER_*` variable of [`VARS`]
+//! is set in `env` (presets leave an unconfigured breaker out, or
+//! [inert](super::CircuitBreaker::inert)).
+//!
 //! | variable | example | setting |
 //! | --- | --- | --- |
 //! | [`WINDOW`] | `100` (calls) or `60s` (time) | [`sliding_window`](CircuitBreakerBuilder::sliding_window) |
@@ -25,8 +30,8 @@
 //! use telltale_resilience::breaker::env;
 //!
 //! let set = Env::from_pairs([("TELLTALE_BREAKER_FAILURE_RATE", "25%")]);
-//! assert!(env::is_configured(&set).unwrap());
-//! assert!(!env::is_configured(&Env::from_pairs([("OTHER", "1")])).unwrap());
+//! assert!(env::is_configured(&set));
+//! assert!(!env::is_configured(&Env::from_pairs([("OTHER", "1")])));
 //! assert!(env::VARS.contains(&env::FAILURE_RATE));
 //! ```
 //!
@@ -53,63 +58,40 @@ use telltale_core::{ConfigError, Env};
 use super::config::{CircuitBreakerBuilder, SlidingWindow};
 use super::{AbandonedPolicy, State};
 
-/// The prefix of the variables read by [`CircuitBreakerBuilder::env`] and
-/// [`CircuitBreaker::from_env`](super::CircuitBreaker::from_env).
-pub const DEFAULT_PREFIX: &str = "TELLTALE_BREAKER_";
-/// `WINDOW`: the sliding window, a count of calls (`100`) or a duration (`60s`).
-pub const WINDOW: &str = "WINDOW";
-/// `WINDOW_BUCKETS`: the buckets of a time window.
-pub const WINDOW_BUCKETS: &str = "WINDOW_BUCKETS";
-/// `FAILURE_RATE`: the failure rate threshold (`50%`, `0.5`).
-pub const FAILURE_RATE: &str = "FAILURE_RATE";
-/// `SLOW_CALL_RATE`: the slow-call rate threshold.
-pub const SLOW_CALL_RATE: &str = "SLOW_CALL_RATE";
-/// `SLOW_CALL_DURATION`: calls at least this long are slow.
-pub const SLOW_CALL_DURATION: &str = "SLOW_CALL_DURATION";
-/// `MINIMUM_CALLS`: calls needed before the rates are evaluated.
-pub const MINIMUM_CALLS: &str = "MINIMUM_CALLS";
-/// `OPEN_WAIT`: the wait in open.
-pub const OPEN_WAIT: &str = "OPEN_WAIT";
-/// `OPEN_WAIT_MULTIPLIER`: the backoff multiplier of the open wait (>= 1).
-pub const OPEN_WAIT_MULTIPLIER: &str = "OPEN_WAIT_MULTIPLIER";
-/// `OPEN_WAIT_MAX`: the backoff cap of the open wait.
-pub const OPEN_WAIT_MAX: &str = "OPEN_WAIT_MAX";
-/// `OPEN_WAIT_JITTER`: the jitter of the open wait (`10%`).
-pub const OPEN_WAIT_JITTER: &str = "OPEN_WAIT_JITTER";
-/// `HALF_OPEN_PROBES`: the probes permitted in half-open.
-pub const HALF_OPEN_PROBES: &str = "HALF_OPEN_PROBES";
-/// `PROBE_DEADLINE`: the longest time half-open waits for its probes.
-pub const PROBE_DEADLINE: &str = "PROBE_DEADLINE";
-/// `FAILURE_STATUSES`: the HTTP statuses that fail (`500-599,429`).
-pub const FAILURE_STATUSES: &str = "FAILURE_STATUSES";
-/// `ABANDONED`: what an abandoned call counts as (`ignore`, `failure`).
-pub const ABANDONED: &str = "ABANDONED";
-/// `STATE`: the initial state (`closed`, `disabled`, `metrics_only`, `forced_open`).
-pub const STATE: &str = "STATE";
-
-/// Every variable the breaker reads (without prefix).
-pub const VARS: &[&str] = &[
-    WINDOW,
-    WINDOW_BUCKETS,
-    FAILURE_RATE,
-    SLOW_CALL_RATE,
-    SLOW_CALL_DURATION,
-    MINIMUM_CALLS,
-    OPEN_WAIT,
-    OPEN_WAIT_MULTIPLIER,
-    OPEN_WAIT_MAX,
-    OPEN_WAIT_JITTER,
-    HALF_OPEN_PROBES,
-    PROBE_DEADLINE,
-    FAILURE_STATUSES,
-    ABANDONED,
-    STATE,
-];
-
-/// Whether any `TELLTALE_BREAKER_*` variable of [`VARS`] is set in `env`
-/// (presets leave an unconfigured breaker out, or [inert](super::CircuitBreaker::inert)).
-pub fn is_configured<S: EnvSource>(env: &Env<S>) -> Result<bool, ConfigError> {
-    crate::env::any_set(env, DEFAULT_PREFIX, VARS)
+telltale_core::env_vars! {
+    /// The prefix of the variables read by [`CircuitBreakerBuilder::env`] and
+    /// [`CircuitBreaker::from_env`](super::CircuitBreaker::from_env).
+    @prefix DEFAULT_PREFIX = "TELLTALE_BREAKER_";
+    /// `WINDOW`: the sliding window, a count of calls (`100`) or a duration (`60s`).
+    WINDOW;
+    /// `WINDOW_BUCKETS`: the buckets of a time window.
+    WINDOW_BUCKETS;
+    /// `FAILURE_RATE`: the failure rate threshold (`50%`, `0.5`).
+    FAILURE_RATE;
+    /// `SLOW_CALL_RATE`: the slow-call rate threshold.
+    SLOW_CALL_RATE;
+    /// `SLOW_CALL_DURATION`: calls at least this long are slow.
+    SLOW_CALL_DURATION;
+    /// `MINIMUM_CALLS`: calls needed before the rates are evaluated.
+    MINIMUM_CALLS;
+    /// `OPEN_WAIT`: the wait in open.
+    OPEN_WAIT;
+    /// `OPEN_WAIT_MULTIPLIER`: the backoff multiplier of the open wait (>= 1).
+    OPEN_WAIT_MULTIPLIER;
+    /// `OPEN_WAIT_MAX`: the backoff cap of the open wait.
+    OPEN_WAIT_MAX;
+    /// `OPEN_WAIT_JITTER`: the jitter of the open wait (`10%`).
+    OPEN_WAIT_JITTER;
+    /// `HALF_OPEN_PROBES`: the probes permitted in half-open.
+    HALF_OPEN_PROBES;
+    /// `PROBE_DEADLINE`: the longest time half-open waits for its probes.
+    PROBE_DEADLINE;
+    /// `FAILURE_STATUSES`: the HTTP statuses that fail (`500-599,429`).
+    FAILURE_STATUSES;
+    /// `ABANDONED`: what an abandoned call counts as (`ignore`, `failure`).
+    ABANDONED;
+    /// `STATE`: the initial state (`closed`, `disabled`, `metrics_only`, `forced_open`).
+    STATE;
 }
 
 /// Overlays the variables set in `env` (under `prefix`) on `b`.

@@ -2,6 +2,11 @@
 //! being [`DEFAULT_PREFIX`] unless the builder is given another one
 //! ([`BulkheadBuilder::env_with_prefix`]).
 //!
+//! [`VARS`] lists every variable the bulkhead reads (without prefix);
+//! [`is_configured`] says whether any `TELLTALE_BULKHEAD_*` variable of [`VARS`]
+//! is set in `env` (presets leave an unconfigured bulkhead out, or
+//! [unlimited](super::Bulkhead::unlimited)).
+//!
 //! | variable | example | setting |
 //! | --- | --- | --- |
 //! | [`MAX_CONCURRENT`] | `8` | [`max_concurrent`](BulkheadBuilder::max_concurrent) |
@@ -12,7 +17,7 @@
 //! use telltale_resilience::bulkhead::env;
 //!
 //! let set = Env::from_pairs([("TELLTALE_BULKHEAD_MAX_WAIT", "20ms")]);
-//! assert!(env::is_configured(&set).unwrap());
+//! assert!(env::is_configured(&set));
 //! assert_eq!(env::VARS, [env::MAX_CONCURRENT, env::MAX_WAIT]);
 //! ```
 //!
@@ -35,22 +40,14 @@ use telltale_core::{ConfigError, Env};
 
 use super::BulkheadBuilder;
 
-/// The prefix of the variables read by [`BulkheadBuilder::env`] and
-/// [`Bulkhead::from_env`](super::Bulkhead::from_env).
-pub const DEFAULT_PREFIX: &str = "TELLTALE_BULKHEAD_";
-/// `MAX_CONCURRENT`: the calls allowed at once (a number).
-pub const MAX_CONCURRENT: &str = "MAX_CONCURRENT";
-/// `MAX_WAIT`: the longest wait for a slot (a duration; `0` rejects at once).
-pub const MAX_WAIT: &str = "MAX_WAIT";
-
-/// Every variable the bulkhead reads (without prefix).
-pub const VARS: &[&str] = &[MAX_CONCURRENT, MAX_WAIT];
-
-/// Whether any `TELLTALE_BULKHEAD_*` variable of [`VARS`] is set in `env`
-/// (presets leave an unconfigured bulkhead out, or
-/// [unlimited](super::Bulkhead::unlimited)).
-pub fn is_configured<S: EnvSource>(env: &Env<S>) -> Result<bool, ConfigError> {
-    crate::env::any_set(env, DEFAULT_PREFIX, VARS)
+telltale_core::env_vars! {
+    /// The prefix of the variables read by [`BulkheadBuilder::env`] and
+    /// [`Bulkhead::from_env`](super::Bulkhead::from_env).
+    @prefix DEFAULT_PREFIX = "TELLTALE_BULKHEAD_";
+    /// `MAX_CONCURRENT`: the calls allowed at once (a number).
+    MAX_CONCURRENT;
+    /// `MAX_WAIT`: the longest wait for a slot (a duration; `0` rejects at once).
+    MAX_WAIT;
 }
 
 /// Overlays the variables set in `env` (under `prefix`) on `b`.

@@ -19,7 +19,7 @@ use telltale_core::config::{Env, EnvSource};
 
 use super::config::{Naming, RedConfig, RedConfigBuilder, RedConfigError};
 
-env_vars! {
+telltale_core::env_vars! {
     /// `TELLTALE_METRICS_NAMING`: the naming scheme, `opentelemetry` (or `otel`) or `classic`.
     NAMING = "TELLTALE_METRICS_NAMING";
     /// `TELLTALE_METRICS_MAX_LABEL_SETS`: the cap on distinct label sets per metric.

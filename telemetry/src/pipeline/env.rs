@@ -21,7 +21,7 @@ use super::settings::{
     DEFAULT_EXPORT_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol, Sampler,
 };
 
-env_vars! {
+telltale_core::env_vars! {
     /// `service.name` of the resource.
     OTEL_SERVICE_NAME;
     /// More resource attributes, `key=value,key=value` (percent-encoded

@@ -6,7 +6,7 @@
 
 pub use crate::layer::server::env::REDACTED_QUERY_KEYS;
 
-env_vars! {
+telltale_core::env_vars! {
     /// `TELLTALE_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS`: comma-separated request
     /// headers recorded as `http.request.header.<name>`.
     CAPTURE_REQUEST_HEADERS = "TELLTALE_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS";

@@ -3,7 +3,7 @@
 //! and [`ServerTelemetryLayerBuilder::env`](super::ServerTelemetryLayerBuilder::env)
 //! (which also read [`metrics::env`](crate::metrics::env)).
 
-env_vars! {
+telltale_core::env_vars! {
     /// `TELLTALE_HTTP_TRUSTED_PROXIES`: comma-separated trusted proxies (addresses
     /// or networks such as `10.0.0.0/8`) whose `Forwarded`/`X-Forwarded-For`
     /// headers are believed.
