@@ -53,7 +53,9 @@ async fn observed_fault_rates_match_configured_probabilities() {
         within_five_sigma(aborted, N, 0.07),
         "aborted: {aborted}/{N}"
     );
-    assert_eq!(injector.active(), 0);
+    // The server settles a fault when its response body is dropped, which can
+    // happen just after the client has read the last byte: wait for it, bounded.
+    support::wait_until_idle(&injector).await;
 }
 
 async fn seeded_run(seed: &str, ids: impl Iterator<Item = usize>) -> HashMap<usize, StatusCode> {

@@ -179,3 +179,18 @@ pub fn outbound(
 {
     ChaosLayer::outbound(injector).layer(ok_service(body))
 }
+
+/// Waits (at most 10 s of real time) until no fault is active: a real server
+/// settles a fault when it drops the response body, which may happen just after
+/// the client has seen the response end.
+pub async fn wait_until_idle(injector: &Injector) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while injector.active() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} faults still active 10 s after the last response",
+            injector.active()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
