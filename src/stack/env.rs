@@ -14,21 +14,11 @@
 //! assert!(!env::is_configured(&Env::from_pairs([("TELLTALE_BULKHEAD_MAX_WAIT", "0")])));
 //! ```
 
-use telltale_core::config::{Env, EnvSource};
-
-/// `TELLTALE_BULKHEAD_STATUS`: the status of a full bulkhead in
-/// [`ServerStack`](super::ServerStack) (`503` or `429`).
-pub const BULKHEAD_STATUS: &str = "TELLTALE_BULKHEAD_STATUS";
-
-/// `TELLTALE_CLIENT_TIMEOUT`: the [`ClientStack`](super::ClientStack)
-/// timeout (a duration).
-pub const CLIENT_TIMEOUT: &str = "TELLTALE_CLIENT_TIMEOUT";
-
-/// Every variable above.
-pub const VARS: &[&str] = &[BULKHEAD_STATUS, CLIENT_TIMEOUT];
-
-/// Whether any variable of [`VARS`] is set in `env` (a set variable that is
-/// not UTF-8 counts as set).
-pub fn is_configured<S: EnvSource>(env: &Env<S>) -> bool {
-    env.any_set(VARS).unwrap_or(true)
+telltale_core::env_vars! {
+    /// `TELLTALE_BULKHEAD_STATUS`: the status of a full bulkhead in
+    /// [`ServerStack`](super::ServerStack) (`503` or `429`).
+    BULKHEAD_STATUS = "TELLTALE_BULKHEAD_STATUS";
+    /// `TELLTALE_CLIENT_TIMEOUT`: the [`ClientStack`](super::ClientStack)
+    /// timeout (a duration).
+    CLIENT_TIMEOUT = "TELLTALE_CLIENT_TIMEOUT";
 }
