@@ -10,6 +10,7 @@
 //! | `resilience` | `resilience` | circuit breakers, bulkheads |
 //! | `chaos` | `chaos` | fault injection from env vars |
 //! | `stack` | `stack` | `ServerStack` / `ClientStack`: every layer in the recommended order |
+//! | `tls` | `telemetry` (its `tls` feature) | OTLP export to `https://` collectors: rustls, system roots or a custom CA, mutual TLS |
 //!
 //! ```
 //! # #[cfg(feature = "stack")] {

@@ -28,8 +28,11 @@
 //! ```
 
 use std::net::IpAddr;
+use std::time::Duration;
 
-use telltale_core::config::{Env, EnvSource, ParseError, parse_list_with};
+use telltale_core::config::{
+    ConfigError, Env, EnvSource, ParseError, parse_duration, parse_list_with, parse_number,
+};
 use telltale_core::resource;
 
 use crate::headers::HeaderFaults;
@@ -62,13 +65,89 @@ telltale_core::env_vars! {
     @not_configuring [ENV]
 }
 
+/// The largest [`MAX_ACTIVE`].
+pub const MAX_MAX_ACTIVE: usize = 100_000;
+/// The shortest [`TTL`].
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+/// The longest [`TTL`].
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The most items of [`HEADERS_TRUSTED`] and of [`ALLOW_ENVS`].
+pub const MAX_LIST_ITEMS: usize = 64;
+/// The longest [`HEADERS_SECRET`], environment name ([`ENV`], an item of
+/// [`ALLOW_ENVS`]), in characters.
+pub const MAX_NAME_LEN: usize = 256;
+/// The longest [`CHAOS`] rule text, in bytes.
+pub const MAX_RULES_LEN: usize = 64 * 1024;
+
+/// [`MAX_ACTIVE`]: 1 ..= [`MAX_MAX_ACTIVE`] (0 would arm chaos that can never fire).
+fn max_active<S: EnvSource>(env: &Env<S>) -> Result<Option<usize>, ConfigError> {
+    env.parse(MAX_ACTIVE, |v| {
+        let expected = || format!("a whole number from 1 to {MAX_MAX_ACTIVE}");
+        let n: usize = parse_number(v).map_err(|e| ParseError::new(e.position(), expected()))?;
+        if (1..=MAX_MAX_ACTIVE).contains(&n) {
+            Ok(n)
+        } else {
+            Err(ParseError::new(1, expected()))
+        }
+    })
+}
+
+/// [`TTL`]: [`MIN_TTL`] ..= [`MAX_TTL`].
+fn ttl<S: EnvSource>(env: &Env<S>) -> Result<Option<Duration>, ConfigError> {
+    env.parse(TTL, |v| {
+        let expected = "a duration from 1s to 24h (such as 30m)";
+        let d = parse_duration(v).map_err(|e| ParseError::new(e.position(), expected))?;
+        if (MIN_TTL..=MAX_TTL).contains(&d) {
+            Ok(d)
+        } else {
+            Err(ParseError::new(1, expected))
+        }
+    })
+}
+
+/// A name or secret: 1 ..= [`MAX_NAME_LEN`] visible ASCII characters (what a
+/// header value or an environment name can hold).
+fn check_name(v: &str, what: &'static str) -> Result<(), ParseError> {
+    if let Some((i, _)) = v.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic()) {
+        return Err(ParseError::new(
+            i + 1,
+            format!("{what}: visible ASCII characters only (no spaces), at most {MAX_NAME_LEN}"),
+        ));
+    }
+    if v.len() > MAX_NAME_LEN {
+        return Err(ParseError::new(
+            MAX_NAME_LEN + 1,
+            format!("{what}: at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A comma-separated list of at most [`MAX_LIST_ITEMS`] items.
+fn bounded_list<T>(
+    v: &str,
+    what: &'static str,
+    item: impl FnMut(&str) -> Result<T, ParseError>,
+) -> Result<Vec<T>, ParseError> {
+    let items = parse_list_with(v, item)?;
+    if items.len() > MAX_LIST_ITEMS {
+        return Err(ParseError::new(
+            1,
+            format!("at most {MAX_LIST_ITEMS} {what}"),
+        ));
+    }
+    Ok(items)
+}
+
 /// The deployment environment: `TELLTALE_ENV`, else `deployment.environment.name`
 /// (or `deployment.environment`) in `OTEL_RESOURCE_ATTRIBUTES`, parsed by
 /// [`telltale_core::resource`].
 pub(crate) fn deployment_environment<S: EnvSource>(
     env: &Env<S>,
 ) -> Result<Option<String>, ChaosError> {
-    if let Some(e) = env.string(ENV)? {
+    if let Some(e) = env.parse(ENV, |v| {
+        check_name(v, "an environment name").map(|()| v.to_owned())
+    })? {
         return Ok(Some(e));
     }
     Ok(resource::deployment_environment(env)?)
@@ -79,14 +158,16 @@ fn trust<S: EnvSource>(
     env: &Env<S>,
     mut headers: HeaderFaults,
 ) -> Result<HeaderFaults, ChaosError> {
-    if let Some(secret) = env.string(HEADERS_SECRET)? {
+    if let Some(secret) = env.parse(HEADERS_SECRET, |v| {
+        check_name(v, "a secret").map(|()| v.to_owned())
+    })? {
         headers = headers.secret(secret);
     }
     let peers = env
         .parse(HEADERS_TRUSTED, |v| {
-            parse_list_with(v, |item| {
+            bounded_list(v, "IP addresses", |item| {
                 item.parse::<IpAddr>()
-                    .map_err(|_| ParseError::new(1, "an IP address"))
+                    .map_err(|_| ParseError::new(1, "an IP address (such as 10.0.0.1 or ::1)"))
             })
         })?
         .unwrap_or_default();
@@ -110,16 +191,31 @@ impl InjectorBuilder {
     pub fn env<S: EnvSource>(mut self, env: &Env<S>) -> Result<Self, ChaosError> {
         let headers_on = env.boolean(HEADERS)?;
         if let Some(text) = env.string(CHAOS)? {
+            if text.len() > MAX_RULES_LEN {
+                return Err(ConfigError::new(
+                    CHAOS,
+                    &text,
+                    ParseError::new(1, format!("rules of at most {MAX_RULES_LEN} bytes")),
+                )
+                .into());
+            }
             let rules = parse_rules(&text).map_err(|e| RuleError::new(CHAOS, &text, e))?;
             self = self.rules(rules);
         }
-        if let Some(seed) = env.number::<u64>(SEED)? {
+        if let Some(seed) = env.parse(SEED, |v| {
+            parse_number::<u64>(v).map_err(|e| {
+                ParseError::new(
+                    e.position(),
+                    format!("a whole number from 0 to {}", u64::MAX),
+                )
+            })
+        })? {
             self = self.seed(seed);
         }
-        if let Some(max) = env.number::<usize>(MAX_ACTIVE)? {
+        if let Some(max) = max_active(env)? {
             self = self.max_active(max);
         }
-        if let Some(ttl) = env.duration(TTL)? {
+        if let Some(ttl) = ttl(env)? {
             self = self.ttl(ttl);
         }
         if let Some(header) = env.boolean(RESPONSE_HEADER)? {
@@ -130,12 +226,24 @@ impl InjectorBuilder {
             Some(true) => Some(self.header_faults.take().unwrap_or_default()),
             None => self.header_faults.take(),
         };
-        self.header_faults = headers.map(|h| trust(env, h)).transpose()?;
+        // The secret and trusted peers are checked even when header faults
+        // stay off: a malformed value is an error, not silently unused.
+        self.header_faults = match headers {
+            Some(h) => Some(trust(env, h)?),
+            None => {
+                let _checked = trust(env, HeaderFaults::new())?;
+                None
+            }
+        };
         if headers_on == Some(true) && self.rules.is_none() {
             // Header-controlled faults alone arm an empty rule set.
             self.rules = Some(RuleSet::default());
         }
-        let allowed = env.list(ALLOW_ENVS)?;
+        let allowed = env.parse(ALLOW_ENVS, |v| {
+            bounded_list(v, "environment names", |item| {
+                check_name(item, "an environment name").map(|()| item.to_owned())
+            })
+        })?;
         let environment = deployment_environment(env)?;
         if allowed.is_some() || environment.is_some() {
             let (old_environment, old_allowed) = self
@@ -160,13 +268,15 @@ fn default_allowed() -> Vec<String> {
 
 /// [`Injector::from_env_source`]: off unless `TELLTALE_CHAOS` or
 /// `TELLTALE_CHAOS_HEADERS` asks for it, and always guarded (an unknown
-/// deployment environment is refused).
+/// deployment environment is refused). Every variable is checked even when
+/// chaos stays off, so a malformed value is reported at start-up rather than
+/// on the day chaos is switched on.
 pub(crate) fn injector<S: EnvSource>(env: &Env<S>) -> Result<Injector, ChaosError> {
     let headers_on = env.boolean(HEADERS)?.unwrap_or(false);
-    if !headers_on && env.string(CHAOS)?.is_none() {
+    let mut builder = Injector::builder().env(env)?;
+    if !headers_on && builder.rules.is_none() {
         return Ok(Injector::disabled());
     }
-    let mut builder = Injector::builder().env(env)?;
     if builder.guard.is_none() {
         builder.guard = Some((None, default_allowed()));
     }

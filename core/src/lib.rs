@@ -37,7 +37,7 @@ pub use body::{BodyEnd, CompletionBody, Ignore, OnEnd};
 pub use config::{ConfigError, Env, ParseError};
 pub use correlation::{CorrelationId, InvalidCorrelationId};
 pub use grpc::GrpcCode;
-pub use outcome::{FailurePolicy, Outcome, ResponseHead, Side, is_timeout, status_str};
+pub use outcome::{FailurePolicy, Outcome, Refusal, ResponseHead, Side, is_timeout, status_str};
 
 /// Implements `get_ref`, `get_mut` and `into_inner` for a middleware service
 /// whose wrapped service is the field `inner`, as every telltale service has

@@ -39,6 +39,69 @@ pub enum Side {
     Client,
 }
 
+/// Why a guard (a circuit breaker, a bulkhead) refused a call before it
+/// reached the service: the low-cardinality `error.type` of a rejection.
+///
+/// A guard's rejection error has a `Refusal` in its `source()` chain, where
+/// [`Outcome::from_error`] finds it; a layer answering a rejection with a
+/// response (a `503`, a gRPC `UNAVAILABLE`) puts it in the response's
+/// extensions, where [`ResponseHead::from_response`] finds it. Its
+/// `Display` is a fixed text (no name, no duration), fit for a span status.
+///
+/// ```
+/// use telltale_core::{Outcome, Refusal, Side};
+///
+/// let outcome = Outcome::from_error(&Refusal::CircuitOpen);
+/// assert_eq!(outcome.error_type(Side::Client), Some("circuit_open"));
+/// assert_eq!(Refusal::BulkheadFull.to_string(), "bulkhead full");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A circuit breaker is open (or half-open with every probe taken).
+    CircuitOpen,
+    /// A bulkhead had no free slot within its maximum wait.
+    BulkheadFull,
+}
+
+impl Refusal {
+    /// The `error.type`: `"circuit_open"` or `"bulkhead_full"`.
+    pub const fn error_type(self) -> &'static str {
+        match self {
+            Refusal::CircuitOpen => "circuit_open",
+            Refusal::BulkheadFull => "bulkhead_full",
+        }
+    }
+
+    /// The fixed description: `"circuit open"` or `"bulkhead full"`.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Refusal::CircuitOpen => "circuit open",
+            Refusal::BulkheadFull => "bulkhead full",
+        }
+    }
+
+    /// Finds a refusal in an error's `source()` chain.
+    pub fn find(err: &(dyn StdError + 'static)) -> Option<Refusal> {
+        let mut current = Some(err);
+        while let Some(e) = current {
+            if let Some(refusal) = e.downcast_ref::<Refusal>() {
+                return Some(*refusal);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl StdError for Refusal {}
+
 /// How an exchange ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -67,13 +130,30 @@ pub enum Outcome {
         /// The status already sent, when the body was dropped after the head.
         status: Option<StatusCode>,
     },
+    /// A guard refused the call: an error with a [`Refusal`] in its chain,
+    /// or the response a rejection layer answered it with.
+    Refused {
+        /// Which guard said no.
+        refusal: Refusal,
+        /// The status of the response the rejection became, if it became one.
+        status: Option<StatusCode>,
+        /// The gRPC status of that response, for gRPC.
+        grpc: Option<GrpcCode>,
+    },
 }
 
 impl Outcome {
-    /// Classifies an error returned by an inner service: [`Outcome::Timeout`] when
+    /// Classifies an error returned by an inner service: [`Outcome::Refused`]
+    /// when a [`Refusal`] is in its chain, [`Outcome::Timeout`] when
     /// [`is_timeout`] says so, [`Outcome::Error`] otherwise.
     pub fn from_error(err: &(dyn StdError + 'static)) -> Self {
-        if is_timeout(err) {
+        if let Some(refusal) = Refusal::find(err) {
+            Outcome::Refused {
+                refusal,
+                status: None,
+                grpc: None,
+            }
+        } else if is_timeout(err) {
             Outcome::Timeout { status: None }
         } else {
             Outcome::Error { status: None }
@@ -86,14 +166,15 @@ impl Outcome {
             Outcome::Response { status, .. } => Some(status),
             Outcome::Error { status }
             | Outcome::Timeout { status }
-            | Outcome::Cancelled { status } => status,
+            | Outcome::Cancelled { status }
+            | Outcome::Refused { status, .. } => status,
         }
     }
 
     /// The gRPC status, for a gRPC response that completed.
     pub fn grpc_code(&self) -> Option<GrpcCode> {
         match *self {
-            Outcome::Response { grpc, .. } => grpc,
+            Outcome::Response { grpc, .. } | Outcome::Refused { grpc, .. } => grpc,
             _ => None,
         }
     }
@@ -101,9 +182,13 @@ impl Outcome {
     /// The OpenTelemetry `error.type` for this outcome seen from `side`, or `None`
     /// when the exchange is not an error there.
     ///
-    /// - HTTP: the status code (`"503"`) for 5xx, and for 4xx on the client side.
+    /// - HTTP: the status code (`"503"`) for 5xx and for codes outside RFC 9110's
+    ///   classes (600 to 999), and for 4xx on the client side.
     /// - gRPC: the code name (`"UNAVAILABLE"`) for server errors on the server
     ///   side, for every non-OK code on the client side.
+    /// - `"circuit_open"`, `"bulkhead_full"` for a [`Refusal`], on both sides
+    ///   (also when a rejection layer answered it with a `503` or a gRPC
+    ///   status).
     /// - `"timeout"`, `"cancelled"`, and `"_OTHER"` for other errors.
     pub fn error_type(&self, side: Side) -> Option<&'static str> {
         match *self {
@@ -117,10 +202,12 @@ impl Outcome {
                 is_error.then(|| code.name())
             }
             Outcome::Response { status, grpc: None } => {
-                let is_error =
-                    status.is_server_error() || (side == Side::Client && status.is_client_error());
+                let is_error = status.is_server_error()
+                    || is_uninterpretable(status)
+                    || (side == Side::Client && status.is_client_error());
                 is_error.then(|| status_str(status))
             }
+            Outcome::Refused { refusal, .. } => Some(refusal.error_type()),
             Outcome::Error { .. } => Some("_OTHER"),
             Outcome::Timeout { .. } => Some("timeout"),
             Outcome::Cancelled { .. } => Some("cancelled"),
@@ -146,11 +233,17 @@ pub fn is_timeout(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
-const STATUS_DIGITS: [u8; 1500] = {
-    let mut out = [0u8; 1500];
+/// The lowest and highest status codes `http::StatusCode` can hold (hyper
+/// accepts any three-digit code from the wire).
+const STATUS_MIN: u16 = 100;
+const STATUS_MAX: u16 = 999;
+const STATUS_COUNT: usize = (STATUS_MAX - STATUS_MIN + 1) as usize;
+
+const STATUS_DIGITS: [u8; STATUS_COUNT * 3] = {
+    let mut out = [0u8; STATUS_COUNT * 3];
     let mut i = 0;
-    while i < 500 {
-        let n = i + 100;
+    while i < STATUS_COUNT {
+        let n = i + STATUS_MIN as usize;
         out[i * 3] = b'0' + (n / 100) as u8;
         out[i * 3 + 1] = b'0' + (n / 10 % 10) as u8;
         out[i * 3 + 2] = b'0' + (n % 10) as u8;
@@ -166,12 +259,27 @@ const STATUS_STR: &str = match std::str::from_utf8(&STATUS_DIGITS) {
 
 /// The three-digit form of a status code as a `&'static str`, without formatting.
 ///
+/// Every code `http::StatusCode` can hold (100 to 999) has one, including
+/// codes outside RFC 9110's 100-599 that an upstream may still send.
+///
 /// ```
-/// assert_eq!(telltale_core::status_str(http::StatusCode::BAD_GATEWAY), "502");
+/// use http::StatusCode;
+/// assert_eq!(telltale_core::status_str(StatusCode::BAD_GATEWAY), "502");
+/// assert_eq!(telltale_core::status_str(StatusCode::from_u16(999).unwrap()), "999");
 /// ```
 pub fn status_str(status: StatusCode) -> &'static str {
-    let offset = (status.as_u16() as usize - 100) * 3;
-    &STATUS_STR[offset..offset + 3]
+    // `StatusCode` guarantees 100..=999; `get` keeps a future widening from
+    // ever panicking on the request path.
+    let offset = usize::from(status.as_u16().saturating_sub(STATUS_MIN)) * 3;
+    STATUS_STR.get(offset..offset + 3).unwrap_or("_OTHER")
+}
+
+/// Whether a status is one RFC 9110 defines a class for (1xx to 5xx). Codes
+/// 600 to 999 are ones the receiver cannot interpret: the OpenTelemetry HTTP
+/// conventions make them span errors on both sides ("5xx ..., as well as any
+/// other code the client failed to interpret").
+fn is_uninterpretable(status: StatusCode) -> bool {
+    status.as_u16() >= 600
 }
 
 /// What the response head tells about the outcome, kept until the body ends.
@@ -180,6 +288,7 @@ pub struct ResponseHead {
     status: StatusCode,
     grpc_in_headers: Option<GrpcCode>,
     is_grpc: bool,
+    refusal: Option<Refusal>,
 }
 
 impl ResponseHead {
@@ -191,12 +300,22 @@ impl ResponseHead {
             status,
             grpc_in_headers,
             is_grpc: is_grpc || grpc_in_headers.is_some(),
+            refusal: None,
         }
     }
 
-    /// Shorthand for [`ResponseHead::new`] on a response.
+    /// [`ResponseHead::new`] on a response, plus the [`Refusal`] a rejection
+    /// layer left in its extensions (the response is then a rejection).
     pub fn from_response<B>(response: &http::Response<B>) -> Self {
-        Self::new(response.status(), response.headers())
+        ResponseHead {
+            refusal: response.extensions().get::<Refusal>().copied(),
+            ..Self::new(response.status(), response.headers())
+        }
+    }
+
+    /// The guard's refusal this response answers, if it answers one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal
     }
 
     /// The HTTP status.
@@ -223,9 +342,16 @@ impl ResponseHead {
                     .and_then(GrpcCode::from_header_map)
                     .or(self.grpc_in_headers)
                     .or(self.is_grpc.then_some(GrpcCode::Unknown));
-                Outcome::Response {
-                    status: self.status,
-                    grpc,
+                match self.refusal {
+                    Some(refusal) => Outcome::Refused {
+                        refusal,
+                        status,
+                        grpc,
+                    },
+                    None => Outcome::Response {
+                        status: self.status,
+                        grpc,
+                    },
                 }
             }
             BodyEnd::Error => Outcome::Error { status },
@@ -234,10 +360,14 @@ impl ResponseHead {
     }
 }
 
+/// Words of the status bit set: one bit per code from 100 to 999.
+const STATUS_WORDS: usize = STATUS_COUNT.div_ceil(64);
+
 /// Decides which outcomes count as failures (for error counts, span status and
 /// circuit breakers).
 ///
-/// The default counts 5xx, gRPC server-side error codes (see
+/// The default counts 5xx and the codes outside RFC 9110's classes (600 to
+/// 999, which no client can interpret), gRPC server-side error codes (see
 /// [`GrpcCode::is_server_error`]), service errors and timeouts; 4xx, other gRPC
 /// codes and cancellations do not count.
 ///
@@ -252,8 +382,8 @@ impl ResponseHead {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailurePolicy {
-    /// Bit `n - 100` set when status `n` is a failure.
-    statuses: [u64; 8],
+    /// Bit `n - 100` set when status `n` (100 to 999) is a failure.
+    statuses: [u64; STATUS_WORDS],
     /// Bit `code` set when the gRPC code is a failure.
     grpc: u32,
     errors: bool,
@@ -264,7 +394,7 @@ pub struct FailurePolicy {
 impl Default for FailurePolicy {
     fn default() -> Self {
         let mut policy = FailurePolicy::nothing()
-            .status_range(500..=599, true)
+            .status_range(500..=STATUS_MAX, true)
             .errors(true)
             .timeouts(true);
         for code in GrpcCode::ALL {
@@ -280,7 +410,7 @@ impl FailurePolicy {
     /// A policy under which nothing is a failure; add what should be.
     pub const fn nothing() -> Self {
         FailurePolicy {
-            statuses: [0; 8],
+            statuses: [0; STATUS_WORDS],
             grpc: 0,
             errors: false,
             timeouts: false,
@@ -295,13 +425,14 @@ impl FailurePolicy {
         self.status_range(n..=n, failure)
     }
 
-    /// Sets whether every status in `range` (clamped to 100..=599) counts as a failure.
+    /// Sets whether every status in `range` (clamped to 100..=999, the codes
+    /// `http::StatusCode` can hold) counts as a failure.
     #[must_use]
     pub fn status_range(mut self, range: RangeInclusive<u16>, failure: bool) -> Self {
-        let start = (*range.start()).max(100);
-        let end = (*range.end()).min(599);
+        let start = (*range.start()).max(STATUS_MIN);
+        let end = (*range.end()).min(STATUS_MAX);
         for n in start..=end {
-            let bit = usize::from(n - 100);
+            let bit = usize::from(n - STATUS_MIN);
             if failure {
                 self.statuses[bit / 64] |= 1 << (bit % 64);
             } else {
@@ -346,8 +477,10 @@ impl FailurePolicy {
 
     /// Whether an HTTP status counts as a failure.
     pub fn is_failure_status(&self, status: StatusCode) -> bool {
-        let bit = usize::from(status.as_u16() - 100);
-        self.statuses[bit / 64] & (1 << (bit % 64)) != 0
+        let bit = usize::from(status.as_u16().saturating_sub(STATUS_MIN));
+        self.statuses
+            .get(bit / 64)
+            .is_some_and(|word| word & (1 << (bit % 64)) != 0)
     }
 
     /// Whether a gRPC code counts as a failure.
@@ -363,7 +496,7 @@ impl FailurePolicy {
                 grpc: Some(code), ..
             } => self.is_failure_grpc(code),
             Outcome::Response { status, grpc: None } => self.is_failure_status(status),
-            Outcome::Error { .. } => self.errors,
+            Outcome::Error { .. } | Outcome::Refused { .. } => self.errors,
             Outcome::Timeout { .. } => self.timeouts,
             Outcome::Cancelled { .. } => self.cancellations,
         }
@@ -450,10 +583,89 @@ mod tests {
 
     #[test]
     fn status_strings() {
-        for n in 100..=599u16 {
+        for n in 100..=999u16 {
             let s = StatusCode::from_u16(n).unwrap();
             assert_eq!(status_str(s), n.to_string());
         }
+    }
+
+    #[test]
+    fn every_representable_status_classifies() {
+        let policy = FailurePolicy::default();
+        for n in 100..=999u16 {
+            let outcome = response(n);
+            let server = outcome.error_type(Side::Server);
+            let client = outcome.error_type(Side::Client);
+            let text = n.to_string();
+            match n {
+                100..=399 => {
+                    assert_eq!(server, None, "{n}");
+                    assert_eq!(client, None, "{n}");
+                }
+                400..=499 => {
+                    assert_eq!(server, None, "{n}");
+                    assert_eq!(client, Some(text.as_str()), "{n}");
+                }
+                _ => {
+                    assert_eq!(server, Some(text.as_str()), "{n}");
+                    assert_eq!(client, Some(text.as_str()), "{n}");
+                }
+            }
+            assert_eq!(policy.is_failure(&outcome), n >= 500, "{n}");
+            // What the breaker's `FAILURE_STATUSES` clears (100-599) leaves
+            // the uninterpretable codes failing.
+            let cleared = FailurePolicy::default().status_range(100..=599, false);
+            assert_eq!(cleared.is_failure(&outcome), n >= 600, "{n}");
+            let everything = FailurePolicy::nothing().status_range(0..=u16::MAX, true);
+            assert!(everything.is_failure(&outcome), "{n}");
+            assert!(!FailurePolicy::nothing().is_failure(&outcome), "{n}");
+            let head = ResponseHead::new(StatusCode::from_u16(n).unwrap(), &HeaderMap::new());
+            assert_eq!(head.finish(&BodyEnd::Complete { trailers: None }), outcome);
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("breaker `db` is open; next probe in 967.5ms")]
+    struct Open;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Box<dyn StdError + Send + Sync>);
+
+    #[test]
+    fn refusals_are_found_in_the_chain_and_in_responses() {
+        let err = Outer(Box::new(Refusal::BulkheadFull));
+        let outcome = Outcome::from_error(&err);
+        assert_eq!(
+            outcome,
+            Outcome::Refused {
+                refusal: Refusal::BulkheadFull,
+                status: None,
+                grpc: None
+            }
+        );
+        assert_eq!(outcome.error_type(Side::Server), Some("bulkhead_full"));
+        assert_eq!(outcome.error_type(Side::Client), Some("bulkhead_full"));
+        assert!(FailurePolicy::default().is_failure(&outcome));
+        assert!(!FailurePolicy::default().errors(false).is_failure(&outcome));
+        assert_eq!(Outcome::from_error(&Open), Outcome::Error { status: None });
+        assert_eq!(Refusal::CircuitOpen.message(), "circuit open");
+
+        let mut res = http::Response::new(());
+        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        res.extensions_mut().insert(Refusal::CircuitOpen);
+        let head = ResponseHead::from_response(&res);
+        assert_eq!(head.refusal(), Some(Refusal::CircuitOpen));
+        let outcome = head.finish(&BodyEnd::Complete { trailers: None });
+        assert_eq!(outcome.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(outcome.error_type(Side::Server), Some("circuit_open"));
+        // A body cut after the head is still a body error.
+        assert_eq!(
+            head.finish(&BodyEnd::Error),
+            Outcome::Error {
+                status: Some(StatusCode::SERVICE_UNAVAILABLE)
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! | [`CLIENT_OVERRIDE`] | | [`override_existing`](crate::InjectCorrelationLayerBuilder::override_existing) | `true` |
 //! | [`CLIENT_GENERATE`] | | [`generate_when_absent`](crate::InjectCorrelationLayerBuilder::generate_when_absent) | `false` |
 //!
+//! Allowed values: header names of at most [`MAX_HEADER_NAME_LEN`] characters
+//! (HTTP token characters), at most [`MAX_ALIASES`] aliases, booleans
+//! (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`), and a [`MAX_LEN`] from 1
+//! to [`crate::MAX_LEN`]; anything else is an error naming the variable,
+//! quoting the value and stating what is allowed.
+//!
 //! [`VARS`] holds every variable of this crate; [`is_configured`] says whether
 //! any is set in `env` (a variable that is set but not valid Unicode counts as
 //! set: building will report it).
@@ -59,31 +65,55 @@ pub const SERVER_VARS: &[&str] = &[HEADER, ALIASES, TRUST_INCOMING, REQUIRE, ECH
 /// The variables the client layer reads.
 pub const CLIENT_VARS: &[&str] = &[HEADER, CLIENT_OVERRIDE, CLIENT_GENERATE];
 
+/// The longest header name [`HEADER`] and [`ALIASES`] accept, in bytes.
+pub const MAX_HEADER_NAME_LEN: usize = 64;
+/// The most headers [`ALIASES`] may list.
+pub const MAX_ALIASES: usize = 16;
+
+/// A header name of at most [`MAX_HEADER_NAME_LEN`] bytes.
+fn bounded_header_name(v: &str) -> Result<HeaderName, ParseError> {
+    let name = parse_header_name(v)?;
+    if v.len() > MAX_HEADER_NAME_LEN {
+        return Err(ParseError::new(
+            MAX_HEADER_NAME_LEN + 1,
+            format!("a header name of at most {MAX_HEADER_NAME_LEN} characters"),
+        ));
+    }
+    Ok(name)
+}
+
 pub(crate) fn header<S: EnvSource>(
     env: &Env<S>,
     name: &str,
 ) -> Result<Option<HeaderName>, ConfigError> {
-    env.parse(name, parse_header_name)
+    env.parse(name, bounded_header_name)
 }
 
 pub(crate) fn header_list<S: EnvSource>(
     env: &Env<S>,
     name: &str,
 ) -> Result<Option<Vec<HeaderName>>, ConfigError> {
-    env.parse(name, |v| parse_list_with(v, parse_header_name))
+    env.parse(name, |v| {
+        let list = parse_list_with(v, bounded_header_name)?;
+        if list.len() > MAX_ALIASES {
+            return Err(ParseError::new(
+                1,
+                format!("at most {MAX_ALIASES} header names"),
+            ));
+        }
+        Ok(list)
+    })
 }
 
 /// [`MAX_LEN`]: a length from 1 to the core limit.
 pub(crate) fn max_len<S: EnvSource>(env: &Env<S>) -> Result<Option<usize>, ConfigError> {
     env.parse(MAX_LEN, |v| {
-        let n: usize = parse_number(v)?;
+        let expected = || format!("a length from 1 to {}", crate::MAX_LEN);
+        let n: usize = parse_number(v).map_err(|e| ParseError::new(e.position(), expected()))?;
         if (1..=crate::MAX_LEN).contains(&n) {
             Ok(n)
         } else {
-            Err(ParseError::new(
-                1,
-                format!("a length from 1 to {}", crate::MAX_LEN),
-            ))
+            Err(ParseError::new(1, expected()))
         }
     })
 }

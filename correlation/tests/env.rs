@@ -56,3 +56,61 @@ fn from_env_errors_name_the_variable() {
             .starts_with("invalid TELLTALE_CORRELATION_REQUIRE=\"perhaps\"")
     );
 }
+
+/// Issue 14, item 5: every variable × malformed and out-of-range values; the
+/// error names the variable, quotes the value and states what is allowed.
+#[test]
+fn every_variable_rejects_bad_values_naming_variable_value_and_range() {
+    use telltale_core::config::Env;
+    use telltale_correlation::env;
+    let long_name = format!("x-{}", "a".repeat(63));
+    let many: Vec<String> = (0..17).map(|i| format!("x-a{i}")).collect();
+    let many = many.join(",");
+    let cases: Vec<(&str, &str, &str)> = vec![
+        (env::HEADER, "x y", "a header name character"),
+        (env::HEADER, "x-é", "a header name character"),
+        (env::HEADER, "a:b", "a header name character"),
+        (env::HEADER, &long_name, "at most 64 characters"),
+        (env::ALIASES, "x-a,,x-b", "item"),
+        (env::ALIASES, "x-a,bad name", "a header name character"),
+        (env::ALIASES, &many, "at most 16 header names"),
+        (env::TRUST_INCOMING, "maybe", "true or false"),
+        (env::REQUIRE, "2", "true or false"),
+        (env::ECHO, "nah", "true or false"),
+        (env::MAX_LEN, "0", "a length from 1 to 1024"),
+        (env::MAX_LEN, "1025", "a length from 1 to 1024"),
+        (env::MAX_LEN, "-5", "a length from 1 to 1024"),
+        (env::MAX_LEN, "12a", "a length from 1 to 1024"),
+        (
+            env::MAX_LEN,
+            "99999999999999999999999",
+            "a length from 1 to 1024",
+        ),
+        (env::CLIENT_OVERRIDE, "sometimes", "true or false"),
+        (env::CLIENT_GENERATE, "-1", "true or false"),
+    ];
+    for (var, value, allowed) in cases {
+        let source = Env::from_pairs([(var, value)]);
+        let err = if env::SERVER_VARS.contains(&var) {
+            CorrelationLayer::from_env_source(&source).unwrap_err()
+        } else {
+            InjectCorrelationLayer::from_env_source(&source).unwrap_err()
+        };
+        let BuildError::Config(config) = &err else {
+            panic!("{var}={value}: {err:?}")
+        };
+        assert_eq!(config.variable(), var);
+        let text = err.to_string();
+        assert!(text.contains(var), "{text}");
+        let quoted: String = value
+            .chars()
+            .take(120)
+            .flat_map(char::escape_debug)
+            .collect();
+        assert!(text.contains(&quoted), "{var}: the value is quoted: {text}");
+        assert!(
+            text.contains(allowed),
+            "{var}={value}: states what is allowed ({allowed}): {text}"
+        );
+    }
+}

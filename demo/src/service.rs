@@ -217,8 +217,13 @@ pub(crate) async fn run(role: Role, settings: &Settings) -> Result<(), BoxError>
             tokio::spawn(async move { Ok(axum::serve(listener, app).await?) })
         }
         Role::Payment => {
-            let channel = tonic::transport::Endpoint::from_shared(upstream)?.connect_lazy();
-            let stack = client_stack.timeout(settings.scale(1500));
+            let endpoint = tonic::transport::Endpoint::from_shared(upstream)?;
+            // tonic sends path-only URIs: the stack names the server from
+            // the endpoint (`server.address`/`server.port`, `server_address`).
+            let stack = client_stack
+                .timeout(settings.scale(1500))
+                .origin(endpoint.uri().clone())?;
+            let channel = endpoint.connect_lazy();
             let client = ServiceBuilder::new().layer(stack.layer()).service(channel);
             let app = Router::new()
                 .route("/pay", post(pay))

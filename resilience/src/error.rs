@@ -1,18 +1,22 @@
 //! Errors: rejections (`CircuitOpen`, `BulkheadFull`), the layers' error enum
 //! and the builders' error.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Response, StatusCode, header::RETRY_AFTER};
-use telltale_core::{BoxError, ConfigError};
+use telltale_core::{BoxError, ConfigError, Refusal};
 
 use crate::breaker::State;
 
 /// A call rejected because the circuit is open (or half-open with every probe
 /// slot taken, or forced open).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("circuit breaker `{name}` is {state}{}", match retry_after { Some(d) => format!("; next probe in {d:?}"), None => String::new() })]
+///
+/// Its `source()` is [`Refusal::CircuitOpen`], so that
+/// [`Outcome::from_error`](telltale_core::Outcome::from_error) classifies it
+/// (`error.type` `circuit_open`) without knowing this crate.
+#[derive(Clone, Debug)]
 pub struct CircuitOpen {
     /// The breaker's name.
     pub name: Arc<str>,
@@ -20,6 +24,23 @@ pub struct CircuitOpen {
     pub state: State,
     /// Time until the next probe may pass; `None` when forced open.
     pub retry_after: Option<Duration>,
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "circuit breaker `{}` is {}", self.name, self.state)?;
+        if let Some(d) = self.retry_after {
+            write!(f, "; next probe in {d:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CircuitOpen {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        static REFUSAL: Refusal = Refusal::CircuitOpen;
+        Some(&REFUSAL)
+    }
 }
 
 impl CircuitOpen {
@@ -48,8 +69,10 @@ impl CircuitOpen {
 }
 
 /// A call rejected because the bulkhead had no free slot within its max wait.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("bulkhead `{name}` is full ({max_concurrent} concurrent calls, waited {waited:?})")]
+///
+/// Its `source()` is [`Refusal::BulkheadFull`] (`error.type`
+/// `bulkhead_full`), as for [`CircuitOpen`].
+#[derive(Clone, Debug)]
 pub struct BulkheadFull {
     /// The bulkhead's name.
     pub name: Arc<str>,
@@ -57,6 +80,23 @@ pub struct BulkheadFull {
     pub max_concurrent: usize,
     /// How long the call waited before being rejected.
     pub waited: Duration,
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bulkhead `{}` is full ({} concurrent calls, waited {:?})",
+            self.name, self.max_concurrent, self.waited
+        )
+    }
+}
+
+impl std::error::Error for BulkheadFull {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        static REFUSAL: Refusal = Refusal::BulkheadFull;
+        Some(&REFUSAL)
+    }
 }
 
 impl BulkheadFull {

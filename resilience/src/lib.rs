@@ -38,8 +38,10 @@
 //! # Guide
 #![doc = include_str!("../README.md")]
 
+pub mod body_timeout;
 pub mod breaker;
 pub mod bulkhead;
+mod env_range;
 mod error;
 pub mod keyed;
 mod macros;

@@ -80,7 +80,10 @@ fn closed_breaker_and_free_bulkhead_allocate_nothing() {
 // harness (`harness = false` in Cargo.toml): its tests run one after another on
 // the main thread, and no harness thread can allocate inside a measured region.
 fn main() {
-    run_one("closed_breaker_and_free_bulkhead_allocate_nothing", closed_breaker_and_free_bulkhead_allocate_nothing);
+    run_one(
+        "closed_breaker_and_free_bulkhead_allocate_nothing",
+        closed_breaker_and_free_bulkhead_allocate_nothing,
+    );
     println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
 

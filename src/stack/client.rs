@@ -13,7 +13,6 @@ use telltale_telemetry::layer::{ClientTelemetryLayer, ClientTelemetryService};
 use tower::timeout::Timeout;
 use tower_layer::Layer;
 
-use super::env::CLIENT_TIMEOUT;
 use super::guards::{BoxErrorsService, Guards, StackError, preset_methods};
 
 /// Timeout of outbound calls in [`ClientStack`] unless configured.
@@ -73,7 +72,7 @@ impl ClientStack {
 
     /// Every layer configured from `env`: `TELLTALE_HTTP_CLIENT_*`,
     /// `TELLTALE_CORRELATION_CLIENT_*`, `TELLTALE_CHAOS*` (off unless set),
-    /// [`env::CLIENT_TIMEOUT`](CLIENT_TIMEOUT), a breaker named `name` when any
+    /// [`env::CLIENT_TIMEOUT`](super::env::CLIENT_TIMEOUT), a breaker named `name` when any
     /// `TELLTALE_BREAKER_*` variable is set and a bulkhead named `name` when
     /// a `TELLTALE_BULKHEAD_*` variable is set.
     ///
@@ -92,9 +91,7 @@ impl ClientStack {
             telemetry: ClientTelemetryLayer::from_env_source(env)?,
             correlation: InjectCorrelationLayer::from_env_source(env)?,
             guards: Guards::from_env_source(env, name)?,
-            timeout: env
-                .duration(CLIENT_TIMEOUT)?
-                .unwrap_or(DEFAULT_CLIENT_TIMEOUT),
+            timeout: super::env::client_timeout(env)?.unwrap_or(DEFAULT_CLIENT_TIMEOUT),
         })
     }
 
@@ -116,6 +113,29 @@ impl ClientStack {
     /// The configured timeout.
     pub fn timeout_value(&self) -> Duration {
         self.timeout
+    }
+
+    /// The `scheme://host[:port]` the wrapped transport sends to, for
+    /// requests whose URI has no authority: tonic's `Channel` adds it out of
+    /// the stack's sight, so without it gRPC CLIENT spans and
+    /// `rpc_client_call_duration_seconds` have no `server.address` /
+    /// `server.port` (see
+    /// [`ClientTelemetryLayerBuilder::origin`](telltale_telemetry::layer::ClientTelemetryLayerBuilder::origin)).
+    /// Fails when `origin` is not `scheme://host[:port]`. Set it after
+    /// [`telemetry`](Self::telemetry), which replaces the telemetry layer.
+    ///
+    /// ```
+    /// use telltale::stack::ClientStack;
+    ///
+    /// let endpoint: http::Uri = "http://fraud.internal:50051".parse().unwrap();
+    /// // let channel = tonic::transport::Endpoint::from(endpoint.clone()).connect().await?;
+    /// let stack = ClientStack::new().origin(endpoint).unwrap();
+    /// # let _ = stack.layer();
+    /// assert!(ClientStack::new().origin("/no/authority".parse().unwrap()).is_err());
+    /// ```
+    pub fn origin(mut self, origin: http::Uri) -> Result<Self, StackError> {
+        self.telemetry = self.telemetry.with_origin(origin)?;
+        Ok(self)
     }
 
     /// The composed layer, to wrap hyper-util's `Client`, a tonic `Channel`

@@ -40,12 +40,27 @@
 //!    An injected `abort`/`reset` therefore becomes a `500` here; to break
 //!    real connections, serve `ChaosLayer::inbound` outside the stack with
 //!    hyper-util (see the chaos crate's README).
-//! 4. **Circuit breaker** ([`resilience::CircuitBreaker`]): outside the
-//!    bulkhead, so a full bulkhead is counted by the breaker and an open
-//!    circuit rejects before taking a slot.
-//! 5. **Bulkhead** ([`resilience::Bulkhead`]): the slot is held until the
-//!    response body ends.
-//! 6. **Chaos** ([`chaos::ChaosLayer::inbound`]): innermost, right around the
+//! 4. **Body idle timeout** ([`resilience::body_timeout`], with a bulkhead):
+//!    a response body whose reader has not asked for the next frame for
+//!    [`DEFAULT_BODY_IDLE_TIMEOUT`] (30 s; `TELLTALE_BODY_IDLE_TIMEOUT`,
+//!    [`ServerStack::body_idle_timeout`]) is ended, which releases the
+//!    bulkhead slot, the breaker permit (abandoned: not a failure) and any
+//!    chaos slot below; counted in `telltale_bulkhead_body_timeouts_total`.
+//!    Outside the breaker, so a slow client never counts against the
+//!    dependency.
+//! 5. **Circuit breaker** ([`resilience::CircuitBreaker`]): outside the
+//!    bulkhead, so that an open circuit rejects before taking a slot. A full
+//!    bulkhead is *not* counted by the breaker (its rejection is `ignored`):
+//!    shedding load because this service is full is not evidence that what
+//!    the breaker protects is broken, and counting it would open the breaker
+//!    under overload and turn shedding into a total outage (issue 14: 21
+//!    requests/s instead of 1,486). Counting it is an explicit choice:
+//!    [`count_rejections`](crate::resilience::CircuitBreakerBuilder::count_rejections)
+//!    or `TELLTALE_BREAKER_COUNT_REJECTIONS=true`. Real failures below it
+//!    (5xx from the handler, injected faults, errors) count as usual.
+//! 6. **Bulkhead** ([`resilience::Bulkhead`]): the slot is held until the
+//!    response body ends (or the body idle timeout above ends it).
+//! 7. **Chaos** ([`chaos::ChaosLayer::inbound`]): innermost, right around the
 //!    handler, so injected delays and failures look like a slow or failing
 //!    handler to everything above: the breaker counts them, the bulkhead holds
 //!    a slot, the span is tagged `chaos.*` and keeps the status.
@@ -89,6 +104,7 @@
 //! [`correlation::InjectCorrelationLayer`]: crate::correlation::InjectCorrelationLayer
 //! [`resilience::CircuitBreaker`]: crate::resilience::CircuitBreaker
 //! [`resilience::Bulkhead`]: crate::resilience::Bulkhead
+//! [`resilience::body_timeout`]: crate::resilience::body_timeout
 //! [`chaos::ChaosLayer::inbound`]: crate::chaos::ChaosLayer::inbound
 //! [`chaos::ChaosLayer::outbound`]: crate::chaos::ChaosLayer::outbound
 
@@ -99,4 +115,6 @@ mod server;
 
 pub use client::{ClientStack, ClientStackLayer, ClientStackService, DEFAULT_CLIENT_TIMEOUT};
 pub use guards::{BoxErrorsFuture, BoxErrorsService, StackError};
-pub use server::{ServerStack, ServerStackLayer, ServerStackService, stack};
+pub use server::{
+    DEFAULT_BODY_IDLE_TIMEOUT, ServerStack, ServerStackLayer, ServerStackService, stack,
+};

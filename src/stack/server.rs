@@ -1,9 +1,12 @@
 //! The server preset: [`ServerStack`] and its layer.
 
 use http::StatusCode;
+use std::time::Duration;
 use telltale_chaos::{ChaosLayer, ChaosService, Injector};
-use telltale_core::config::{ConfigError, Env, EnvSource, ParseError};
+use telltale_core::config::{Env, EnvSource};
 use telltale_correlation::{CorrelationLayer, CorrelationService};
+
+use telltale_resilience::body_timeout::{BodyTimeoutLayer, BodyTimeoutService};
 use telltale_resilience::breaker::CircuitBreakerService;
 use telltale_resilience::bulkhead::BulkheadService;
 use telltale_resilience::reject::{AnswerAll, RejectionResponseLayer, RejectionResponseService};
@@ -11,8 +14,11 @@ use telltale_resilience::{Bulkhead, CircuitBreaker};
 use telltale_telemetry::layer::{ServerTelemetryLayer, ServerTelemetryService};
 use tower_layer::Layer;
 
-use super::env::BULKHEAD_STATUS;
 use super::guards::{Guards, StackError, preset_methods};
+
+/// The default bound on slow readers of [`ServerStack`]: 30 s; see
+/// [`ServerStack::body_idle_timeout`].
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`ServerStack`] with the defaults; see [`ServerStack::new`].
 ///
@@ -25,13 +31,14 @@ pub fn stack() -> ServerStack {
 }
 
 /// The server preset: span + metrics → correlation → errors as responses →
-/// breaker → bulkhead → chaos (see the [module docs](super) for why).
+/// body idle timeout → breaker → bulkhead → chaos (see the [module docs](super) for why).
 #[derive(Clone, Debug)]
 pub struct ServerStack {
     telemetry: ServerTelemetryLayer,
     correlation: CorrelationLayer,
     guards: Guards,
     bulkhead_status: StatusCode,
+    body_idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerStack {
@@ -49,6 +56,7 @@ impl ServerStack {
             correlation: CorrelationLayer::new(),
             guards: Guards::new(),
             bulkhead_status: StatusCode::SERVICE_UNAVAILABLE,
+            body_idle_timeout: Some(DEFAULT_BODY_IDLE_TIMEOUT),
         }
     }
 
@@ -63,7 +71,7 @@ impl ServerStack {
     /// (`TELLTALE_CHAOS*`, off unless set), a circuit breaker named `server`
     /// when any `TELLTALE_BREAKER_*` variable is set, a bulkhead named
     /// `server` when `TELLTALE_BULKHEAD_MAX_CONCURRENT` or `…_MAX_WAIT` is set,
-    /// and [`env::BULKHEAD_STATUS`](BULKHEAD_STATUS).
+    /// and [`env::BULKHEAD_STATUS`](super::env::BULKHEAD_STATUS).
     ///
     /// ```
     /// use telltale::core::config::Env;
@@ -78,23 +86,14 @@ impl ServerStack {
     /// assert!(err.to_string().contains("TELLTALE_BREAKER_MINIMUM_CALLS"));
     /// ```
     pub fn from_env_source<S: EnvSource>(env: &Env<S>) -> Result<Self, StackError> {
-        let status = match env.number::<u16>(BULKHEAD_STATUS)? {
-            Some(429) => StatusCode::TOO_MANY_REQUESTS,
-            Some(503) | None => StatusCode::SERVICE_UNAVAILABLE,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    BULKHEAD_STATUS,
-                    &other.to_string(),
-                    ParseError::new(1, "503 or 429"),
-                )
-                .into());
-            }
-        };
+        let status = super::env::bulkhead_status(env)?.unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         Ok(ServerStack {
             telemetry: ServerTelemetryLayer::from_env_source(env)?,
             correlation: CorrelationLayer::from_env_source(env)?,
             guards: Guards::from_env_source(env, "server")?,
             bulkhead_status: status,
+            body_idle_timeout: super::env::body_idle_timeout(env)?
+                .unwrap_or(Some(DEFAULT_BODY_IDLE_TIMEOUT)),
         })
     }
 
@@ -112,6 +111,18 @@ impl ServerStack {
         self
     }
 
+    /// The bound on slow readers: with a bulkhead, a response body whose
+    /// reader has not asked for the next frame for this long is ended and its
+    /// slot released (see [`body_timeout`](crate::resilience::body_timeout));
+    /// `None` holds the slot until the body ends, however long that takes.
+    /// Defaults to [`DEFAULT_BODY_IDLE_TIMEOUT`] (30 s);
+    /// `TELLTALE_BODY_IDLE_TIMEOUT` sets it from the environment.
+    #[must_use]
+    pub fn body_idle_timeout(mut self, idle: Option<Duration>) -> Self {
+        self.body_idle_timeout = idle;
+        self
+    }
+
     /// The composed layer, for axum's `Router::layer` or tonic's
     /// `Server::builder().layer`.
     pub fn layer(&self) -> ServerStackLayer {
@@ -121,6 +132,13 @@ impl ServerStack {
             breaker: self.guards.breaker_or_inert("server"),
             bulkhead: self.guards.bulkhead_or_inert("server"),
             chaos: ChaosLayer::inbound(&self.guards.chaos),
+            // What the bound protects are the bulkhead's slots: without a
+            // bulkhead there is nothing to release (and no task to spawn).
+            body_timeout: BodyTimeoutLayer::new(
+                "server",
+                self.body_idle_timeout
+                    .filter(|_| self.guards.bulkhead.is_some()),
+            ),
             errors: RejectionResponseLayer::new()
                 .bulkhead_status(self.bulkhead_status)
                 .answer_all(),
@@ -136,6 +154,7 @@ pub struct ServerStackLayer {
     breaker: CircuitBreaker,
     bulkhead: Bulkhead,
     chaos: ChaosLayer,
+    body_timeout: BodyTimeoutLayer,
     errors: RejectionResponseLayer<AnswerAll>,
 }
 
@@ -143,7 +162,7 @@ pub struct ServerStackLayer {
 pub type ServerStackService<S> = ServerTelemetryService<
     CorrelationService<
         RejectionResponseService<
-            CircuitBreakerService<BulkheadService<ChaosService<S>>>,
+            BodyTimeoutService<CircuitBreakerService<BulkheadService<ChaosService<S>>>>,
             AnswerAll,
         >,
     >,
@@ -156,6 +175,7 @@ impl<S> Layer<S> for ServerStackLayer {
         let svc = self.chaos.layer(inner);
         let svc = self.bulkhead.layer().layer(svc);
         let svc = self.breaker.layer().layer(svc);
+        let svc = self.body_timeout.layer(svc);
         let svc = self.errors.layer(svc);
         let svc = self.correlation.layer(svc);
         self.telemetry.layer(svc)

@@ -20,7 +20,8 @@
 //! - optionally, OTLP export of the same events as OpenTelemetry log records
 //!   (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` or `OTEL_LOGS_EXPORTER=otlp`), through
 //!   the same kind of bounded queue ([`BoundedLogProcessor`]);
-//! - the W3C trace-context and baggage propagators.
+//! - the propagators of `OTEL_PROPAGATORS` ([`propagation`]): by default
+//!   telltale's W3C Trace Context Level 2 propagator and W3C Baggage.
 //!
 //! The returned [`TelemetryGuard`] flushes and shuts the exporters down when
 //! dropped, within a bound. Everything can be set in code with
@@ -65,22 +66,23 @@
 pub mod layer;
 pub mod metrics;
 pub mod pipeline;
+pub mod propagation;
 
 pub use metrics::names::{
     LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
 };
 pub use pipeline::fmt::{
-    ECS_VERSION, JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat, Profile, TRUNCATION_MARKER,
-    write_escaped,
+    CUSTOM_NAMESPACE, ECS_VERSION, JsonFields, JsonFormat, KEYWORD_MAX_CHARS, OtelIdsLayer,
+    PrettyFormat, Profile, TRUNCATION_MARKER, write_escaped,
 };
 pub use pipeline::{
-    BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, CORRELATION_ID_ATTRIBUTE,
+    BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, CORRELATION_ID_ATTRIBUTE, Compression,
     DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
-    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExportStats, ExporterError, ExporterKind,
-    FlightRecorder, InitError, LogFormat, OtlpConfig, Protocol, RecordedSpan, Sampler,
-    ShutdownError, StdoutExporter, Telemetry, TelemetryBuilder, TelemetryGuard, current_trace_id,
-    install_propagators,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TRACE_FILTER, ExportStats,
+    ExporterError, ExporterKind, FlightRecorder, InitError, LogFormat, OtlpConfig, OtlpTls,
+    Protocol, RecordedSpan, SPAN_LINE_TARGET, Sampler, ShutdownError, StdoutExporter, Telemetry,
+    TelemetryBuilder, TelemetryGuard, current_trace_id, install_propagators,
 };
 
 /// Builds the telemetry pipeline from the environment and installs it

@@ -126,14 +126,15 @@ fn init_reads_the_process_environment() {
     assert_eq!(log["service.name"], "child-svc");
     assert_eq!(log["answer"], 42);
     assert_eq!(log["correlation_id"], "c-1");
-    // The stdout exporter wrote the span, with the same trace ID.
+    // The stdout exporter wrote the span, in the log lines' format, with the
+    // same trace ID.
     let span = lines
         .iter()
-        .find(|l| l["name"] == "child-span")
+        .find(|l| l["message"] == "child-span" && l["target"] == "telltale::span")
         .unwrap_or_else(|| panic!("{stdout}"));
     assert_eq!(span["trace_id"], log["trace_id"]);
     assert_eq!(span["service.name"], "child-svc");
-    assert_eq!(span["attributes"]["correlation_id"], "c-1");
+    assert_eq!(span["correlation_id"], "c-1");
 }
 
 #[test]

@@ -84,7 +84,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    run_one("metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper", || runtime.block_on(metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper()));
+    run_one(
+        "metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper",
+        || runtime.block_on(metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper()),
+    );
     println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
 

@@ -24,6 +24,7 @@ fn run(format: LogFormat) -> (String, FlightRecorder) {
         .max_field_len(MAX_FIELD_LEN)
         .writer(logs.clone())
         .filter("debug")
+        .trace_filter("debug")
         .build()
         .unwrap();
     let recorder = telemetry.flight_recorder().unwrap().clone();
@@ -224,7 +225,7 @@ fn disabled_sdk_still_logs_without_ids() {
     });
     let line: serde_json::Value = serde_json::from_str(logs.text().trim()).unwrap();
     assert_eq!(line["message"], "hello");
-    assert_eq!(line["k"], "v");
+    assert_eq!(line["telltale.k"], "v");
     assert!(line.get("trace.id").is_none());
 }
 

@@ -59,6 +59,8 @@
 
 mod capture;
 mod global;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 
 pub use capture::{Capture, CapturedEvent, SpanRecord};
 pub use global::{init, set_default, with_default};

@@ -143,7 +143,9 @@ impl Armed {
                         let faults = rule
                             .faults
                             .iter()
-                            .map(|f| prepare(f, injected_counters(f.kind(), &id)))
+                            .map(|f| {
+                                prepare(f, injected_counters(f.kind(), &id, group.matcher.side))
+                            })
                             .collect();
                         ArmedRule::new(id, rule.probability, rule.limit, faults)
                     })

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use super::armed::Armed;
 use super::{ARMED, ChaosError, Injector, OFF, REFUSED, Shared};
 use crate::headers::HeaderFaults;
-use crate::metrics::{injected_counters, skipped_counter};
+use crate::metrics::injected_counters;
 use crate::rules::{FAULT_KINDS, RuleSet};
 
 /// The default `TELLTALE_CHAOS_ALLOW_ENVS`.
@@ -168,14 +168,16 @@ impl InjectorBuilder {
                 response_header: self.response_header.unwrap_or(true),
                 seq: AtomicU64::new(0),
                 refusal,
-                skipped: skipped_counter(),
+                skipped: std::sync::OnceLock::new(),
                 header_counters: if self.header_faults.is_some() {
                     FAULT_KINDS
                         .iter()
                         .map(|kind| {
                             (
                                 *kind,
-                                injected_counters(kind, "header").on(Side::Server).clone(),
+                                injected_counters(kind, "header", Some(Side::Server))
+                                    .on(Side::Server)
+                                    .clone(),
                             )
                         })
                         .collect()

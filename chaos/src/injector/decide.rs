@@ -125,7 +125,10 @@ impl Deciding<'_> {
                 .is_ok(),
         };
         if !reserved {
-            shared.skipped.increment(1);
+            shared
+                .skipped
+                .get_or_init(crate::metrics::skipped_counter)
+                .increment(1);
             tracing::debug!(target: "telltale_chaos", max_active = ?shared.max_active, chaos.rule = %rule.id, "chaos fault skipped: TELLTALE_CHAOS_MAX_ACTIVE reached");
             return false;
         }

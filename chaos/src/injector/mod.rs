@@ -114,7 +114,8 @@ pub(crate) struct Shared {
     pub(crate) header_faults: Option<HeaderFaults>,
     seq: AtomicU64,
     refusal: Option<String>,
-    skipped: Counter,
+    /// Registered at the first skip: only a configured, armed injector skips.
+    skipped: std::sync::OnceLock<Counter>,
     header_counters: Vec<(&'static str, Counter)>,
 }
 

@@ -51,8 +51,12 @@ impl Slow {
     }
 
     fn wait_for(&mut self, bytes: usize) {
-        let secs = bytes as f64 / self.bytes_per_second as f64;
-        self.sleep = Some(Box::pin(tokio::time::sleep(Duration::from_secs_f64(secs))));
+        // A `Fault::Slow` built in code may say 0 bytes per second (the
+        // parser refuses it): read as 1, and never a panicking conversion on
+        // the request path.
+        let secs = bytes as f64 / self.bytes_per_second.max(1) as f64;
+        let wait = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+        self.sleep = Some(Box::pin(tokio::time::sleep(wait)));
     }
 }
 

@@ -41,9 +41,41 @@ fn decimal(s: &str, start: usize) -> Result<(f64, usize), ParseError> {
     Ok((value, end))
 }
 
+/// The digits of a decimal number at `start`: the integer digits, the
+/// fraction digits (after a `.`), and the byte where the number ends.
+fn decimal_digits(s: &str, start: usize) -> Result<(&str, &str, usize), ParseError> {
+    let bytes = s.as_bytes();
+    let digits_from = |from: usize| {
+        from + bytes[from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let int_end = digits_from(start);
+    if int_end == start {
+        return Err(ParseError::new(char_pos(s, start), "a number"));
+    }
+    if bytes.get(int_end) != Some(&b'.') {
+        return Ok((&s[start..int_end], "", int_end));
+    }
+    let end = digits_from(int_end + 1);
+    if end == int_end + 1 {
+        return Err(ParseError::new(
+            char_pos(s, end),
+            "a digit after the decimal point",
+        ));
+    }
+    Ok((&s[start..int_end], &s[int_end + 1..end], end))
+}
+
+/// Longest duration accepted, in nanoseconds (10^12 seconds).
+const MAX_DURATION_NANOS: u128 = 1_000_000_000_000 * 1_000_000_000;
+
 /// Parses a duration: one or more `<number><unit>` parts, units `ns`, `us` (or
 /// `µs`), `ms`, `s`, `m`, `h`, `d`; `0` alone is zero. Examples: `250ms`, `2s`,
-/// `1.5s`, `1m30s`.
+/// `1.5s`, `1m30s`. Exact to the nanosecond (integer arithmetic, so a
+/// printed `Duration` reads back as the same value); fractions of a
+/// nanosecond are dropped; at most 10^12 seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
     if s.is_empty() {
         return Err(ParseError::new(1, "a duration such as 250ms or 2s"));
@@ -51,10 +83,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut total = 0f64;
+    let too_long = || ParseError::new(1, "a duration shorter than 10^12 seconds");
+    let mut total: u128 = 0;
     let mut i = 0;
     while i < s.len() {
-        let (value, end) = decimal(s, i)?;
+        let (int, frac, end) = decimal_digits(s, i)?;
         let unit_start = end;
         let rest = &s[unit_start..];
         let unit_len = rest
@@ -62,14 +95,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
             .find(|(_, c)| !c.is_alphabetic())
             .map_or(rest.len(), |(idx, _)| idx);
         let unit = &rest[..unit_len];
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
             _ => {
                 return Err(ParseError::new(
                     char_pos(s, unit_start),
@@ -77,13 +110,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
                 ));
             }
         };
-        total += value * scale;
+        // Leading zeros do not count against the bound.
+        let int = int.trim_start_matches('0');
+        if int.len() > 24 {
+            return Err(too_long());
+        }
+        let whole: u128 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| too_long())?
+        };
+        // Digits past the 20th are below a nanosecond for every unit.
+        let frac = &frac[..frac.len().min(20)];
+        let fraction: u128 = if frac.is_empty() {
+            0
+        } else {
+            let digits: u128 = frac.parse().map_err(|_| too_long())?;
+            digits * scale / 10u128.pow(frac.len() as u32)
+        };
+        total = whole
+            .checked_mul(scale)
+            .and_then(|n| n.checked_add(fraction))
+            .and_then(|n| total.checked_add(n))
+            .filter(|n| *n <= MAX_DURATION_NANOS)
+            .ok_or_else(too_long)?;
         i = unit_start + unit_len;
     }
-    if !total.is_finite() || total > 1e12 {
-        return Err(ParseError::new(1, "a duration shorter than 10^12 seconds"));
-    }
-    Ok(Duration::from_secs_f64(total))
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
 }
 
 /// Parses a fraction of one: `5%`, `12.5%`, `0.05`, `1`. Values above 100% (or 1)
@@ -225,6 +279,16 @@ mod tests {
         assert_eq!(ok("1h"), Duration::from_secs(3600));
         assert_eq!(ok("0"), Duration::ZERO);
         assert_eq!(ok("0s"), Duration::ZERO);
+        // Exact to the nanosecond, however long (found by fuzz/: summed in
+        // f64, this read back as another duration).
+        assert_eq!(
+            ok("30799356756872001648ns"),
+            Duration::new(30_799_356_756, 872_001_648)
+        );
+        assert_eq!(ok("1.000000001s"), Duration::new(1, 1));
+        assert_eq!(ok("0.0000000001s"), Duration::ZERO);
+        assert!(parse_duration("1000000000001s").is_err());
+        assert_eq!(ok("1000000000000s"), Duration::from_secs(1_000_000_000_000));
         let err = |s: &str| parse_duration(s).unwrap_err();
         assert_eq!(err("250").position(), 4);
         assert_eq!(

@@ -10,6 +10,9 @@ use super::window::{Kind, MAX_BUCKETS, MAX_COUNT_WINDOW};
 use super::{AbandonedPolicy, CircuitBreaker};
 use crate::error::BuildError;
 
+/// The most probes permitted in half-open.
+pub(crate) const MAX_PROBES: u32 = 4095;
+
 /// The sliding window the failure and slow-call rates are measured over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -60,6 +63,7 @@ pub struct CircuitBreakerBuilder {
     pub(super) probe_deadline: Duration,
     pub(crate) policy: FailurePolicy,
     pub(crate) abandoned: AbandonedPolicy,
+    pub(crate) count_rejections: bool,
     pub(super) initial: State,
     pub(crate) metric_prefix: Option<Arc<str>>,
     pub(crate) event_capacity: usize,
@@ -82,6 +86,7 @@ impl CircuitBreakerBuilder {
             probe_deadline: Duration::from_secs(60),
             policy: FailurePolicy::default(),
             abandoned: AbandonedPolicy::Ignore,
+            count_rejections: false,
             initial: State::Closed,
             metric_prefix: None,
             event_capacity: 64,
@@ -102,7 +107,8 @@ impl CircuitBreakerBuilder {
         slow_call_rate_threshold(slow_call_rate: f64);
         /// Calls at least this long are slow. Defaults to 60 s.
         slow_call_duration(slow_call_duration: Duration);
-        /// Calls needed in the window before the rates are evaluated. Defaults to 100.
+        /// Calls needed in the window before the rates are evaluated (at least
+        /// 1; 0 is refused by [`build`](Self::build)). Defaults to 100.
         minimum_calls(minimum_calls: u32);
         /// Random jitter of the open wait, a fraction (0 ..= 1): the wait is scaled
         /// by a factor in `1 - jitter ..= 1 + jitter`. Defaults to 0.
@@ -119,6 +125,18 @@ impl CircuitBreakerBuilder {
         /// What a call that is dropped before its result counts as. Defaults to
         /// [`AbandonedPolicy::Ignore`].
         abandoned(abandoned: AbandonedPolicy);
+        /// Whether a rejection by a guard *inside* this breaker counts as a
+        /// failure: a [`BulkheadFull`](crate::BulkheadFull) or
+        /// [`CircuitOpen`](crate::CircuitOpen) anywhere in the error's source
+        /// chain, or a response made from one by
+        /// [`RejectionResponseLayer`](crate::reject::RejectionResponseLayer)
+        /// (it carries [`RejectedResponse`](crate::reject::RejectedResponse)).
+        /// Defaults to `false`: such calls are `ignored`, because a full
+        /// bulkhead is this service shedding load, not evidence that what the
+        /// breaker protects is broken (counting it opens the breaker under
+        /// overload and turns shedding into a total outage). Set it with
+        /// `TELLTALE_BREAKER_COUNT_REJECTIONS=true` too.
+        count_rejections(count_rejections: bool);
         /// The state the breaker starts in: `Closed`, `Disabled`, `MetricsOnly` or
         /// `ForcedOpen`. Defaults to `Closed`.
         initial_state(initial: State);
@@ -174,7 +192,7 @@ impl CircuitBreakerBuilder {
                 "must be in (0, 1]",
             ));
         }
-        if self.probes == 0 || self.probes > 4095 {
+        if self.probes == 0 || self.probes > MAX_PROBES {
             return Err(BuildError::invalid(
                 "permitted_probes",
                 "must be in 1..=4095",
@@ -188,6 +206,9 @@ impl CircuitBreakerBuilder {
         }
         if !(0.0..=1.0).contains(&self.wait_jitter) {
             return Err(BuildError::invalid("wait_jitter", "must be in [0, 1]"));
+        }
+        if self.minimum_calls == 0 {
+            return Err(BuildError::invalid("minimum_calls", "must be at least 1"));
         }
         if matches!(self.initial, State::Open | State::HalfOpen) {
             return Err(BuildError::invalid(
@@ -225,7 +246,7 @@ impl CircuitBreakerBuilder {
         let params = Params {
             failure_rate: self.failure_rate,
             slow_call_rate: self.slow_call_rate,
-            minimum_calls: self.minimum_calls.max(1),
+            minimum_calls: self.minimum_calls,
             probes: self.probes,
             probe_deadline_nanos: nanos(self.probe_deadline),
             wait: WaitParams {

@@ -24,6 +24,24 @@
 //! | [`FAILURE_STATUSES`] | `500-599,429` | HTTP statuses that fail (replaces the default's) |
 //! | [`ABANDONED`] | `ignore`, `failure` | [`abandoned`](CircuitBreakerBuilder::abandoned) |
 //! | [`STATE`] | `closed`, `disabled`, `metrics_only`, `forced_open` | [`initial_state`](CircuitBreakerBuilder::initial_state) |
+//! | [`COUNT_REJECTIONS`] | `false` (default), `true` | [`count_rejections`](CircuitBreakerBuilder::count_rejections) |
+//!
+//! Every value has a bounded range; a value outside it is an error naming the
+//! variable, quoting the value and stating the range:
+//!
+//! | variable | allowed |
+//! | --- | --- |
+//! | [`WINDOW`] | a count 1 ..= 10 000, or a duration 1 s ..= 1 h |
+//! | [`WINDOW_BUCKETS`] | 1 ..= 120, with a time window only |
+//! | [`FAILURE_RATE`], [`SLOW_CALL_RATE`] | above 0 up to 100% |
+//! | [`SLOW_CALL_DURATION`], [`OPEN_WAIT`], [`PROBE_DEADLINE`] | 1 ms ..= 1 h |
+//! | [`MINIMUM_CALLS`] | 1 ..= 10 000 |
+//! | [`OPEN_WAIT_MULTIPLIER`] | 1 ..= 100 |
+//! | [`OPEN_WAIT_MAX`] | 1 ms ..= 24 h, and at least the open wait |
+//! | [`OPEN_WAIT_JITTER`] | 0 ..= 100% |
+//! | [`HALF_OPEN_PROBES`] | 1 ..= 4095 |
+//! | [`FAILURE_STATUSES`] | statuses or ranges within 100-599 (600-999, codes no client can interpret, always fail) |
+//! | [`ABANDONED`], [`STATE`], [`COUNT_REJECTIONS`] | the values above |
 //!
 //! ```
 //! use telltale_core::Env;
@@ -52,11 +70,15 @@
 //! assert_eq!(err.config().unwrap().variable(), "TELLTALE_BREAKER_MINIMUM_CALLS");
 //! ```
 
-use telltale_core::config::{EnvSource, ParseError, parse_duration, parse_list_with, parse_number};
+use std::time::Duration;
+
+use telltale_core::config::{EnvSource, ParseError, parse_list_with, parse_number};
 use telltale_core::{ConfigError, Env};
 
-use super::config::{CircuitBreakerBuilder, SlidingWindow};
+use super::config::{CircuitBreakerBuilder, MAX_PROBES, SlidingWindow};
+use super::window::{MAX_BUCKETS, MAX_COUNT_WINDOW};
 use super::{AbandonedPolicy, State};
+use crate::env_range::{check_duration, check_number, duration_in, fraction, number_in, show};
 
 telltale_core::env_vars! {
     /// The prefix of the variables read by [`CircuitBreakerBuilder::env`] and
@@ -92,72 +114,142 @@ telltale_core::env_vars! {
     ABANDONED;
     /// `STATE`: the initial state (`closed`, `disabled`, `metrics_only`, `forced_open`).
     STATE;
+    /// `COUNT_REJECTIONS`: whether rejections by guards inside the breaker (a
+    /// full bulkhead) count as failures (default `false`; see
+    /// [`count_rejections`](CircuitBreakerBuilder::count_rejections)).
+    COUNT_REJECTIONS;
 }
 
-/// Overlays the variables set in `env` (under `prefix`) on `b`.
+/// The longest time window ([`WINDOW`]).
+pub const MAX_WINDOW_DURATION: Duration = Duration::from_secs(3600);
+/// The shortest time window ([`WINDOW`]).
+pub const MIN_WINDOW_DURATION: Duration = Duration::from_secs(1);
+/// The longest duration of [`SLOW_CALL_DURATION`], [`OPEN_WAIT`] and
+/// [`PROBE_DEADLINE`].
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// The longest [`OPEN_WAIT_MAX`].
+pub const MAX_OPEN_WAIT_MAX: Duration = Duration::from_secs(24 * 3600);
+/// The largest [`OPEN_WAIT_MULTIPLIER`].
+pub const MAX_MULTIPLIER: f64 = 100.0;
+
+/// Overlays the variables set in `env` (under `prefix`) on `b`, each checked
+/// against its range (the module docs' table), so that an error names the
+/// variable the user set rather than a builder setting.
 pub(super) fn apply<S: EnvSource>(
     mut b: CircuitBreakerBuilder,
     env: &Env<S>,
     prefix: &str,
 ) -> Result<CircuitBreakerBuilder, ConfigError> {
     let var = |name: &str| format!("{prefix}{name}");
-    let buckets = env.number::<u32>(&var(WINDOW_BUCKETS))?;
+    let ms = Duration::from_millis(1);
+    let buckets_var = var(WINDOW_BUCKETS);
+    let buckets = number_in::<_, u32>(env, &buckets_var, 1, MAX_BUCKETS)?;
     if let Some(window) = env.parse(&var(WINDOW), |v| {
         if v.bytes().all(|b| b.is_ascii_digit()) {
-            parse_number::<u32>(v).map(SlidingWindow::Count)
+            check_number::<u32>(v, 1, MAX_COUNT_WINDOW).map(SlidingWindow::Count)
         } else {
-            parse_duration(v).map(|duration| SlidingWindow::Time {
-                duration,
-                buckets: buckets.unwrap_or(10),
-            })
+            check_duration(v, MIN_WINDOW_DURATION, MAX_WINDOW_DURATION)
+                .map_err(|e| {
+                    ParseError::new(
+                        e.position(),
+                        format!(
+                            "a count of calls from 1 to {MAX_COUNT_WINDOW}, or {}",
+                            e.expected()
+                        ),
+                    )
+                })
+                .map(|duration| SlidingWindow::Time {
+                    duration,
+                    buckets: buckets.unwrap_or(10),
+                })
         }
     })? {
         b.window = window;
-    } else if let (Some(buckets), SlidingWindow::Time { duration, .. }) = (buckets, b.window) {
-        b.window = SlidingWindow::Time { duration, buckets };
     }
-    if let Some(v) = env.percentage(&var(FAILURE_RATE))? {
+    if let Some(n) = buckets {
+        match b.window {
+            SlidingWindow::Time { duration, .. } => {
+                b.window = SlidingWindow::Time {
+                    duration,
+                    buckets: n,
+                };
+            }
+            SlidingWindow::Count(_) => {
+                return Err(ConfigError::new(
+                    buckets_var,
+                    &n.to_string(),
+                    ParseError::new(
+                        1,
+                        format!(
+                            "no value: buckets apply to a time window only, and {} is a count of calls",
+                            var(WINDOW)
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(v) = fraction(env, &var(FAILURE_RATE), false)? {
         b.failure_rate = v;
     }
-    if let Some(v) = env.percentage(&var(SLOW_CALL_RATE))? {
+    if let Some(v) = fraction(env, &var(SLOW_CALL_RATE), false)? {
         b.slow_call_rate = v;
     }
-    if let Some(v) = env.duration(&var(SLOW_CALL_DURATION))? {
+    if let Some(v) = duration_in(env, &var(SLOW_CALL_DURATION), ms, MAX_DURATION)? {
         b.slow_call_duration = v;
     }
-    if let Some(v) = env.number(&var(MINIMUM_CALLS))? {
+    if let Some(v) = number_in(env, &var(MINIMUM_CALLS), 1, MAX_COUNT_WINDOW)? {
         b.minimum_calls = v;
     }
-    if let Some(v) = env.duration(&var(OPEN_WAIT))? {
+    if let Some(v) = duration_in(env, &var(OPEN_WAIT), ms, MAX_DURATION)? {
         b = b.wait_in_open(v);
     }
     if let Some(v) = env.parse(&var(OPEN_WAIT_MULTIPLIER), |v| {
         v.parse::<f64>()
             .ok()
-            .filter(|m| m.is_finite() && *m >= 1.0)
-            .ok_or_else(|| ParseError::new(1, "a number >= 1"))
+            .filter(|m| (1.0..=MAX_MULTIPLIER).contains(m))
+            .ok_or_else(|| ParseError::new(1, format!("a number from 1 to {MAX_MULTIPLIER}")))
     })? {
         b.wait_multiplier = v;
     }
-    if let Some(v) = env.duration(&var(OPEN_WAIT_MAX))? {
+    let wait_max_var = var(OPEN_WAIT_MAX);
+    if let Some(v) = duration_in(env, &wait_max_var, ms, MAX_OPEN_WAIT_MAX)? {
+        if v < b.wait {
+            return Err(ConfigError::new(
+                wait_max_var,
+                &show(v),
+                ParseError::new(
+                    1,
+                    format!(
+                        "a duration of at least the open wait ({}) and at most {}",
+                        show(b.wait),
+                        show(MAX_OPEN_WAIT_MAX)
+                    ),
+                ),
+            ));
+        }
         b.wait_max = v;
     }
-    if let Some(v) = env.percentage(&var(OPEN_WAIT_JITTER))? {
+    if let Some(v) = fraction(env, &var(OPEN_WAIT_JITTER), true)? {
         b.wait_jitter = v;
     }
-    if let Some(v) = env.number(&var(HALF_OPEN_PROBES))? {
+    if let Some(v) = number_in(env, &var(HALF_OPEN_PROBES), 1, MAX_PROBES)? {
         b.probes = v;
     }
-    if let Some(v) = env.duration(&var(PROBE_DEADLINE))? {
+    if let Some(v) = duration_in(env, &var(PROBE_DEADLINE), ms, MAX_DURATION)? {
         b.probe_deadline = v;
     }
     if let Some(ranges) = env.parse(&var(FAILURE_STATUSES), |v| {
         parse_list_with(v, |item| {
+            let expected = "a status or range within 100-599 (such as 500-599,429)";
             let (a, b) = item.split_once('-').unwrap_or((item, item));
-            let a: u16 = parse_number(a.trim())?;
-            let b: u16 = parse_number(b.trim()).map_err(|e| e.shifted(a.to_string().len() + 1))?;
+            let a: u16 =
+                parse_number(a.trim()).map_err(|e| ParseError::new(e.position(), expected))?;
+            let b: u16 = parse_number(b.trim()).map_err(|e| {
+                ParseError::new(e.position(), expected).shifted(a.to_string().len() + 1)
+            })?;
             if !(100..=599).contains(&a) || !(a..=599).contains(&b) {
-                return Err(ParseError::new(1, "a status or range within 100-599"));
+                return Err(ParseError::new(1, expected));
             }
             Ok(a..=b)
         })
@@ -186,6 +278,9 @@ pub(super) fn apply<S: EnvSource>(
         )),
     })? {
         b.initial = v;
+    }
+    if let Some(v) = env.boolean(&var(COUNT_REJECTIONS))? {
+        b.count_rejections = v;
     }
     Ok(b)
 }

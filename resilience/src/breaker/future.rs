@@ -7,11 +7,12 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{BoxError, CompletionBody, Outcome, ResponseHead};
+use telltale_core::{BoxError, CompletionBody, ResponseHead};
 
 use super::body::{ResponseBody, SettleOnEnd};
 use super::{BreakerPermit, Verdict};
 use crate::error::{CircuitOpen, Error};
+use crate::reject::RejectedResponse;
 
 pin_project! {
     /// The future of [`CircuitBreaker::call`](super::CircuitBreaker::call):
@@ -96,10 +97,24 @@ where
             } => {
                 let result = ready!(fut.poll(cx));
                 let classify = classify.take().expect("Call polled after completion");
+                let verdict = classify(&result);
+                let result = result.map_err(Into::<BoxError>::into);
                 if let Some(permit) = permit.take() {
-                    permit.record(classify(&result));
+                    // A rejection inside the breaker is load shedding, not a
+                    // failure of what it protects (unless asked to count it).
+                    let verdict = match &result {
+                        Err(e)
+                            if verdict == Verdict::Failure
+                                && permit.ignores_rejections()
+                                && Error::rejection_in(&**e).is_some() =>
+                        {
+                            Verdict::Ignore
+                        }
+                        _ => verdict,
+                    };
+                    permit.record(verdict);
                 }
-                Poll::Ready(result.map_err(|e| Error::Inner(e.into())))
+                Poll::Ready(result.map_err(Error::Inner))
             }
         }
     }
@@ -156,6 +171,19 @@ where
                 match result {
                     Ok(response) => {
                         let head = ResponseHead::from_response(&response);
+                        let permit = match permit {
+                            Some(permit)
+                                if permit.ignores_rejections()
+                                    && response
+                                        .extensions()
+                                        .get::<RejectedResponse>()
+                                        .is_some() =>
+                            {
+                                permit.record(Verdict::Ignore);
+                                None
+                            }
+                            other => other,
+                        };
                         Poll::Ready(Ok(response.map(|body| match permit {
                             Some(permit) => CompletionBody::new(body, SettleOnEnd { permit, head }),
                             None => CompletionBody::passthrough(body),
@@ -164,7 +192,7 @@ where
                     Err(e) => {
                         let e: BoxError = e.into();
                         if let Some(permit) = permit {
-                            permit.record_outcome(&Outcome::from_error(&*e));
+                            permit.record_error(&*e);
                         }
                         Poll::Ready(Err(Error::Inner(e)))
                     }

@@ -33,6 +33,13 @@
 //! cannot re-open or close anything. Slow calls (at least the slow-call
 //! duration) are counted as `slow` in addition to `successful` or `failed`.
 //!
+//! Rejections by guards inside the breaker (a full bulkhead, an open inner
+//! breaker, or a response [`RejectionResponseLayer`](crate::reject::RejectionResponseLayer)
+//! made from one) are `ignored`, not failures, unless
+//! [`count_rejections`](CircuitBreakerBuilder::count_rejections) says
+//! otherwise: a bulkhead shedding load is not evidence that the dependency is
+//! broken.
+//!
 //! A call whose future (or response body) is dropped before it ends is
 //! *abandoned*: its permit is released (a half-open probe slot is given back)
 //! and [`AbandonedPolicy`] says whether it counts. With `tower::timeout`
@@ -184,6 +191,7 @@ pub(crate) struct Shared {
     slow_nanos: u64,
     policy: FailurePolicy,
     abandoned: AbandonedPolicy,
+    count_rejections: bool,
     metrics: BreakerMetrics,
     events: broadcast::Sender<BreakerEvent>,
 }
@@ -258,6 +266,7 @@ impl CircuitBreaker {
                 slow_nanos: builder.slow_nanos(),
                 policy: builder.policy,
                 abandoned: builder.abandoned,
+                count_rejections: builder.count_rejections,
                 name: builder.name,
                 events,
             }),
@@ -407,6 +416,12 @@ impl Shared {
         span.record("resilience.circuit_breaker.name", &*self.name);
         span.record("resilience.circuit_breaker.state", reject.state.as_str());
         span.record("resilience.rejected", true);
+        // The per-call number goes in an attribute; the span status stays
+        // the fixed `circuit open` (see `telltale_core::Refusal`).
+        span.record(
+            "resilience.circuit_breaker.retry_after_ms",
+            retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        );
         tracing::debug!(
             target: "telltale::breaker",
             breaker = %self.name,
@@ -427,7 +442,7 @@ impl Shared {
     }
 
     fn emit(&self, t: Transition, correlation: Option<&CorrelationId>) {
-        self.metrics.transitions[t.from.index()][t.to.index()].increment(1);
+        self.metrics.count_transition(t.from, t.to);
         self.metrics.set_state(self.core.current().1);
         if t.to == State::Closed || t.to == State::MetricsOnly {
             self.metrics.failure_rate.set(-1.0);

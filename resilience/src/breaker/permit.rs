@@ -69,6 +69,24 @@ impl BreakerPermit {
         self.record(verdict);
     }
 
+    /// Whether a rejection by a guard inside the breaker is `ignored` rather
+    /// than counted (see
+    /// [`count_rejections`](super::CircuitBreakerBuilder::count_rejections)).
+    pub(crate) fn ignores_rejections(&self) -> bool {
+        !self.inner.count_rejections
+    }
+
+    /// Reports an error returned by the call: `ignored` when it is a
+    /// rejection the breaker does not count, else classified as
+    /// [`record_outcome`](Self::record_outcome) does.
+    pub(crate) fn record_error(self, err: &(dyn std::error::Error + 'static)) {
+        if self.ignores_rejections() && crate::Error::rejection_in(err).is_some() {
+            self.record(Verdict::Ignore);
+        } else {
+            self.record_outcome(&Outcome::from_error(err));
+        }
+    }
+
     /// Whether the call was admitted as a half-open probe.
     pub fn is_probe(&self) -> bool {
         self.admit.is_some_and(|a| a.lane == Lane::Probe)

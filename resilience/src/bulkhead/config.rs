@@ -8,9 +8,7 @@ use tokio::sync::{Semaphore, broadcast};
 
 use super::{Bulkhead, BulkheadMetrics, Shared};
 use crate::error::BuildError;
-use telltale_core::metric_name::full;
-
-use crate::names;
+use crate::names::{self, described};
 
 /// Builds a [`Bulkhead`]. Every setter says its default.
 ///
@@ -77,11 +75,11 @@ impl BulkheadBuilder {
         let p = self.metric_prefix.as_deref();
         let name = self.name.to_string();
         let metrics = BulkheadMetrics {
-            available: gauge!(full(p, names::BULKHEAD_AVAILABLE), "name" => name.clone()),
-            rejected: counter!(full(p, names::BULKHEAD_REJECTED), "name" => name.clone()),
-            wait: histogram!(full(p, names::BULKHEAD_WAIT_DURATION), "name" => name.clone()),
+            available: gauge!(described(p, names::BULKHEAD_AVAILABLE), "name" => name.clone()),
+            rejected: counter!(described(p, names::BULKHEAD_REJECTED), "name" => name.clone()),
+            wait: histogram!(described(p, names::BULKHEAD_WAIT_DURATION), "name" => name.clone()),
         };
-        gauge!(full(p, names::BULKHEAD_MAX_ALLOWED), "name" => name)
+        gauge!(described(p, names::BULKHEAD_MAX_ALLOWED), "name" => name)
             .set(self.max_concurrent as f64);
         metrics.available.set(self.max_concurrent as f64);
         Ok(Bulkhead {

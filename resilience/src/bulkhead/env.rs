@@ -7,10 +7,13 @@
 //! is set in `env` (presets leave an unconfigured bulkhead out, or
 //! [unlimited](super::Bulkhead::unlimited)).
 //!
-//! | variable | example | setting |
-//! | --- | --- | --- |
-//! | [`MAX_CONCURRENT`] | `8` | [`max_concurrent`](BulkheadBuilder::max_concurrent) |
-//! | [`MAX_WAIT`] | `0`, `50ms` | [`max_wait`](BulkheadBuilder::max_wait) |
+//! | variable | example | allowed | setting |
+//! | --- | --- | --- | --- |
+//! | [`MAX_CONCURRENT`] | `8` | 1 ..= 1 000 000 ([`MAX_SLOTS`]) | [`max_concurrent`](BulkheadBuilder::max_concurrent) |
+//! | [`MAX_WAIT`] | `0`, `50ms` | 0 ..= 60 s ([`MAX_MAX_WAIT`]) | [`max_wait`](BulkheadBuilder::max_wait) |
+//!
+//! A value outside its range is an error naming the variable, quoting the
+//! value and stating the range.
 //!
 //! ```
 //! use telltale_core::Env;
@@ -35,10 +38,13 @@
 //! assert_eq!(bulkhead.max_wait().as_millis(), 20);
 //! ```
 
+use std::time::Duration;
+
 use telltale_core::config::EnvSource;
 use telltale_core::{ConfigError, Env};
 
 use super::BulkheadBuilder;
+use crate::env_range::{duration_in, number_in};
 
 telltale_core::env_vars! {
     /// The prefix of the variables read by [`BulkheadBuilder::env`] and
@@ -50,16 +56,28 @@ telltale_core::env_vars! {
     MAX_WAIT;
 }
 
-/// Overlays the variables set in `env` (under `prefix`) on `b`.
+/// The most slots [`MAX_CONCURRENT`] may ask for (the builder allows up to
+/// 2^61 in code).
+pub const MAX_SLOTS: usize = 1_000_000;
+/// The longest [`MAX_WAIT`].
+pub const MAX_MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Overlays the variables set in `env` (under `prefix`) on `b`, each checked
+/// against its range.
 pub(super) fn apply<S: EnvSource>(
     mut b: BulkheadBuilder,
     env: &Env<S>,
     prefix: &str,
 ) -> Result<BulkheadBuilder, ConfigError> {
-    if let Some(v) = env.number(&format!("{prefix}{MAX_CONCURRENT}"))? {
+    if let Some(v) = number_in(env, &format!("{prefix}{MAX_CONCURRENT}"), 1, MAX_SLOTS)? {
         b.max_concurrent = v;
     }
-    if let Some(v) = env.duration(&format!("{prefix}{MAX_WAIT}"))? {
+    if let Some(v) = duration_in(
+        env,
+        &format!("{prefix}{MAX_WAIT}"),
+        Duration::ZERO,
+        MAX_MAX_WAIT,
+    )? {
         b.max_wait = v;
     }
     Ok(b)

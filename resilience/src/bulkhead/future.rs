@@ -70,7 +70,6 @@ impl Future for Wait {
             ready!(sleep.poll(cx));
         }
         let waited = this.started.elapsed();
-        this.inner.metrics.wait.record(waited.as_secs_f64());
         Poll::Ready(Err(this.inner.reject(waited)))
     }
 }

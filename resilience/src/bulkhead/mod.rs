@@ -30,9 +30,9 @@
 //! `telltale_bulkhead_available_concurrent_calls{name}`,
 //! `telltale_bulkhead_max_allowed_concurrent_calls{name}`,
 //! `telltale_bulkhead_rejected_calls_total{name}`, and the histogram
-//! `telltale_bulkhead_wait_duration_seconds{name}` of calls that had to wait (admitted
-//! or rejected; calls admitted at once are not recorded, which keeps the hot
-//! path free of allocation in every exporter). A rejection records
+//! `telltale_bulkhead_wait_duration_seconds{name}` of every admitted call's
+//! wait for a slot (0 when admitted at once; rejected calls are counted by
+//! the rejected counter, not here). A rejection records
 //! `resilience.bulkhead.name` and `resilience.rejected` on the current span
 //! (when declared) and emits a DEBUG event (target `telltale::bulkhead`).
 
@@ -186,6 +186,9 @@ impl Bulkhead {
 
     pub(crate) fn try_acquire_quiet(&self) -> Option<BulkheadPermit> {
         self.inner.semaphore.try_acquire().ok()?.forget();
+        // Admitted at once: a wait of 0, so the histogram counts every
+        // admitted call.
+        self.inner.metrics.wait.record(0.0);
         Some(self.inner.wrap())
     }
 
@@ -235,6 +238,10 @@ impl Shared {
         let span = tracing::Span::current();
         span.record("resilience.bulkhead.name", &*self.name);
         span.record("resilience.rejected", true);
+        span.record(
+            "resilience.bulkhead.waited_ms",
+            u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+        );
         tracing::debug!(
             target: "telltale::bulkhead",
             bulkhead = %self.name,

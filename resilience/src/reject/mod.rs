@@ -47,7 +47,7 @@ mod service;
 
 use http::{Response, StatusCode};
 use telltale_core::grpc::trailers_only_response;
-use telltale_core::{BoxError, GrpcCode};
+use telltale_core::{BoxError, GrpcCode, Refusal};
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
@@ -55,6 +55,41 @@ pub use layer::{AnswerAll, Mode, PassThrough, RejectionResponseLayer};
 pub use service::RejectionResponseService;
 
 use crate::error::{Error, Rejection};
+
+/// The mark (a response extension) of a response that
+/// [`RejectionResponseLayer`] made from a rejection
+/// ([`CircuitOpen`](crate::CircuitOpen) or [`BulkheadFull`](crate::BulkheadFull)).
+/// A [`CircuitBreaker`](crate::CircuitBreaker) outside the layer ignores such
+/// responses (unless it [counts rejections](crate::CircuitBreakerBuilder::count_rejections)):
+/// its `503` is this service shedding load, not a failure of the service.
+///
+/// ```
+/// use telltale_resilience::{Bulkhead, CircuitBreaker, State};
+/// use telltale_resilience::reject::{RejectedResponse, RejectionResponseLayer};
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let bulkhead = Bulkhead::builder("api").max_concurrent(1).build().unwrap();
+/// let breaker = CircuitBreaker::builder("api").minimum_calls(1).build().unwrap();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(breaker.layer())
+///     .layer(RejectionResponseLayer::new())
+///     .layer(bulkhead.layer())
+///     .service_fn(|_req: http::Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     });
+/// let _held = bulkhead.try_acquire().unwrap();
+/// let res = svc.ready().await.unwrap().call(http::Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.status(), 503);
+/// assert!(res.extensions().get::<RejectedResponse>().is_some());
+/// assert_eq!(breaker.state(), State::Closed);
+/// assert_eq!(breaker.snapshot().calls, 0);
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RejectedResponse {
+    _private: (),
+}
 
 /// The response `err` becomes: `Some` for a rejection or a timeout; for other
 /// errors `Some(500 / INTERNAL)` when `answer_all`, else `None`.
@@ -64,12 +99,17 @@ pub(crate) fn response_for<B>(
     grpc: bool,
     answer_all: bool,
 ) -> Option<Response<ResponseBody<B>>> {
-    let (res, code, message): (Response<()>, _, _) = match Error::rejection_in(err) {
-        Some(Rejection::Open(open)) => (open.to_response(), GrpcCode::Unavailable, "circuit open"),
+    let rejected = Error::rejection_in(err).is_some();
+    let (mut res, code, message): (Response<()>, _, _) = match Error::rejection_in(err) {
+        Some(Rejection::Open(open)) => (
+            open.to_response(),
+            GrpcCode::Unavailable,
+            Refusal::CircuitOpen.message(),
+        ),
         Some(Rejection::Full(full)) => (
             full.to_response(bulkhead_status),
             GrpcCode::ResourceExhausted,
-            "bulkhead full",
+            Refusal::BulkheadFull.message(),
         ),
         _ if telltale_core::is_timeout(err) => (
             status_response(StatusCode::GATEWAY_TIMEOUT),
@@ -83,7 +123,15 @@ pub(crate) fn response_for<B>(
         ),
         _ => return None,
     };
+    // The layers above (the request span, metrics) classify the answer as the
+    // rejection it is, not as any 503.
+    if let Some(refusal) = Refusal::find(err) {
+        res.extensions_mut().insert(refusal);
+    }
     let (mut parts, ()) = res.into_parts();
+    if rejected {
+        parts.extensions.insert(RejectedResponse { _private: () });
+    }
     if grpc {
         // Trailers-only; `Retry-After` of a rejection is kept as a hint.
         let (grpc_parts, ()) = trailers_only_response::<()>(code, message).into_parts();

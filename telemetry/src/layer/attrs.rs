@@ -265,30 +265,35 @@ impl Redactor {
     }
 
     /// `url.full` for a client request: credentials in the authority and
-    /// sensitive query values redacted.
-    pub(crate) fn full_url(&self, uri: &Uri) -> String {
+    /// sensitive query values redacted. A URI without scheme and authority
+    /// (tonic sends path-only URIs) takes them from `origin`; without one
+    /// there is no absolute URL, and `None` (the conventions define
+    /// `url.full` as absolute: never a bare path).
+    pub(crate) fn full_url(&self, uri: &Uri, origin: Option<&Uri>) -> Option<String> {
+        let (scheme, authority) = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => (scheme, authority),
+            _ => {
+                let origin = origin?;
+                (origin.scheme_str()?, origin.authority()?)
+            }
+        };
         let mut out =
             String::with_capacity(uri.path().len() + uri.query().map_or(0, str::len) + 48);
-        if let Some(scheme) = uri.scheme_str() {
-            out.push_str(scheme);
-            out.push_str("://");
-        }
-        if let Some(authority) = uri.authority() {
-            let a = authority.as_str();
-            match a.rsplit_once('@') {
-                Some((_, host)) => {
-                    out.push_str("REDACTED:REDACTED@");
-                    out.push_str(host);
-                }
-                None => out.push_str(a),
+        out.push_str(scheme);
+        out.push_str("://");
+        match authority.as_str().rsplit_once('@') {
+            Some((_, host)) => {
+                out.push_str("REDACTED:REDACTED@");
+                out.push_str(host);
             }
+            None => out.push_str(authority.as_str()),
         }
         out.push_str(uri.path());
         if let Some(q) = uri.query() {
             out.push('?');
             out.push_str(&self.redact(q));
         }
-        out
+        Some(out)
     }
 }
 
@@ -442,8 +447,22 @@ mod tests {
         );
         let uri: Uri = "https://u:p@h.test:8443/p?password=x&y=1".parse().unwrap();
         assert_eq!(
-            r.full_url(&uri),
-            "https://REDACTED:REDACTED@h.test:8443/p?password=REDACTED&y=1"
+            r.full_url(&uri, None).as_deref(),
+            Some("https://REDACTED:REDACTED@h.test:8443/p?password=REDACTED&y=1")
+        );
+        // A path-only URI: absolute from the origin, or nothing.
+        let path: Uri = "/pkg.Svc/Call?token=t".parse().unwrap();
+        assert_eq!(r.full_url(&path, None), None);
+        let origin: Uri = "http://10.0.0.1:50051".parse().unwrap();
+        assert_eq!(
+            r.full_url(&path, Some(&origin)).as_deref(),
+            Some("http://10.0.0.1:50051/pkg.Svc/Call?token=REDACTED")
+        );
+        // The request's own absolute URI wins over the origin.
+        assert_eq!(
+            r.full_url(&"http://a.test/x".parse().unwrap(), Some(&origin))
+                .as_deref(),
+            Some("http://a.test/x")
         );
     }
 }

@@ -27,4 +27,12 @@ pub enum BuildError {
     /// The metrics configuration is invalid.
     #[error(transparent)]
     Metrics(#[from] RedConfigError),
+    /// A client origin is not an absolute `scheme://host[:port]` URI.
+    #[error(
+        "invalid client origin {origin:?}: expected scheme://host[:port], such as http://10.0.0.1:50051"
+    )]
+    Origin {
+        /// The origin as given.
+        origin: String,
+    },
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{CompletionBody, ResponseHead, Side};
+use telltale_core::{CompletionBody, Outcome, ResponseHead, Side};
 
 use super::server::ResponseBody;
 use crate::layer::attrs::{Capture, protocol_version};
@@ -112,8 +112,14 @@ where
                     .map(|body| ResponseBody::new(CompletionBody::new(body, Settle(record)))))
             }
             Err(err) => {
-                record.describe_error(&err);
-                record.settle(classify_error(&err));
+                let outcome = classify_error(&err);
+                // A guard's refusal has a fixed description; its per-call
+                // numbers are attributes (`resilience.*`), not status text.
+                match outcome {
+                    Outcome::Refused { refusal, .. } => record.describe_error(&refusal),
+                    _ => record.describe_error(&err),
+                }
+                record.settle(outcome);
                 Err(err)
             }
         })

@@ -18,8 +18,9 @@
 //!
 //! - [`server`]: SERVER spans (HTTP and gRPC), trace context continued or
 //!   linked, health checks filtered, `http_server_*` / `rpc_server_*` metrics.
-//! - [`client`]: CLIENT spans, `traceparent`/`tracestate` injected (W3C even
-//!   with no propagator configured), `http_client_*` / `rpc_client_*` metrics.
+//! - [`client`]: CLIENT spans, trace context injected (the installed
+//!   propagators, [`crate::propagation`]; W3C Trace Context and Baggage when
+//!   none is installed), `http_client_*` / `rpc_client_*` metrics.
 
 mod attrs;
 pub mod client;

@@ -131,7 +131,16 @@ impl Record {
                 self.span.record("error.type", error_type);
                 // A description already set the status to Error with its text.
                 if !self.described {
-                    self.span.record("otel.status_code", "error");
+                    match outcome {
+                        // A rejection answered with a response: the fixed text.
+                        Outcome::Refused { refusal, .. } => {
+                            self.span
+                                .record("otel.status_description", refusal.message());
+                        }
+                        _ => {
+                            self.span.record("otel.status_code", "error");
+                        }
+                    }
                 }
             }
         }

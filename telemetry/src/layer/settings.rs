@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use telltale_core::config::{Env, EnvSource};
+use telltale_core::config::{Env, EnvSource, ParseError, parse_list_with};
 
 use super::attrs::{Capture, DEFAULT_REDACTED_QUERY_KEYS, Redactor, header_names};
 use super::error::BuildError;
@@ -46,13 +46,13 @@ impl Settings {
         capture_request: &str,
         capture_response: &str,
     ) -> Result<(), BuildError> {
-        if let Some(v) = env.list(super::server::env::REDACTED_QUERY_KEYS)? {
+        if let Some(v) = env.parse(super::server::env::REDACTED_QUERY_KEYS, parse_query_keys)? {
             self.redacted_keys = v;
         }
-        if let Some(v) = env.list(capture_request)? {
+        if let Some(v) = env.parse(capture_request, parse_header_names)? {
             self.request_headers = v;
         }
-        if let Some(v) = env.list(capture_response)? {
+        if let Some(v) = env.parse(capture_response, parse_header_names)? {
             self.response_headers = v;
         }
         self.red_config = crate::metrics::RedConfigBuilder {
@@ -86,7 +86,64 @@ impl Settings {
     }
 }
 
+/// Most items in one list variable (`TELLTALE_HTTP_*`).
+pub(crate) const MAX_LIST_ITEMS: usize = 256;
+/// Longest query key in `TELLTALE_HTTP_REDACTED_QUERY_KEYS`, in bytes.
+pub(crate) const MAX_QUERY_KEY_LEN: usize = 256;
+
+/// A list of at most [`MAX_LIST_ITEMS`] items, each checked by `item`.
+pub(crate) fn parse_bounded_list<T>(
+    s: &str,
+    mut item: impl FnMut(&str) -> Result<T, ParseError>,
+) -> Result<Vec<T>, ParseError> {
+    let mut count = 0;
+    parse_list_with(s, |raw| {
+        count += 1;
+        if count > MAX_LIST_ITEMS {
+            return Err(ParseError::new(
+                1,
+                format!("at most {MAX_LIST_ITEMS} items"),
+            ));
+        }
+        item(raw)
+    })
+}
+
+/// Header names to capture: valid HTTP header names (any case).
+pub(crate) fn parse_header_names(s: &str) -> Result<Vec<String>, ParseError> {
+    parse_bounded_list(s, |name| {
+        http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map(|_| name.to_owned())
+            .map_err(|_| ParseError::new(1, "a header name such as x-tenant-id"))
+    })
+}
+
+/// Query keys to redact: at most [`MAX_QUERY_KEY_LEN`] bytes, no `&`, `=`,
+/// `#` or whitespace (a key holding them could never match).
+pub(crate) fn parse_query_keys(s: &str) -> Result<Vec<String>, ParseError> {
+    parse_bounded_list(s, |key| {
+        if let Some((i, _)) = key
+            .chars()
+            .enumerate()
+            .find(|(_, c)| matches!(c, '&' | '=' | '#') || c.is_whitespace() || c.is_control())
+        {
+            return Err(ParseError::new(
+                i + 1,
+                "a query key (no '&', '=', '#', whitespace or control characters)",
+            ));
+        }
+        if key.len() > MAX_QUERY_KEY_LEN {
+            return Err(ParseError::new(
+                1,
+                format!("a query key of at most {MAX_QUERY_KEY_LEN} bytes"),
+            ));
+        }
+        Ok(key.to_owned())
+    })
+}
+
 /// The shared state both sides have.
+#[derive(Clone)]
 pub(crate) struct Common {
     pub(crate) redactor: Redactor,
     pub(crate) request_headers: Capture,

@@ -202,9 +202,20 @@ impl RedConfig {
         &self.buckets
     }
 
-    /// The metric-name prefix, if any.
+    /// The metric-name prefix set on this configuration, if any; `None`
+    /// means the process-wide prefix ([`telltale_core::metric_name::prefix`],
+    /// from `TELLTALE_METRICS_PREFIX`), an empty prefix means none.
     pub fn prefix(&self) -> Option<&str> {
         self.prefix.as_deref()
+    }
+
+    /// The prefix names are built with: [`prefix`](Self::prefix), else the
+    /// process-wide one.
+    pub fn effective_prefix(&self) -> Option<&str> {
+        match self.prefix.as_deref() {
+            Some(p) => Some(p),
+            None => telltale_core::metric_name::prefix(),
+        }
     }
 
     /// The address of a standalone `/metrics` listener, if one is wanted
@@ -255,8 +266,10 @@ impl RedConfigBuilder {
         self
     }
 
-    /// A prefix for every metric name: `myapp` gives `myapp_http_server_request_duration_seconds`.
-    /// Defaults to none.
+    /// A prefix for every RED metric name: `myapp` (or `myapp_`) gives
+    /// `myapp_http_server_request_duration_seconds`; `""` means none.
+    /// Defaults to the process-wide prefix (`TELLTALE_METRICS_PREFIX`, see
+    /// [`telltale_core::metric_name`]).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.prefix = Some(Arc::from(prefix.into()));
         self
@@ -285,12 +298,7 @@ impl RedConfigBuilder {
             return Err(RedConfigError::ZeroCap);
         }
         if let Some(p) = &c.prefix {
-            let mut chars = p.chars();
-            let ok = chars
-                .next()
-                .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-                && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
-            if !ok {
+            if !p.is_empty() && telltale_core::metric_name::parse_prefix(p).is_err() {
                 return Err(RedConfigError::InvalidPrefix(p.to_string()));
             }
         }

@@ -24,9 +24,10 @@ telltale_core::env_vars! {
     NAMING = "TELLTALE_METRICS_NAMING";
     /// `TELLTALE_METRICS_MAX_LABEL_SETS`: the cap on distinct label sets per metric.
     MAX_LABEL_SETS = "TELLTALE_METRICS_MAX_LABEL_SETS";
-    /// `TELLTALE_METRICS_PREFIX`: a prefix put before every RED metric name
-    /// (`myapp` gives `myapp_http_…`).
-    PREFIX = "TELLTALE_METRICS_PREFIX";
+    /// `TELLTALE_METRICS_PREFIX`: a prefix put before every metric name
+    /// telltale registers (`myapp` gives `myapp_http_…`); declared by
+    /// [`telltale_core::metric_name::env::PREFIX`], the process-wide setting.
+    PREFIX = telltale_core::metric_name::env::PREFIX;
     /// `TELLTALE_METRICS_ADDR`: the address of a standalone `/metrics` listener,
     /// e.g. `0.0.0.0:9464`.
     ADDR = "TELLTALE_METRICS_ADDR";
@@ -73,14 +74,27 @@ impl RedConfigBuilder {
         if let Some(naming) = env.parse(NAMING, str::parse::<Naming>)? {
             self = self.naming(naming);
         }
-        if let Some(cap) = env.number::<usize>(MAX_LABEL_SETS)? {
+        if let Some(cap) = env.parse(MAX_LABEL_SETS, parse_max_label_sets)? {
             self = self.max_label_sets(cap);
         }
-        if let Some(prefix) = env.string(PREFIX)? {
+        if let Some(prefix) = telltale_core::metric_name::prefix_from_env(env)? {
             self = self.prefix(prefix);
         }
         Ok(self)
     }
+}
+
+/// Largest `TELLTALE_METRICS_MAX_LABEL_SETS`.
+pub const MAX_LABEL_SETS_LIMIT: usize = 1_000_000;
+
+fn parse_max_label_sets(s: &str) -> Result<usize, ParseError> {
+    let expected = || format!("a number from 1 to {MAX_LABEL_SETS_LIMIT}");
+    let n: u64 = telltale_core::config::parse_number(s)
+        .map_err(|e| ParseError::new(e.position(), expected()))?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_LABEL_SETS_LIMIT).contains(n))
+        .ok_or_else(|| ParseError::new(1, expected()))
 }
 
 #[cfg(test)]
@@ -98,11 +112,12 @@ mod tests {
         let bad = Env::from_pairs([(NAMING, "statsd")]);
         let err = RedConfig::from_env_source(&bad).unwrap_err();
         assert!(err.to_string().contains(NAMING), "{err}");
+        let bad = Env::from_pairs([(PREFIX, "my-app")]);
+        let err = RedConfig::from_env_source(&bad).unwrap_err();
+        assert!(err.to_string().contains(PREFIX), "{err}");
         let bad = Env::from_pairs([(MAX_LABEL_SETS, "0")]);
-        assert_eq!(
-            RedConfig::from_env_source(&bad).unwrap_err(),
-            RedConfigError::ZeroCap
-        );
+        let err = RedConfig::from_env_source(&bad).unwrap_err();
+        assert!(err.to_string().contains(MAX_LABEL_SETS), "{err}");
     }
 
     #[test]

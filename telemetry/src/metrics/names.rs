@@ -10,12 +10,17 @@
 //! | exporters | [`SPANS_EXPORTED_TOTAL`], [`SPANS_DROPPED_TOTAL`], [`LOGS_EXPORTED_TOTAL`], [`LOGS_DROPPED_TOTAL`] |
 //!
 //! Every name is `telltale_core::metric_name::full(prefix, base)`: RED
-//! metrics take the prefix of their [`RedConfig`]; telltale's own metrics
-//! (the label cap, the exporters) are never prefixed (`full(None, base)`).
+//! metrics take the prefix of their [`RedConfig`](super::RedConfig) (by default the
+//! process-wide one, `TELLTALE_METRICS_PREFIX`); telltale's own metrics (the
+//! label cap, the exporters) take the process-wide prefix. The HELP text and
+//! unit of each family are declared here, once (given to the recorder by
+//! the exporters when they count; the RED families are described when a
+//! [`RedMetrics`](super::RedMetrics) first records).
 
+use metrics::{KeyName, Recorder, Unit};
 use telltale_core::metric_name::full;
 
-use super::config::{Kind, Naming, RedConfig};
+use super::config::{Kind, Naming};
 
 /// `http_server_request_duration_seconds`: HTTP server request durations.
 pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -77,8 +82,12 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    pub(crate) fn new(kind: Kind, naming: Naming, prefix: Option<&str>) -> Self {
-        let (h, c, g) = match (naming, kind) {
+    /// The base names of `kind` under `naming`: histogram, counter, gauge.
+    fn base(
+        kind: Kind,
+        naming: Naming,
+    ) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+        match (naming, kind) {
             (Naming::OpenTelemetry, Kind::HttpServer) => (
                 HTTP_SERVER_REQUEST_DURATION,
                 None,
@@ -107,7 +116,12 @@ impl Names {
             (Naming::Classic, Kind::RpcClient) => {
                 (GRPC_CLIENT_HANDLING, Some(GRPC_CLIENT_HANDLED_TOTAL), None)
             }
-        };
+        }
+    }
+
+    /// The full names of `kind` under `naming` with `prefix`.
+    pub(crate) fn new(kind: Kind, naming: Naming, prefix: Option<&str>) -> Self {
+        let (h, c, g) = Self::base(kind, naming);
         let full = |name: &str| full(prefix, name);
         Names {
             histogram: full(h),
@@ -117,9 +131,9 @@ impl Names {
     }
 }
 
-/// The names of every histogram telltale may record with `config` (all kinds),
-/// for configuring exporters with explicit buckets.
-pub(crate) fn histogram_names(config: &RedConfig) -> Vec<String> {
+/// The base names of every RED duration histogram (all kinds, both
+/// namings), for configuring exporters with explicit buckets.
+pub(crate) fn red_histogram_bases() -> Vec<&'static str> {
     let mut out = Vec::new();
     for naming in [Naming::OpenTelemetry, Naming::Classic] {
         for kind in [
@@ -128,11 +142,46 @@ pub(crate) fn histogram_names(config: &RedConfig) -> Vec<String> {
             Kind::RpcServer,
             Kind::RpcClient,
         ] {
-            let n = Names::new(kind, naming, config.prefix()).histogram;
+            let n = Names::base(kind, naming).0;
             if !out.contains(&n) {
                 out.push(n);
             }
         }
     }
     out
+}
+
+/// The HELP text of the label-cap counter.
+pub(crate) const OVERFLOW_HELP: &str = "Requests recorded under an overflow label set because a metric reached its cap on distinct label sets, by capped metric.";
+
+/// The HELP texts of the exporter counters, by base name.
+const EXPORTER_HELP: [(&str, &str); 4] = [
+    (
+        SPANS_EXPORTED_TOTAL,
+        "Spans handed to an exporter successfully, by exporter.",
+    ),
+    (
+        SPANS_DROPPED_TOTAL,
+        "Spans never exported, by exporter and reason (queue_full, export_failed, shutdown).",
+    ),
+    (
+        LOGS_EXPORTED_TOTAL,
+        "Log records handed to an exporter successfully, by exporter.",
+    ),
+    (
+        LOGS_DROPPED_TOTAL,
+        "Log records never exported, by exporter and reason (queue_full, export_failed, shutdown).",
+    ),
+];
+
+/// Describes (HELP text and unit) the exporter counters whose full names
+/// are `names` (dropped, exported) to `recorder`.
+pub(crate) fn describe_exporters(recorder: &dyn Recorder, names: &(String, String)) {
+    for name in [&names.0, &names.1] {
+        let help = EXPORTER_HELP
+            .iter()
+            .find(|(base, _)| name.ends_with(base))
+            .map_or("", |(_, help)| help);
+        recorder.describe_counter(KeyName::from(name.clone()), Some(Unit::Count), help.into());
+    }
 }

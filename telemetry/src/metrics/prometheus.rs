@@ -6,12 +6,22 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::config::RedConfig;
-use super::names::histogram_names;
+use super::names::red_histogram_bases;
+use telltale_core::metric_name::{BULKHEAD_WAIT_BUCKETS, BULKHEAD_WAIT_DURATION};
 
-/// A [`PrometheusBuilder`] that exports every telltale duration histogram (all
-/// kinds, both namings, with the configured prefix) as a histogram with
-/// `config`'s buckets, never as a summary. Add your own settings, then
-/// `build_recorder()` or `install_recorder()`.
+/// A [`PrometheusBuilder`] that exports every duration telltale records as a
+/// histogram, never as a summary, whatever the prefix:
+///
+/// | histograms | buckets (seconds) |
+/// | --- | --- |
+/// | the RED durations of every kind and both namings | `config`'s ([`SEMCONV_BUCKETS`](super::SEMCONV_BUCKETS) by default: 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10) |
+/// | `telltale_bulkhead_wait_duration_seconds` | [`BULKHEAD_WAIT_BUCKETS`]: 0, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 |
+///
+/// Each base name is matched exactly and as a suffix after `_`, so a name
+/// under any prefix (`TELLTALE_METRICS_PREFIX`, `RedConfig::prefix`, a
+/// breaker's or bulkhead's `metric_prefix`) gets the same buckets, whatever
+/// prefix `config` names. Add your own settings, then `build_recorder()` or
+/// `install_recorder()`.
 ///
 /// ```
 /// use telltale_telemetry::metrics::{prometheus_builder, RedConfig};
@@ -19,17 +29,36 @@ use super::names::histogram_names;
 /// let recorder = prometheus_builder(&RedConfig::default()).build_recorder();
 /// metrics::with_local_recorder(&recorder, || {
 ///     metrics::histogram!("http_server_request_duration_seconds").record(0.2);
+///     // A prefix the configuration does not name still gets the buckets.
+///     metrics::histogram!("myapp_http_request_duration_seconds").record(0.2);
+///     metrics::histogram!("myapp_telltale_bulkhead_wait_duration_seconds").record(0.0);
 /// });
 /// let text = recorder.handle().render();
 /// assert!(text.contains("# TYPE http_server_request_duration_seconds histogram"));
 /// assert!(text.contains(r#"http_server_request_duration_seconds_bucket{le="0.25"} 1"#));
+/// assert!(text.contains(r#"myapp_http_request_duration_seconds_bucket{le="0.25"} 1"#));
+/// assert!(text.contains(r#"myapp_telltale_bulkhead_wait_duration_seconds_bucket{le="0"} 1"#));
+/// assert!(!text.contains("summary"));
 /// ```
 pub fn prometheus_builder(config: &RedConfig) -> PrometheusBuilder {
+    let mut specs: Vec<(&str, &[f64])> = red_histogram_bases()
+        .into_iter()
+        .map(|base| (base, config.buckets()))
+        .collect();
+    specs.push((BULKHEAD_WAIT_DURATION, &BULKHEAD_WAIT_BUCKETS));
     let mut builder = PrometheusBuilder::new();
-    for name in histogram_names(config) {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full(name), config.buckets())
-            .expect("RedConfig validated its buckets as non-empty");
+    for (base, buckets) in specs {
+        if buckets.is_empty() {
+            continue; // cannot happen: RedConfig validates its buckets
+        }
+        for matcher in [
+            Matcher::Full(base.to_owned()),
+            Matcher::Suffix(format!("_{base}")),
+        ] {
+            builder = builder
+                .set_buckets_for_metric(matcher, buckets)
+                .expect("buckets are not empty");
+        }
     }
     builder
 }

@@ -15,7 +15,7 @@ use telltale_core::{GrpcCode, Outcome};
 use super::config::{Kind, Naming, RedConfig, Scheme};
 use telltale_core::metric_name::full;
 
-use super::names::{Names, OVERFLOW_METRIC};
+use super::names::{Names, OVERFLOW_HELP, OVERFLOW_METRIC};
 use super::storage::{GRPC_NONE, ID_NONE, Interner, LabelValues, SeriesKey, SeriesMap};
 
 /// The method index of methods outside the standard set.
@@ -39,6 +39,8 @@ pub(super) struct Shared {
     pub(super) kind: Kind,
     pub(super) naming: Naming,
     pub(super) names: Names,
+    /// The full name of the label-cap counter.
+    overflow_name: String,
     recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     described: OnceLock<()>,
     overflow: OnceLock<Counter>,
@@ -88,7 +90,7 @@ impl Shared {
                     } else {
                         "Completed HTTP requests."
                     };
-                    r.describe_counter(KeyName::from(c.clone()), None, what.into());
+                    r.describe_counter(KeyName::from(c.clone()), Some(Unit::Count), what.into());
                 }
                 if let Some(g) = &self.names.gauge {
                     let what = if self.kind.is_client() {
@@ -96,12 +98,12 @@ impl Shared {
                     } else {
                         "Number of active HTTP server requests."
                     };
-                    r.describe_gauge(KeyName::from(g.clone()), None, what.into());
+                    r.describe_gauge(KeyName::from(g.clone()), Some(Unit::Count), what.into());
                 }
                 r.describe_counter(
-                    KeyName::from(full(None, OVERFLOW_METRIC)),
-                    None,
-                    "Requests recorded under an overflow label set because a metric reached its cap on distinct label sets.".into(),
+                    KeyName::from(self.overflow_name.clone()),
+                    Some(Unit::Count),
+                    OVERFLOW_HELP.into(),
                 );
             });
         });
@@ -114,7 +116,7 @@ impl Shared {
     fn overflow_counter(&self) -> &Counter {
         self.overflow.get_or_init(|| {
             let key = Key::from_parts(
-                full(None, OVERFLOW_METRIC),
+                self.overflow_name.clone(),
                 vec![Label::new("metric", self.names.histogram.clone())],
             );
             self.with_recorder(|r| r.register_counter(&key, &Self::metadata()))
@@ -177,7 +179,8 @@ impl RedMetrics {
             shared: Arc::new(Shared {
                 kind,
                 naming: config.naming,
-                names: Names::new(kind, config.naming, config.prefix()),
+                names: Names::new(kind, config.naming, config.effective_prefix()),
+                overflow_name: full(telltale_core::metric_name::prefix(), OVERFLOW_METRIC),
                 recorder: config.recorder.clone(),
                 described: OnceLock::new(),
                 overflow: OnceLock::new(),

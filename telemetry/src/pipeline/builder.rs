@@ -13,26 +13,28 @@ use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::layer::{Layered, SubscriberExt};
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry};
 
 use super::error::InitError;
-use super::export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor};
+use super::export::transport::LastCause;
+use super::export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, Reporting};
+use super::filter::{DEFAULT_TRACE_FILTER, env_filter, log_filter};
 use super::flight_recorder::FlightRecorder;
 use super::fmt::{JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat, Profile};
 use super::guard::TelemetryGuard;
 use super::otlp::{otlp_exporter, otlp_log_exporter};
 use super::otlp_logs::OtlpLogLayer;
 use super::settings::{
-    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
+    Compression, DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
-    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, LogFormat, OtlpConfig, Protocol, Sampler,
+    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExportExtras, LogFormat, OtlpConfig, Protocol,
+    Sampler,
 };
 use super::stdout::StdoutExporter;
 use super::telemetry::Telemetry;
 
-type Base = Layered<EnvFilter, Registry>;
-type BoxLayer = Box<dyn Layer<Base> + Send + Sync>;
+type BoxLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Builder of the telemetry pipeline: every setting [`init`](crate::init)
 /// reads from the environment can be set here in code, and
@@ -64,6 +66,8 @@ pub struct TelemetryBuilder {
     pub(crate) sdk_disabled: bool,
     pub(crate) filter: String,
     pub(crate) filter_source: Cow<'static, str>,
+    pub(crate) trace_filter: String,
+    pub(crate) trace_filter_source: Cow<'static, str>,
     pub(crate) log_format: LogFormat,
     pub(crate) max_field_len: usize,
     pub(crate) ansi: bool,
@@ -72,6 +76,9 @@ pub struct TelemetryBuilder {
     pub(crate) batch_size: usize,
     pub(crate) export_delay: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) propagators: crate::propagation::Propagators,
+    pub(crate) tracing_attributes: bool,
+    pub(crate) export_extras: ExportExtras,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -86,12 +93,15 @@ impl fmt::Debug for TelemetryBuilder {
             .field("sampler", &self.sampler)
             .field("sdk_disabled", &self.sdk_disabled)
             .field("filter", &self.filter)
+            .field("trace_filter", &self.trace_filter)
             .field("log_format", &self.log_format)
             .field("max_field_len", &self.max_field_len)
             .field("queue_size", &self.queue_size)
             .field("batch_size", &self.batch_size)
             .field("export_delay", &self.export_delay)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("propagators", &self.propagators)
+            .field("tracing_attributes", &self.tracing_attributes)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +119,8 @@ impl Default for TelemetryBuilder {
             sdk_disabled: false,
             filter: DEFAULT_FILTER.to_owned(),
             filter_source: Cow::Borrowed("filter"),
+            trace_filter: DEFAULT_TRACE_FILTER.to_owned(),
+            trace_filter_source: Cow::Borrowed("trace_filter"),
             log_format: LogFormat::default(),
             max_field_len: DEFAULT_MAX_FIELD_LEN,
             ansi: false,
@@ -117,8 +129,20 @@ impl Default for TelemetryBuilder {
             batch_size: DEFAULT_EXPORT_BATCH_SIZE,
             export_delay: DEFAULT_EXPORT_DELAY,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            propagators: crate::propagation::Propagators::default(),
+            tracing_attributes: false,
+            export_extras: ExportExtras::default(),
         }
     }
+}
+
+/// The instrumentation scope of every span telltale's tracer produces: this
+/// crate's name and version (an empty version makes backends group spans of
+/// every telltale release together).
+pub(crate) fn instrumentation_scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
 }
 
 impl TelemetryBuilder {
@@ -156,15 +180,7 @@ impl TelemetryBuilder {
     /// `/v1/traces`). Defaults to no OTLP export.
     pub fn otlp(mut self, endpoint: impl Into<String>, protocol: Protocol) -> Self {
         let previous = self.otlp.take();
-        self.otlp = Some(OtlpConfig {
-            endpoint: endpoint.into(),
-            protocol,
-            headers: previous
-                .as_ref()
-                .map(|o| o.headers.clone())
-                .unwrap_or_default(),
-            timeout: previous.map_or(DEFAULT_EXPORT_TIMEOUT, |o| o.timeout),
-        });
+        self.otlp = Some(carry(previous, endpoint.into(), protocol));
         self
     }
 
@@ -174,15 +190,7 @@ impl TelemetryBuilder {
     /// export.
     pub fn otlp_logs(mut self, endpoint: impl Into<String>, protocol: Protocol) -> Self {
         let previous = self.otlp_logs.take().or_else(|| self.otlp.clone());
-        self.otlp_logs = Some(OtlpConfig {
-            endpoint: endpoint.into(),
-            protocol,
-            headers: previous
-                .as_ref()
-                .map(|o| o.headers.clone())
-                .unwrap_or_default(),
-            timeout: previous.map_or(DEFAULT_EXPORT_TIMEOUT, |o| o.timeout),
-        });
+        self.otlp_logs = Some(carry(previous, endpoint.into(), protocol));
         self
     }
 
@@ -206,7 +214,63 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Also writes every finished span as a JSON line to standard output.
+    /// Compresses every OTLP export (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+    /// Defaults to [`Compression::None`]. Has no effect on an exporter not
+    /// set yet.
+    pub fn otlp_compression(mut self, compression: Compression) -> Self {
+        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+            otlp.compression = compression;
+        }
+        self
+    }
+
+    /// Trusts only the CA certificates of this PEM for the collector's TLS
+    /// certificate (`OTEL_EXPORTER_OTLP_CERTIFICATE` names a file of it).
+    /// Defaults to the system's roots. Checked by [`build`](Self::build);
+    /// has no effect on an exporter not set yet. Needs the `tls` feature.
+    pub fn otlp_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        let pem = pem.into();
+        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+            otlp.tls.ca_certificate = Some(pem.clone());
+        }
+        self
+    }
+
+    /// Presents this client certificate chain and private key (PEM) to the
+    /// collector: mutual TLS (`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+    /// `…_CLIENT_KEY` name files of them). Defaults to none. Checked by
+    /// [`build`](Self::build); has no effect on an exporter not set yet.
+    /// Needs the `tls` feature.
+    pub fn otlp_client_identity(
+        mut self,
+        certificate_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        let identity = (certificate_pem.into(), key_pem.into());
+        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+            otlp.tls.client_identity = Some(identity.clone());
+        }
+        self
+    }
+
+    /// While exports keep failing, at most one `WARN` summary line per this
+    /// interval (after the line of the first failure). Defaults to 1 minute
+    /// (`TELLTALE_EXPORT_FAILURE_LOG_INTERVAL`).
+    pub fn export_failure_log_interval(mut self, interval: Duration) -> Self {
+        self.export_extras.failure_log_interval = interval;
+        self
+    }
+
+    /// The level of the OpenTelemetry SDK's own logs (targets starting with
+    /// `opentelemetry`), as `OTEL_LOG_LEVEL` sets it, unless the filter names
+    /// such a target itself. Defaults to none: they follow the filter.
+    pub fn sdk_log_level(mut self, level: tracing::level_filters::LevelFilter) -> Self {
+        self.export_extras.sdk_log_level = Some(level);
+        self
+    }
+
+    /// Also writes every finished span as a line to standard output, in the
+    /// log lines' format (see [`StdoutExporter`](crate::StdoutExporter)).
     /// Defaults to off.
     pub fn stdout_exporter(mut self, enabled: bool) -> Self {
         self.stdout_exporter = enabled;
@@ -234,10 +298,41 @@ impl TelemetryBuilder {
         self
     }
 
-    /// The event and span filter, in `RUST_LOG` syntax. Defaults to `info`.
+    /// The log filter, in `RUST_LOG` syntax: which events become log lines
+    /// (and OTLP log records). It does not decide what is traced: see
+    /// [`trace_filter`](Self::trace_filter). Defaults to `info`; checked
+    /// strictly by [`build`](Self::build) (at most
+    /// [`MAX_FILTER_LEN`](crate::pipeline::MAX_FILTER_LEN) characters, every
+    /// directive a level or `target[span{field=value}]=level`).
     pub fn filter(mut self, directives: impl Into<String>) -> Self {
         self.filter = directives.into();
         self.filter_source = Cow::Borrowed("filter");
+        self
+    }
+
+    /// The trace filter, in `RUST_LOG` syntax: which spans (and the events
+    /// recorded on them) reach the OpenTelemetry layer, whatever the log
+    /// filter says. Defaults to `info` ([`DEFAULT_TRACE_FILTER`]), which
+    /// exports telltale's request spans; trace volume is the sampler's job.
+    ///
+    /// ```
+    /// use telltale_telemetry::{LogFormat, Telemetry};
+    ///
+    /// let telemetry = Telemetry::builder()
+    ///     .log_format(LogFormat::None)
+    ///     .filter("warn")
+    ///     .trace_filter("info,noisy_crate=off")
+    ///     .build()
+    ///     .unwrap();
+    /// let recorder = telemetry.flight_recorder().unwrap().clone();
+    /// tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    ///     tracing::info_span!("request").in_scope(|| {});
+    /// });
+    /// assert_eq!(recorder.recent(1)[0].name(), "request");
+    /// ```
+    pub fn trace_filter(mut self, directives: impl Into<String>) -> Self {
+        self.trace_filter = directives.into();
+        self.trace_filter_source = Cow::Borrowed("trace_filter");
         self
     }
 
@@ -274,18 +369,21 @@ impl TelemetryBuilder {
     /// counted, never waited for. Defaults to 2048.
     pub fn export_queue_size(mut self, size: usize) -> Self {
         self.queue_size = size;
+        self.export_extras.logs.queue_size = None;
         self
     }
 
     /// Largest batch handed to an exporter. Defaults to 512.
     pub fn export_batch_size(mut self, size: usize) -> Self {
         self.batch_size = size;
+        self.export_extras.logs.batch_size = None;
         self
     }
 
     /// Longest wait before a partial batch is exported. Defaults to 1 s.
     pub fn export_delay(mut self, delay: Duration) -> Self {
         self.export_delay = delay;
+        self.export_extras.logs.delay = None;
         self
     }
 
@@ -296,10 +394,41 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The propagators [`Telemetry::install`] makes global
+    /// (`OTEL_PROPAGATORS`). Defaults to W3C Trace Context (telltale's
+    /// [`TraceContextPropagator`](crate::propagation::TraceContextPropagator))
+    /// and W3C Baggage; [`Propagators::none`](crate::propagation::Propagators::none)
+    /// turns propagation off, in telltale's layers too.
+    pub fn propagators(mut self, propagators: crate::propagation::Propagators) -> Self {
+        self.propagators = propagators;
+        self
+    }
+
+    /// Whether spans also carry what the `tracing` bridge can add beyond the
+    /// OpenTelemetry conventions: the call site (`code.file.path`,
+    /// `code.line.number`, `code.module.name`, with absolute build paths),
+    /// the thread (`thread.id`, `thread.name`), busy and idle time
+    /// (`busy_ns`, `idle_ns`) and the `tracing` target (`target`). Off by
+    /// default: they cost bytes on every span and say nothing a backend can
+    /// query across services. [`env`](Self::env) reads
+    /// [`TELLTALE_TRACES_TRACING_ATTRIBUTES`](super::env::TELLTALE_TRACES_TRACING_ATTRIBUTES).
+    pub fn tracing_attributes(mut self, enabled: bool) -> Self {
+        self.tracing_attributes = enabled;
+        self
+    }
+
     /// Builds the pipeline without installing anything global.
-    pub fn build(self) -> Result<Telemetry, InitError> {
+    pub fn build(mut self) -> Result<Telemetry, InitError> {
         self.validate()?;
-        let filter = EnvFilter::builder().parse_lossy(&self.filter);
+        if let Some(level) = self.export_extras.sdk_log_level {
+            // `OTEL_LOG_LEVEL`, unless the filter already says.
+            if !self.filter.contains("opentelemetry") {
+                let level = level.to_string().to_ascii_lowercase();
+                self.filter = format!("{},opentelemetry={level}", self.filter);
+            }
+        }
+        let extras = std::mem::take(&mut self.export_extras);
+        let mut diagnostics = Vec::new();
         let service_name = self
             .service_name
             .clone()
@@ -324,17 +453,34 @@ impl TelemetryBuilder {
             delay: self.export_delay,
             export_timeout,
             flush_timeout: self.shutdown_timeout,
+            failure_log_interval: extras.failure_log_interval,
+        };
+        let reporting = |what, otlp: &OtlpConfig| Reporting {
+            endpoint: Some(otlp.endpoint.clone()),
+            ..Reporting::new(what)
         };
         let logger_provider = match self.otlp_logs.clone() {
             Some(otlp) if !self.sdk_disabled => {
-                let timeout = otlp.timeout;
-                let processor = BoundedLogProcessor::new("otlp_logs", config(timeout), move || {
-                    otlp_log_exporter(otlp)
-                })
+                let logs = extras.logs;
+                let config = BatchConfig {
+                    queue_size: logs.queue_size.unwrap_or(self.queue_size),
+                    batch_size: logs.batch_size.unwrap_or(self.batch_size),
+                    delay: logs.delay.unwrap_or(self.export_delay),
+                    ..config(logs.export_timeout.unwrap_or(otlp.timeout))
+                };
+                let reporting = reporting("log records", &otlp);
+                let cause: LastCause = reporting.cause.clone();
+                let processor = BoundedLogProcessor::with_reporting(
+                    "otlp_logs",
+                    config,
+                    reporting,
+                    move || otlp_log_exporter(otlp, cause),
+                )
                 .map_err(|source| InitError::Exporter {
                     exporter: "otlp_logs",
                     source,
                 })?;
+                diagnostics.push(processor.diagnostics());
                 stats.push(processor.stats());
                 Some(
                     SdkLoggerProvider::builder()
@@ -363,25 +509,37 @@ impl TelemetryBuilder {
                 recorder = Some(r);
             }
             if let Some(otlp) = self.otlp.clone() {
-                let timeout = otlp.timeout;
-                let processor =
-                    BoundedSpanProcessor::new("otlp", config(timeout), move || otlp_exporter(otlp))
-                        .map_err(|source| InitError::Exporter {
-                            exporter: "otlp",
-                            source,
-                        })?;
+                let timeout = extras.spans.export_timeout.unwrap_or(otlp.timeout);
+                let reporting = reporting("spans", &otlp);
+                let cause: LastCause = reporting.cause.clone();
+                let processor = BoundedSpanProcessor::with_reporting(
+                    "otlp",
+                    config(timeout),
+                    reporting,
+                    move || otlp_exporter(otlp, cause),
+                )
+                .map_err(|source| InitError::Exporter {
+                    exporter: "otlp",
+                    source,
+                })?;
+                diagnostics.push(processor.diagnostics());
                 stats.push(processor.stats());
                 builder = builder.with_span_processor(processor);
             }
             if self.stdout_exporter {
-                let processor =
-                    BoundedSpanProcessor::new("stdout", config(DEFAULT_EXPORT_TIMEOUT), || {
-                        Ok(StdoutExporter::default())
-                    })
-                    .map_err(|source| InitError::Exporter {
-                        exporter: "stdout",
-                        source,
-                    })?;
+                let (log_format, max_field_len) = (self.log_format, self.max_field_len);
+                let processor = BoundedSpanProcessor::new(
+                    "stdout",
+                    config(DEFAULT_EXPORT_TIMEOUT),
+                    move || {
+                        // Spans in the log lines' format: stdout stays one format.
+                        Ok(StdoutExporter::new(log_format).max_len(max_field_len))
+                    },
+                )
+                .map_err(|source| InitError::Exporter {
+                    exporter: "stdout",
+                    source,
+                })?;
                 stats.push(processor.stats());
                 builder = builder.with_span_processor(processor);
             }
@@ -391,7 +549,14 @@ impl TelemetryBuilder {
         let mut layers: Vec<BoxLayer> = Vec::new();
         if let Some(provider) = &provider {
             layers.push(Box::new(
-                tracing_opentelemetry::layer().with_tracer(provider.tracer("telltale")),
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer_with_scope(instrumentation_scope()))
+                    .with_location(self.tracing_attributes)
+                    .with_threads(self.tracing_attributes)
+                    .with_tracked_inactivity(self.tracing_attributes)
+                    .with_target(self.tracing_attributes)
+                    .with_level(false)
+                    .with_filter(env_filter(&self.trace_filter)),
             ));
         }
         let writer = self.writer.unwrap_or_else(|| {
@@ -408,7 +573,8 @@ impl TelemetryBuilder {
                     tracing_subscriber::fmt::layer()
                         .fmt_fields(JsonFields::new(self.max_field_len))
                         .event_format(format)
-                        .with_writer(writer),
+                        .with_writer(writer)
+                        .with_filter(log_filter(&self.filter, &self.trace_filter)),
                 ));
             }
             LogFormat::Pretty => {
@@ -418,23 +584,35 @@ impl TelemetryBuilder {
                     tracing_subscriber::fmt::layer()
                         .fmt_fields(JsonFields::new(self.max_field_len))
                         .event_format(format)
-                        .with_writer(writer),
+                        .with_writer(writer)
+                        .with_filter(log_filter(&self.filter, &self.trace_filter)),
                 ));
             }
             LogFormat::None => {}
         }
-        let otlp_logs = OtlpLogLayer::new(
-            logger_provider
-                .as_ref()
-                .map(|p| opentelemetry::logs::LoggerProvider::logger(p, "telltale")),
-        );
+        let otlp_logs = OtlpLogLayer::new(logger_provider.as_ref().map(|p| {
+            opentelemetry::logs::LoggerProvider::logger_with_scope(p, instrumentation_scope())
+        }));
+        // Per-layer filters: the log filter (`RUST_LOG`) for log lines and
+        // OTLP log records, the trace filter for spans, so quieting logs
+        // never turns tracing off.
         let subscriber = Registry::default()
-            .with(filter)
             .with(layers)
             .with(ids)
-            .with(otlp_logs);
+            .with(otlp_logs.with_filter(log_filter(&self.filter, &self.trace_filter)));
+        let dispatch = Dispatch::new(subscriber);
+        // The export workers' lines (and the SDK's internal logs on their
+        // threads) go to this pipeline's log output.
+        for d in &diagnostics {
+            d.set(&dispatch);
+        }
+        tracing::dispatcher::with_default(&dispatch, || {
+            for warning in &extras.warnings {
+                tracing::warn!(target: "telltale_telemetry::config", "{warning}");
+            }
+        });
         Ok(Telemetry::new(
-            Dispatch::new(subscriber),
+            dispatch,
             TelemetryGuard::new(
                 provider,
                 logger_provider,
@@ -442,12 +620,26 @@ impl TelemetryBuilder {
                 stats,
                 self.shutdown_timeout,
             ),
-        ))
+        )
+        .with_propagators(self.propagators))
     }
 
     /// Builds and installs the pipeline globally; see [`Telemetry::install`].
     pub fn init(self) -> Result<TelemetryGuard, InitError> {
         self.build()?.install()
+    }
+}
+
+/// New OTLP settings for `endpoint`, keeping what `previous` had beyond
+/// the endpoint and protocol.
+fn carry(previous: Option<OtlpConfig>, endpoint: String, protocol: Protocol) -> OtlpConfig {
+    match previous {
+        Some(p) => OtlpConfig {
+            endpoint,
+            protocol,
+            ..p
+        },
+        None => OtlpConfig::new(endpoint, protocol),
     }
 }
 

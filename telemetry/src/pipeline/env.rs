@@ -17,6 +17,7 @@ use telltale_core::config::{ConfigError, Env, EnvSource, ParseError};
 
 use super::builder::TelemetryBuilder;
 use super::error::InitError;
+use super::filter::check_filter;
 use super::settings::{
     DEFAULT_EXPORT_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol, Sampler,
 };
@@ -27,8 +28,14 @@ telltale_core::env_vars! {
     /// More resource attributes, `key=value,key=value` (percent-encoded
     /// values), declared and parsed by [`telltale_core::resource`].
     OTEL_RESOURCE_ATTRIBUTES = telltale_core::resource::VAR;
-    /// Boolean: no spans at all (logs are still written).
+    /// `true` (case-insensitive): no spans and no OTLP log records (log lines
+    /// are still written); any other value is false (with a warning unless it
+    /// is `false`), as the OpenTelemetry specification asks.
     OTEL_SDK_DISABLED;
+    /// Propagators, composed in order: `tracecontext`, `baggage`, `b3`,
+    /// `b3multi`, or `none` (default `tracecontext,baggage`); parsed by
+    /// [`Propagators::parse`](crate::propagation::Propagators::parse).
+    OTEL_PROPAGATORS;
     /// Span exporters: `otlp`, `console` (or `stdout`), `none`.
     OTEL_TRACES_EXPORTER;
     /// Log exporters: `otlp` or `none`.
@@ -62,8 +69,12 @@ telltale_core::env_vars! {
     OTEL_TRACES_SAMPLER;
     /// The ratio of the ratio samplers (`0.25` or `25%`).
     OTEL_TRACES_SAMPLER_ARG;
-    /// The event and span filter (`info,my_crate=debug`).
+    /// The log filter (`info,my_crate=debug`): which events become log lines.
+    /// Spans are exported whatever it says.
     RUST_LOG;
+    /// The trace filter, in `RUST_LOG` syntax (default `info`): which spans
+    /// (and span events) are exported. Independent of `RUST_LOG`.
+    TELLTALE_TRACES_FILTER;
     /// `json` (or `otel`), `ecs`, `pretty`, `none`.
     TELLTALE_LOG_FORMAT;
     /// Longest field value written to a log line, in characters.
@@ -82,6 +93,70 @@ telltale_core::env_vars! {
     TELLTALE_EXPORT_TIMEOUT;
     /// Bound of the flush and shutdown when the guard drops (`3s`).
     TELLTALE_SHUTDOWN_TIMEOUT;
+    /// While exports keep failing, at most one summary line per this
+    /// interval (`1m`).
+    TELLTALE_EXPORT_FAILURE_LOG_INTERVAL;
+    /// `gzip` or `none` (the default): compression of every OTLP export.
+    OTEL_EXPORTER_OTLP_COMPRESSION;
+    /// Compression of span exports.
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION;
+    /// Compression of log exports.
+    OTEL_EXPORTER_OTLP_LOGS_COMPRESSION;
+    /// PEM file of the CA certificates trusted for the collector's
+    /// certificate (default: the system's roots).
+    OTEL_EXPORTER_OTLP_CERTIFICATE;
+    /// The trusted CA file of span export.
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE;
+    /// The trusted CA file of log export.
+    OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE;
+    /// PEM file of the client's private key (mutual TLS).
+    OTEL_EXPORTER_OTLP_CLIENT_KEY;
+    /// The client key file of span export.
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY;
+    /// The client key file of log export.
+    OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY;
+    /// PEM file of the client's certificate chain (mutual TLS).
+    OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE;
+    /// The client certificate file of span export.
+    OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE;
+    /// The client certificate file of log export.
+    OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE;
+    /// `true`: a gRPC endpoint given without a scheme is plain `http://`
+    /// (default: `https://`).
+    OTEL_EXPORTER_OTLP_INSECURE;
+    /// `…_INSECURE` of span export.
+    OTEL_EXPORTER_OTLP_TRACES_INSECURE;
+    /// `…_INSECURE` of log export.
+    OTEL_EXPORTER_OTLP_LOGS_INSECURE;
+    /// Longest wait before a partial batch of spans is exported, in
+    /// milliseconds (`TELLTALE_EXPORT_DELAY` wins).
+    OTEL_BSP_SCHEDULE_DELAY;
+    /// Bound of one span export call, in milliseconds
+    /// (`TELLTALE_EXPORT_TIMEOUT` wins).
+    OTEL_BSP_EXPORT_TIMEOUT;
+    /// Most spans waiting for export (`TELLTALE_EXPORT_QUEUE_SIZE` wins).
+    OTEL_BSP_MAX_QUEUE_SIZE;
+    /// Largest batch of spans (`TELLTALE_EXPORT_BATCH_SIZE` wins).
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE;
+    /// Longest wait before a partial batch of log records is exported, in
+    /// milliseconds (`TELLTALE_EXPORT_DELAY` wins).
+    OTEL_BLRP_SCHEDULE_DELAY;
+    /// Bound of one log export call, in milliseconds
+    /// (`TELLTALE_EXPORT_TIMEOUT` wins).
+    OTEL_BLRP_EXPORT_TIMEOUT;
+    /// Most log records waiting for export (`TELLTALE_EXPORT_QUEUE_SIZE` wins).
+    OTEL_BLRP_MAX_QUEUE_SIZE;
+    /// Largest batch of log records (`TELLTALE_EXPORT_BATCH_SIZE` wins).
+    OTEL_BLRP_MAX_EXPORT_BATCH_SIZE;
+    /// Level of the OpenTelemetry SDK's own logs (targets `opentelemetry*`):
+    /// `none`, `error`, `warn`, `info`, `debug`, `trace` (default: they
+    /// follow `RUST_LOG`).
+    OTEL_LOG_LEVEL;
+    /// Boolean (default `false`): spans also carry the `tracing` bridge's
+    /// attributes outside the OpenTelemetry conventions (`code.*`,
+    /// `thread.*`, `busy_ns`, `idle_ns`, `target`); see
+    /// [`TelemetryBuilder::tracing_attributes`].
+    TELLTALE_TRACES_TRACING_ATTRIBUTES;
 }
 
 /// The first of `names` that is set, parsed.
@@ -98,9 +173,10 @@ fn first<S: EnvSource, T>(
     Ok(None)
 }
 
-/// A timeout in milliseconds (the OpenTelemetry variables' unit).
+/// A timeout in milliseconds (the OpenTelemetry variables' unit): see
+/// `export::timeout_millis`.
 fn millis(s: &str) -> Result<Duration, ParseError> {
-    telltale_core::config::parse_number::<u64>(s).map(Duration::from_millis)
+    export::timeout_millis(s)
 }
 
 /// One signal's OTLP variables (`TRACES` or `LOGS`).
@@ -111,6 +187,7 @@ struct Signal {
     headers: &'static str,
     timeout: &'static str,
     path: &'static str,
+    transport: export::TlsVars,
 }
 
 const TRACES: Signal = Signal {
@@ -120,6 +197,7 @@ const TRACES: Signal = Signal {
     headers: OTEL_EXPORTER_OTLP_TRACES_HEADERS,
     timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     path: "/v1/traces",
+    transport: export::TRACES_TLS,
 };
 
 const LOGS: Signal = Signal {
@@ -129,6 +207,7 @@ const LOGS: Signal = Signal {
     headers: OTEL_EXPORTER_OTLP_LOGS_HEADERS,
     timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
     path: "/v1/logs",
+    transport: export::LOGS_TLS,
 };
 
 impl Signal {
@@ -141,19 +220,27 @@ impl Signal {
         env: &Env<S>,
         current: &mut Option<OtlpConfig>,
         general_endpoint: bool,
+        warnings: &mut Vec<String>,
     ) -> Result<Option<Vec<ExporterKind>>, ConfigError> {
         let exporters = env.parse(self.exporter, parse_exporters)?;
         let protocol = first(env, &[self.protocol, OTEL_EXPORTER_OTLP_PROTOCOL], |s| {
             Protocol::from_str(s)
         })?;
-        let own = env.parse(self.endpoint, parse_endpoint)?;
-        let base = env.parse(OTEL_EXPORTER_OTLP_ENDPOINT, parse_endpoint)?;
+        let transport = export::transport(env, &self.transport, warnings)?;
+        let grpc = protocol.unwrap_or_default() == Protocol::Grpc;
+        let insecure = transport.insecure.unwrap_or(false);
+        let own = env.parse(self.endpoint, |s| {
+            parse_endpoint(&export::with_scheme(s, grpc, insecure))
+        })?;
+        let base = env.parse(OTEL_EXPORTER_OTLP_ENDPOINT, |s| {
+            parse_endpoint(&export::with_scheme(s, grpc, insecure))
+        })?;
         let headers = first(
             env,
             &[self.headers, OTEL_EXPORTER_OTLP_HEADERS],
             parse_headers,
         )?;
-        let timeout = match env.duration(TELLTALE_EXPORT_TIMEOUT)? {
+        let timeout = match env.parse(TELLTALE_EXPORT_TIMEOUT, export::bounded_timeout)? {
             Some(t) => Some(t),
             None => first(env, &[self.timeout, OTEL_EXPORTER_OTLP_TIMEOUT], millis)?,
         };
@@ -174,12 +261,13 @@ impl Signal {
                     (None, Protocol::Grpc) => "http://localhost:4317".to_owned(),
                     (None, Protocol::HttpProtobuf) => format!("http://localhost:4318{}", self.path),
                 });
-                *current = Some(OtlpConfig {
-                    endpoint,
-                    protocol,
+                let mut otlp = OtlpConfig {
                     headers: headers.unwrap_or_default(),
                     timeout: timeout.unwrap_or(DEFAULT_EXPORT_TIMEOUT),
-                });
+                    ..OtlpConfig::new(endpoint, protocol)
+                };
+                transport.apply_to(&mut otlp);
+                *current = Some(otlp);
             }
             // Export set in code: the variables that are set still apply.
             _ => {
@@ -190,6 +278,7 @@ impl Signal {
                     if let Some(timeout) = timeout {
                         otlp.timeout = timeout;
                     }
+                    transport.apply_to(otlp);
                 }
             }
         }
@@ -218,16 +307,23 @@ impl TelemetryBuilder {
         for (k, v) in telltale_core::resource::attributes(env)? {
             self = self.resource_attribute(k, v);
         }
-        if let Some(name) = env.string(OTEL_SERVICE_NAME)? {
+        if let Some(name) = env.parse(OTEL_SERVICE_NAME, parse_service_name)? {
             self.service_name = Some(name);
         }
-        if let Some(disabled) = env.boolean(OTEL_SDK_DISABLED)? {
+        let mut warnings = std::mem::take(&mut self.export_extras.warnings);
+        if let Some(disabled) = export::spec_bool(env, OTEL_SDK_DISABLED, &mut warnings)? {
             self.sdk_disabled = disabled;
         }
-        if let Some(exporters) = TRACES.apply(env, &mut self.otlp, true)? {
+        if let Some(propagators) =
+            env.parse(OTEL_PROPAGATORS, crate::propagation::Propagators::parse)?
+        {
+            self.propagators = propagators;
+        }
+        if let Some(exporters) = TRACES.apply(env, &mut self.otlp, true, &mut warnings)? {
             self.stdout_exporter = exporters.contains(&ExporterKind::Stdout);
         }
-        LOGS.apply(env, &mut self.otlp_logs, false)?;
+        LOGS.apply(env, &mut self.otlp_logs, false, &mut warnings)?;
+        self.export_extras.warnings = warnings;
 
         let sampler_arg = env.parse(
             OTEL_TRACES_SAMPLER_ARG,
@@ -242,35 +338,29 @@ impl TelemetryBuilder {
             self.filter = filter;
             self.filter_source = Cow::Borrowed(RUST_LOG);
         }
+        if let Some(filter) = env.parse(TELLTALE_TRACES_FILTER, |s| {
+            check_filter(s).map(|()| s.to_owned())
+        })? {
+            self.trace_filter = filter;
+            self.trace_filter_source = Cow::Borrowed(TELLTALE_TRACES_FILTER);
+        }
         if let Some(format) = env.parse(TELLTALE_LOG_FORMAT, LogFormat::from_str)? {
             self.log_format = format;
         }
-        if let Some(max) = env.parse(TELLTALE_LOG_MAX_FIELD_LEN, positive)? {
+        if let Some(max) = env.parse(TELLTALE_LOG_MAX_FIELD_LEN, parse_max_field_len)? {
             self.max_field_len = max;
         }
         if let Some(ansi) = env.boolean(TELLTALE_LOG_ANSI)? {
             self.ansi = ansi;
         }
+        if let Some(enabled) = env.boolean(TELLTALE_TRACES_TRACING_ATTRIBUTES)? {
+            self.tracing_attributes = enabled;
+        }
         if let Some(cap) = env.number::<usize>(TELLTALE_FLIGHT_RECORDER_CAPACITY)? {
             self.flight_recorder_capacity = Some(cap);
         }
-        let queue = env.parse(TELLTALE_EXPORT_QUEUE_SIZE, positive)?;
-        let batch = env.parse(TELLTALE_EXPORT_BATCH_SIZE, positive)?;
-        self.queue_size = queue.unwrap_or(self.queue_size);
-        self.batch_size = batch.unwrap_or(self.batch_size);
-        if (queue.is_some() || batch.is_some()) && self.batch_size > self.queue_size {
-            let value = self.batch_size.to_string();
-            return Err(ConfigError::new(
-                TELLTALE_EXPORT_BATCH_SIZE,
-                &value,
-                ParseError::new(1, "at most TELLTALE_EXPORT_QUEUE_SIZE"),
-            )
-            .into());
-        }
-        if let Some(delay) = env.duration(TELLTALE_EXPORT_DELAY)? {
-            self.export_delay = delay;
-        }
-        if let Some(timeout) = env.duration(TELLTALE_SHUTDOWN_TIMEOUT)? {
+        self = self.apply_export_env(env)?;
+        if let Some(timeout) = env.parse(TELLTALE_SHUTDOWN_TIMEOUT, export::bounded_timeout)? {
             self.shutdown_timeout = timeout;
         }
         Ok(self)
@@ -281,6 +371,9 @@ impl TelemetryBuilder {
     pub(crate) fn validate(&self) -> Result<(), InitError> {
         check_filter(&self.filter)
             .map_err(|e| ConfigError::new(self.filter_source.clone(), &self.filter, e))?;
+        check_filter(&self.trace_filter).map_err(|e| {
+            ConfigError::new(self.trace_filter_source.clone(), &self.trace_filter, e)
+        })?;
         for otlp in [&self.otlp, &self.otlp_logs].into_iter().flatten() {
             parse_endpoint(&otlp.endpoint)
                 .map_err(|e| ConfigError::new("otlp endpoint", &otlp.endpoint, e))?;
@@ -288,22 +381,40 @@ impl TelemetryBuilder {
                 check_header(name, value, 0)
                     .map_err(|e| ConfigError::new("otlp header", &format!("{name}={value}"), e))?;
             }
+            export::check_tls(&otlp.tls)?;
         }
-        for (name, value, ok) in [
-            ("export queue size", self.queue_size, self.queue_size > 0),
+        let logs = &self.export_extras.logs;
+        for (queue, batch) in [
+            (self.queue_size, self.batch_size),
             (
-                "export batch size",
-                self.batch_size,
-                self.batch_size > 0 && self.batch_size <= self.queue_size,
+                logs.queue_size.unwrap_or(self.queue_size),
+                logs.batch_size.unwrap_or(self.batch_size),
             ),
         ] {
-            if !ok {
-                return Err(ConfigError::new(
-                    name,
-                    &value.to_string(),
-                    ParseError::new(1, "a size between 1 and the export queue size"),
-                )
-                .into());
+            let max_queue = super::settings::MAX_EXPORT_QUEUE_SIZE;
+            let max_batch = super::settings::MAX_EXPORT_BATCH_SIZE.min(queue);
+            for (name, value, ok, expected) in [
+                (
+                    "export queue size",
+                    queue,
+                    (1..=max_queue).contains(&queue),
+                    "a size from 1 to 1048576",
+                ),
+                (
+                    "export batch size",
+                    batch,
+                    (1..=max_batch).contains(&batch),
+                    "a size from 1 to the export queue size (at most 65536)",
+                ),
+            ] {
+                if !ok {
+                    return Err(ConfigError::new(
+                        name,
+                        &value.to_string(),
+                        ParseError::new(1, expected),
+                    )
+                    .into());
+                }
             }
         }
         if let Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r) = self.sampler {
@@ -320,17 +431,47 @@ impl TelemetryBuilder {
     }
 }
 
-fn positive(s: &str) -> Result<usize, ParseError> {
-    let n: usize = telltale_core::config::parse_number(s)?;
-    if n == 0 {
-        return Err(ParseError::new(1, "a number above 0"));
+/// Longest `OTEL_SERVICE_NAME`, in characters.
+pub const MAX_SERVICE_NAME_LEN: usize = 255;
+/// Largest `TELLTALE_LOG_MAX_FIELD_LEN` (1 MiB of characters).
+pub const MAX_LOG_FIELD_LEN: usize = 1 << 20;
+
+/// A service name: at most [`MAX_SERVICE_NAME_LEN`] characters, none of
+/// them control characters.
+fn parse_service_name(s: &str) -> Result<String, ParseError> {
+    if let Some((i, _)) = s.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(ParseError::new(i + 1, "a name without control characters"));
     }
-    Ok(n)
+    if s.chars().count() > MAX_SERVICE_NAME_LEN {
+        return Err(ParseError::new(
+            MAX_SERVICE_NAME_LEN + 1,
+            format!("a name of at most {MAX_SERVICE_NAME_LEN} characters"),
+        ));
+    }
+    Ok(s.to_owned())
 }
 
+fn parse_max_field_len(s: &str) -> Result<usize, ParseError> {
+    let n: u64 = telltale_core::config::parse_number(s).map_err(|e| {
+        ParseError::new(
+            e.position(),
+            format!("a length from 1 to {MAX_LOG_FIELD_LEN}"),
+        )
+    })?;
+    match usize::try_from(n) {
+        Ok(n) if (1..=MAX_LOG_FIELD_LEN).contains(&n) => Ok(n),
+        _ => Err(ParseError::new(
+            1,
+            format!("a length from 1 to {MAX_LOG_FIELD_LEN} characters"),
+        )),
+    }
+}
+
+/// The sampler of `OTEL_TRACES_SAMPLER` (case-insensitive, as the
+/// OpenTelemetry environment specification asks of enum values).
 fn parse_sampler(s: &str, arg: Option<f64>) -> Result<Sampler, ParseError> {
     let ratio = arg.unwrap_or(1.0);
-    Ok(match s {
+    Ok(match s.to_ascii_lowercase().as_str() {
         "always_on" => Sampler::AlwaysOn,
         "always_off" => Sampler::AlwaysOff,
         "traceidratio" => Sampler::TraceIdRatio(ratio),
@@ -357,25 +498,68 @@ fn parse_exporters(s: &str) -> Result<Vec<ExporterKind>, ParseError> {
     Ok(items.into_iter().flatten().collect())
 }
 
-/// An `http://` or `https://` URL with a host.
+/// An `http://` or `https://` URL with a host (`https://` needs the `tls`
+/// feature).
 fn parse_endpoint(s: &str) -> Result<String, ParseError> {
     let uri: http::Uri = s
         .parse()
         .map_err(|_| ParseError::new(1, "a URL such as http://localhost:4317"))?;
     match uri.scheme_str() {
         Some("http") => {}
+        #[cfg(feature = "tls")]
+        Some("https") => {}
+        #[cfg(not(feature = "tls"))]
         Some("https") => {
             return Err(ParseError::new(
                 1,
-                "http:// (https needs a TLS feature of opentelemetry-otlp, not enabled)",
+                "http:// (https needs the `tls` feature of telltale-telemetry, not enabled)",
             ));
         }
-        _ => return Err(ParseError::new(1, "a URL starting with http://")),
+        _ => {
+            return Err(ParseError::new(
+                1,
+                "a URL starting with http:// or https://",
+            ));
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(ParseError::new(8, "a host name"));
+        let at = uri.scheme_str().map_or(0, str::len) + 4;
+        return Err(ParseError::new(at, "a host name"));
     }
+    check_port(s, &uri)?;
     Ok(s.to_owned())
+}
+
+/// The port of an endpoint, when one is written, is 1 to 65535 (`http::Uri`
+/// accepts any digits there and drops a port it cannot hold).
+fn check_port(s: &str, uri: &http::Uri) -> Result<(), ParseError> {
+    let Some(authority) = uri.authority() else {
+        return Ok(());
+    };
+    let a = authority.as_str();
+    let host_start = a.rfind('@').map_or(0, |i| i + 1);
+    let host = &a[host_start..];
+    let port_at = if host.starts_with('[') {
+        host.find(']').map(|i| i + 1).filter(|&i| i < host.len())
+    } else {
+        host.rfind(':')
+    };
+    let Some(port_at) = port_at else {
+        return Ok(());
+    };
+    let port = &host[port_at..];
+    let port = port.strip_prefix(':').unwrap_or(port);
+    let ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
+    if ok {
+        return Ok(());
+    }
+    let before = s.find(a).unwrap_or(0) + host_start + port_at + 1;
+    Err(ParseError::new(
+        s[..before.min(s.len())].chars().count() + 1,
+        "a port from 1 to 65535",
+    ))
 }
 
 fn check_header(name: &str, value: &str, offset: usize) -> Result<(), ParseError> {
@@ -404,24 +588,6 @@ fn parse_headers(s: &str) -> Result<Vec<(String, String)>, ParseError> {
         .collect())
 }
 
-/// Checks `RUST_LOG` syntax directive by directive, so the error points at
-/// the bad one.
-fn check_filter(s: &str) -> Result<(), ParseError> {
-    use tracing_subscriber::filter::Directive;
-    let mut offset = 0;
-    for raw in s.split(',') {
-        let lead = raw.chars().take_while(|c| c.is_whitespace()).count();
-        let item = raw.trim();
-        if !item.is_empty() && Directive::from_str(item).is_err() {
-            return Err(ParseError::new(
-                offset + lead + 1,
-                "a filter directive such as info or my_crate=debug",
-            ));
-        }
-        offset += raw.chars().count() + 1;
-    }
-    Ok(())
-}
-
+mod export;
 #[cfg(test)]
 mod tests;

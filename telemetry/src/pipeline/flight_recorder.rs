@@ -25,10 +25,6 @@ pub struct RecordedSpan {
 }
 
 impl RecordedSpan {
-    pub(crate) fn new(data: SpanData, service_name: Option<Arc<str>>) -> Self {
-        RecordedSpan { data, service_name }
-    }
-
     /// The trace the span belongs to.
     pub fn trace_id(&self) -> TraceId {
         self.data.span_context.trace_id()

@@ -26,6 +26,7 @@ mod builder;
 pub mod env;
 mod error;
 mod export;
+mod filter;
 mod flight_recorder;
 pub mod fmt;
 mod guard;
@@ -38,13 +39,18 @@ mod telemetry;
 pub use builder::TelemetryBuilder;
 pub use error::{ExporterError, InitError};
 pub use export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, ExportStats};
+pub use filter::{DEFAULT_TRACE_FILTER, MAX_FILTER_DIRECTIVES, MAX_FILTER_LEN};
 pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
 pub use guard::{ShutdownError, TelemetryGuard};
+pub use settings::{
+    Compression, DEFAULT_FAILURE_LOG_INTERVAL, MAX_EXPORT_BATCH_SIZE, MAX_EXPORT_DURATION,
+    MAX_EXPORT_QUEUE_SIZE, OtlpTls,
+};
 pub use settings::{
     DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
     DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol,
     Sampler,
 };
-pub use stdout::StdoutExporter;
+pub use stdout::{SPAN_LINE_TARGET, StdoutExporter};
 pub use telemetry::{Telemetry, current_trace_id, install_propagators};

@@ -16,7 +16,8 @@ use super::fmt::{DispatchCell, severity};
 /// record (body = message, attributes = event fields and `correlation_id`,
 /// trace context = the current span's), to an OTLP log exporter.
 /// [`init`](crate::init) adds it when `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` or
-/// `OTEL_LOGS_EXPORTER=otlp` is set.
+/// `OTEL_LOGS_EXPORTER=otlp` is set. Events of the export workers' threads
+/// and of the OpenTelemetry SDK (targets `opentelemetry*`) are left out.
 pub(crate) struct OtlpLogLayer {
     logger: Option<SdkLogger>,
     cell: DispatchCell,
@@ -87,6 +88,14 @@ where
             return;
         };
         let meta = event.metadata();
+        // No feedback: what the export workers log (their failure lines, the
+        // SDK's internal logs) is never exported as a log record, nor are the
+        // SDK's own logs from any thread.
+        if super::export::diagnostics::on_worker_thread()
+            || meta.target().starts_with("opentelemetry")
+        {
+            return;
+        }
         let (text, _, number) = severity(meta.level());
         let mut record = logger.create_log_record();
         let now = SystemTime::now();

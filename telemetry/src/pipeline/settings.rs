@@ -125,9 +125,69 @@ impl FromStr for LogFormat {
 pub enum ExporterKind {
     /// OTLP to a collector (`otlp`).
     Otlp,
-    /// One JSON line per finished span on standard output (`console` or
-    /// `stdout`).
+    /// One line per finished span on standard output, in the log lines'
+    /// format (`console` or `stdout`; see [`StdoutExporter`](crate::StdoutExporter)).
     Stdout,
+}
+
+/// Largest export queue accepted (`TELLTALE_EXPORT_QUEUE_SIZE`,
+/// `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_MAX_QUEUE_SIZE`), in spans or log
+/// records: a bound on memory, whatever a variable says.
+pub const MAX_EXPORT_QUEUE_SIZE: usize = 1 << 20;
+/// Largest export batch accepted (`TELLTALE_EXPORT_BATCH_SIZE`,
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BLRP_MAX_EXPORT_BATCH_SIZE`).
+pub const MAX_EXPORT_BATCH_SIZE: usize = 1 << 16;
+/// Longest export delay and export timeout accepted: one hour.
+pub const MAX_EXPORT_DURATION: Duration = Duration::from_secs(3600);
+/// Default interval between two "export still failing" lines while a
+/// collector stays unreachable.
+pub const DEFAULT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Payload compression of OTLP exports (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// No compression (`none`), the default.
+    #[default]
+    None,
+    /// gzip (`gzip`): `grpc-encoding: gzip` over gRPC, `Content-Encoding:
+    /// gzip` over HTTP.
+    Gzip,
+}
+
+impl FromStr for Compression {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            _ => Err(ParseError::new(1, "gzip or none")),
+        }
+    }
+}
+
+/// TLS settings of an OTLP exporter (`OTEL_EXPORTER_OTLP_CERTIFICATE`,
+/// `…_CLIENT_CERTIFICATE`, `…_CLIENT_KEY`), used for `https://` endpoints.
+/// PEM contents, not paths: the variables' files are read (and checked) when
+/// the variables are read.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpTls {
+    /// PEM certificates trusted to sign the collector's certificate, instead
+    /// of the system's roots. `None`: the system's roots.
+    pub ca_certificate: Option<Vec<u8>>,
+    /// PEM client certificate chain and PEM private key, for mutual TLS.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for OtlpTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpTls")
+            .field("ca_certificate", &self.ca_certificate.is_some())
+            .field("client_identity", &self.client_identity.is_some())
+            .finish()
+    }
 }
 
 /// OTLP exporter settings.
@@ -142,4 +202,59 @@ pub struct OtlpConfig {
     pub headers: Vec<(String, String)>,
     /// Bound of one export request.
     pub timeout: Duration,
+    /// Payload compression.
+    pub compression: Compression,
+    /// TLS settings for an `https://` endpoint.
+    pub tls: OtlpTls,
+}
+
+impl OtlpConfig {
+    /// Settings for `endpoint` over `protocol`, every other setting at its
+    /// default (no headers, the default timeout, no compression, the
+    /// system's roots).
+    pub fn new(endpoint: impl Into<String>, protocol: Protocol) -> Self {
+        OtlpConfig {
+            endpoint: endpoint.into(),
+            protocol,
+            headers: Vec::new(),
+            timeout: DEFAULT_EXPORT_TIMEOUT,
+            compression: Compression::None,
+            tls: OtlpTls::default(),
+        }
+    }
+}
+
+/// One signal's batch settings that differ from the shared ones
+/// (`OTEL_BSP_*`, `OTEL_BLRP_*`); `None`: the shared value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SignalBatch {
+    pub(crate) queue_size: Option<usize>,
+    pub(crate) batch_size: Option<usize>,
+    pub(crate) delay: Option<Duration>,
+    /// Bound of one export call, over the OTLP request timeout.
+    pub(crate) export_timeout: Option<Duration>,
+}
+
+/// The builder's export settings beyond the shared queue, batch and delay.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ExportExtras {
+    pub(crate) spans: SignalBatch,
+    pub(crate) logs: SignalBatch,
+    pub(crate) failure_log_interval: Duration,
+    /// `OTEL_LOG_LEVEL`: the level of the OpenTelemetry SDK's own logs.
+    pub(crate) sdk_log_level: Option<tracing::level_filters::LevelFilter>,
+    /// Warnings found while reading variables, logged once built.
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Default for ExportExtras {
+    fn default() -> Self {
+        ExportExtras {
+            spans: SignalBatch::default(),
+            logs: SignalBatch::default(),
+            failure_log_interval: DEFAULT_FAILURE_LOG_INTERVAL,
+            sdk_log_level: None,
+            warnings: Vec::new(),
+        }
+    }
 }

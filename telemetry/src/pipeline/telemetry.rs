@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use telltale_core::config::{Env, EnvSource};
 use tracing::Dispatch;
 
@@ -11,6 +9,7 @@ use super::builder::TelemetryBuilder;
 use super::error::InitError;
 use super::flight_recorder::FlightRecorder;
 use super::guard::TelemetryGuard;
+use crate::propagation::Propagators;
 
 /// A built telemetry pipeline, not installed yet: the tracing [`Dispatch`]
 /// (filter, OpenTelemetry layer, log formatter) and the [`TelemetryGuard`]
@@ -35,19 +34,35 @@ use super::guard::TelemetryGuard;
 pub struct Telemetry {
     dispatch: Dispatch,
     guard: TelemetryGuard,
+    propagators: Propagators,
 }
 
 impl fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Telemetry")
             .field("guard", &self.guard)
+            .field("propagators", &self.propagators)
             .finish_non_exhaustive()
     }
 }
 
 impl Telemetry {
     pub(crate) fn new(dispatch: Dispatch, guard: TelemetryGuard) -> Self {
-        Telemetry { dispatch, guard }
+        Telemetry {
+            dispatch,
+            guard,
+            propagators: Propagators::default(),
+        }
+    }
+
+    pub(crate) fn with_propagators(mut self, propagators: Propagators) -> Self {
+        self.propagators = propagators;
+        self
+    }
+
+    /// The propagators [`install`](Self::install) makes global.
+    pub fn propagators(&self) -> &Propagators {
+        &self.propagators
     }
 
     /// A builder with every setting at its default (no environment read).
@@ -82,15 +97,16 @@ impl Telemetry {
     }
 
     /// Makes the pipeline the process-wide default: the tracing subscriber,
-    /// the OpenTelemetry tracer provider, and the W3C trace-context + baggage
-    /// propagators ([`install_propagators`]).
+    /// the OpenTelemetry tracer provider, and the propagators
+    /// (`OTEL_PROPAGATORS`; by default W3C Trace Context and W3C Baggage, see
+    /// [`Propagators::install`]).
     pub fn install(self) -> Result<TelemetryGuard, InitError> {
         tracing::dispatcher::set_global_default(self.dispatch)
             .map_err(|_| InitError::AlreadyInstalled)?;
         if let Some(provider) = self.guard.tracer_provider() {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
-        install_propagators();
+        self.propagators.install();
         Ok(self.guard)
     }
 
@@ -100,9 +116,12 @@ impl Telemetry {
     }
 }
 
-/// Installs the W3C trace-context and baggage propagators (composite) as the
-/// global text-map propagator, so request layers and clients read and write
-/// `traceparent`, `tracestate` and `baggage`. [`init`](crate::init) calls it.
+/// Installs the default propagators, telltale's W3C Trace Context
+/// ([`TraceContextPropagator`](crate::propagation::TraceContextPropagator))
+/// and W3C Baggage, as the global text-map propagator, so request layers and
+/// clients read and write `traceparent`, `tracestate` and `baggage`. The
+/// same as `Propagators::default().install()`; [`init`](crate::init)
+/// installs what `OTEL_PROPAGATORS` says instead.
 ///
 /// ```
 /// use opentelemetry::propagation::TextMapPropagator;
@@ -115,10 +134,7 @@ impl Telemetry {
 /// assert!(fields.contains(&"baggage".to_owned()));
 /// ```
 pub fn install_propagators() {
-    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
-        Box::new(BaggagePropagator::new()),
-    ]));
+    Propagators::default().install();
 }
 
 /// The OpenTelemetry trace ID of the current tracing span, for a response

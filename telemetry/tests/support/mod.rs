@@ -1,12 +1,17 @@
 //! The one test-support module of telltale-telemetry's integration tests:
-//! [`harness`] (spans and metrics of the request-layer tests), [`otel`]
+//! [`harness`] (spans and metrics of the request-layer tests), [`hop`] (a
+//! traced hop over real servers, for propagation), [`otel`]
 //! (captured log writer, a traced test server, real OTLP receivers) and
 //! [`prometheus`] (a real HTTP client, a real Prometheus server, exposition
-//! helpers; re-exported here).
+//! helpers; re-exported here), [`tls`] (generated certificates, TLS
+//! receivers) and [`export`] (a pipeline whose export lines are captured).
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub mod export;
 pub mod harness;
+pub mod hop;
 pub mod otel;
 pub mod prometheus;
+pub mod tls;
 
 pub use prometheus::*;

@@ -179,6 +179,11 @@ pub async fn get(client: &Client, url: &str, headers: &[(&str, &str)]) -> (u16, 
 pub struct Sink {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     logs: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
+    /// The headers (gRPC metadata) of every export request, in order.
+    headers: Arc<Mutex<Vec<HeaderMap>>>,
+    /// When not 0, every export is refused: this HTTP status, or for gRPC
+    /// `UNAUTHENTICATED`.
+    fail_with: Arc<std::sync::atomic::AtomicU16>,
     notify: Arc<tokio::sync::Notify>,
 }
 
@@ -193,6 +198,8 @@ pub struct Received {
     pub parent_span_id: String,
     pub kind: i32,
     pub attributes: BTreeMap<String, String>,
+    /// The instrumentation scope's name and version.
+    pub scope: (String, String),
 }
 
 fn any_to_string(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
@@ -221,6 +228,58 @@ pub struct ReceivedLog {
 }
 
 impl Sink {
+    /// Refuses every export from now on with `status` (0: accepts again).
+    pub fn fail_with(&self, status: u16) {
+        self.fail_with
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn failing(&self) -> u16 {
+        self.fail_with.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn record_headers(&self, headers: HeaderMap) {
+        self.headers.lock().unwrap().push(headers);
+        self.notify.notify_waiters();
+    }
+
+    /// The headers of every export request so far.
+    pub fn headers(&self) -> Vec<HeaderMap> {
+        self.headers.lock().unwrap().clone()
+    }
+
+    /// Spans in each trace export request, in order.
+    pub fn spans_per_request(&self) -> Vec<usize> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.resource_spans
+                    .iter()
+                    .flat_map(|rs| &rs.scope_spans)
+                    .map(|ss| ss.spans.len())
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Log records in each log export request, in order.
+    pub fn logs_per_request(&self) -> Vec<usize> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.resource_logs
+                    .iter()
+                    .flat_map(|rl| &rl.scope_logs)
+                    .map(|sl| sl.log_records.len())
+                    .sum()
+            })
+            .collect()
+    }
+
     fn push(&self, req: ExportTraceServiceRequest) {
         self.requests.lock().unwrap().push(req);
         self.notify.notify_waiters();
@@ -300,6 +359,11 @@ impl Sink {
                             span_id: hex(&s.span_id),
                             parent_span_id: hex(&s.parent_span_id),
                             kind: s.kind,
+                            scope: ss
+                                .scope
+                                .as_ref()
+                                .map(|sc| (sc.name.clone(), sc.version.clone()))
+                                .unwrap_or_default(),
                             attributes: s
                                 .attributes
                                 .iter()
@@ -337,6 +401,10 @@ impl TraceService for Sink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record_headers(request.metadata().clone().into_headers());
+        if self.failing() != 0 {
+            return Err(tonic::Status::unauthenticated("bad token"));
+        }
         self.push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -348,16 +416,28 @@ impl LogsService for Sink {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.record_headers(request.metadata().clone().into_headers());
+        if self.failing() != 0 {
+            return Err(tonic::Status::unauthenticated("bad token"));
+        }
         self.push_logs(request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 
+/// The trace and log services of a gRPC receiver (gzip accepted).
+pub fn grpc_services(sink: &Sink) -> (TraceServiceServer<Sink>, LogsServiceServer<Sink>) {
+    use tonic::codec::CompressionEncoding::Gzip;
+    (
+        TraceServiceServer::new(sink.clone()).accept_compressed(Gzip),
+        LogsServiceServer::new(sink.clone()).accept_compressed(Gzip),
+    )
+}
+
 /// A real OTLP/gRPC collector (traces and logs) on `listener`.
 pub fn grpc_receiver_on(listener: TcpListener) -> (Sink, tokio::task::JoinHandle<()>) {
     let sink = Sink::default();
-    let service = TraceServiceServer::new(sink.clone());
-    let logs = LogsServiceServer::new(sink.clone());
+    let (service, logs) = grpc_services(&sink);
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(service)
@@ -375,7 +455,36 @@ pub async fn grpc_receiver() -> (Sink, String) {
     (grpc_receiver_on(listener).0, endpoint)
 }
 
-async fn http_export(State(sink): State<Sink>, body: Bytes) -> Response {
+/// The body of an HTTP export, gunzipped when its `Content-Encoding` says.
+/// The error is the status to answer with.
+fn http_body(sink: &Sink, headers: HeaderMap, body: Bytes) -> Result<Bytes, u16> {
+    let gzip = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    sink.record_headers(headers);
+    let status = sink.failing();
+    if status != 0 {
+        return Err(status);
+    }
+    if !gzip {
+        return Ok(body);
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out)
+        .map_err(|_| 400_u16)?;
+    Ok(out.into())
+}
+
+async fn http_export(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match http_body(&sink, headers, body) {
+        Ok(body) => body,
+        Err(status) => {
+            return http::Response::builder()
+                .status(status)
+                .body(Body::empty())
+                .unwrap();
+        }
+    };
     match ExportTraceServiceRequest::decode(body) {
         Ok(req) => {
             sink.push(req);
@@ -393,7 +502,16 @@ async fn http_export(State(sink): State<Sink>, body: Bytes) -> Response {
     }
 }
 
-async fn http_export_logs(State(sink): State<Sink>, body: Bytes) -> Response {
+async fn http_export_logs(State(sink): State<Sink>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match http_body(&sink, headers, body) {
+        Ok(body) => body,
+        Err(status) => {
+            return http::Response::builder()
+                .status(status)
+                .body(Body::empty())
+                .unwrap();
+        }
+    };
     match ExportLogsServiceRequest::decode(body) {
         Ok(req) => {
             sink.push_logs(req);
@@ -414,14 +532,20 @@ async fn http_export_logs(State(sink): State<Sink>, body: Bytes) -> Response {
 /// A real OTLP/HTTP (protobuf) collector (`/v1/traces`, `/v1/logs`) on `listener`.
 pub fn http_receiver_on(listener: TcpListener) -> Sink {
     let sink = Sink::default();
-    let app = Router::new()
-        .route("/v1/traces", axum::routing::post(http_export))
-        .route("/v1/logs", axum::routing::post(http_export_logs))
-        .with_state(sink.clone());
+    let app = http_app(&sink);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     sink
+}
+
+/// The routes of an OTLP/HTTP receiver (`/v1/traces`, `/v1/logs`; gzip
+/// bodies decoded).
+pub fn http_app(sink: &Sink) -> Router {
+    Router::new()
+        .route("/v1/traces", axum::routing::post(http_export))
+        .route("/v1/logs", axum::routing::post(http_export_logs))
+        .with_state(sink.clone())
 }
 
 /// A real OTLP/HTTP (protobuf) collector on 127.0.0.1:0; returns the traces

@@ -14,13 +14,56 @@ use crate::metrics::Kind;
 pub(crate) struct Shared {
     pub(crate) common: Common,
     pub(crate) propagate: bool,
+    pub(crate) origin: Option<Origin>,
 }
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ClientTelemetryLayer");
         self.common.debug_fields(&mut d);
-        d.field("propagate", &self.propagate).finish()
+        d.field("propagate", &self.propagate)
+            .field("origin", &self.origin.as_ref().map(|o| &o.uri))
+            .finish()
+    }
+}
+
+/// Where requests go when their URI has no authority: `scheme://host:port`,
+/// with `server.address` and `server.port` split out once.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub(crate) uri: http::Uri,
+    pub(crate) host: Box<str>,
+    pub(crate) port: Option<u16>,
+}
+
+impl Origin {
+    fn parse(uri: &http::Uri) -> Result<Self, BuildError> {
+        let invalid = || BuildError::Origin {
+            origin: uri.to_string(),
+        };
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(invalid());
+        };
+        if authority.as_str().contains('@') || authority.host().is_empty() {
+            return Err(invalid());
+        }
+        let port = authority.port_u16().or(match scheme {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        });
+        let origin: http::Uri = format!("{scheme}://{authority}")
+            .parse()
+            .map_err(|_| invalid())?;
+        Ok(Origin {
+            uri: origin,
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .into(),
+            port,
+        })
     }
 }
 
@@ -44,6 +87,7 @@ layer_common!(
 pub struct ClientTelemetryLayerBuilder {
     settings: Settings,
     propagate: bool,
+    origin: Option<http::Uri>,
 }
 
 impl Default for ClientTelemetryLayerBuilder {
@@ -51,12 +95,61 @@ impl Default for ClientTelemetryLayerBuilder {
         ClientTelemetryLayerBuilder {
             settings: Settings::default(),
             propagate: true,
+            origin: None,
         }
+    }
+}
+
+impl ClientTelemetryLayer {
+    /// This layer with requests whose URI has no authority sent to `origin`
+    /// (see [`ClientTelemetryLayerBuilder::origin`]); fails when `origin` is
+    /// not `scheme://host[:port]`. The other settings are kept.
+    ///
+    /// ```
+    /// use telltale_telemetry::layer::client::ClientTelemetryLayer;
+    ///
+    /// let layer = ClientTelemetryLayer::new().with_origin("http://10.0.0.1:50051".parse().unwrap());
+    /// assert!(layer.is_ok());
+    /// assert!(ClientTelemetryLayer::new().with_origin("/only/a/path".parse().unwrap()).is_err());
+    /// ```
+    pub fn with_origin(&self, origin: http::Uri) -> Result<Self, BuildError> {
+        Ok(ClientTelemetryLayer {
+            shared: Arc::new(Shared {
+                common: self.shared.common.clone(),
+                propagate: self.shared.propagate,
+                origin: Some(Origin::parse(&origin)?),
+            }),
+        })
     }
 }
 
 impl ClientTelemetryLayerBuilder {
     common_setters!("url.full");
+
+    /// Where the client sends requests whose URI carries no authority: the
+    /// `scheme://host[:port]` of the channel the layer wraps. tonic sends
+    /// path-only URIs (`/pkg.Service/Method`) and adds the origin inside its
+    /// `Channel`, out of this layer's sight; with the origin set, its CLIENT
+    /// spans get `server.address` and `server.port`, and so do the RED
+    /// metrics (`server_address`, `server_port`). A request's own absolute
+    /// URI or `Host` header wins. Without an origin or any of those, the
+    /// span has no `server.*` and no `url.full` (never a bare path).
+    /// [`build`](Self::build) fails when `origin` is not
+    /// `scheme://host[:port]`. Defaults to none.
+    ///
+    /// ```
+    /// use telltale_telemetry::layer::client::ClientTelemetryLayer;
+    ///
+    /// let layer = ClientTelemetryLayer::builder()
+    ///     .origin("http://fraud.internal:50051".parse().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn origin(mut self, origin: http::Uri) -> Self {
+        self.origin = Some(origin);
+        self
+    }
 
     /// Whether `traceparent`/`tracestate` are injected. Defaults to `true`.
     pub fn propagate(mut self, propagate: bool) -> Self {
@@ -82,6 +175,7 @@ impl ClientTelemetryLayerBuilder {
             shared: Arc::new(Shared {
                 common: self.settings.build((Kind::HttpClient, Kind::RpcClient))?,
                 propagate: self.propagate,
+                origin: self.origin.as_ref().map(Origin::parse).transpose()?,
             }),
         })
     }

@@ -25,21 +25,29 @@
 //!
 //! The span follows the OpenTelemetry HTTP client conventions: name `{method}`
 //! (`HTTP` for unknown methods), `http.request.method` (`_OTHER` plus
-//! `http.request.method_original`), `server.address`, `server.port` (the URI's
-//! port or the scheme's default), `url.full` (credentials and sensitive query
-//! values replaced by `REDACTED`), `http.response.status_code`,
+//! `http.request.method_original`), `server.address`, `server.port` (from the
+//! URI's authority, port defaulted from the scheme; else the `Host` header;
+//! else the [origin](ClientTelemetryLayerBuilder::origin) of the channel the
+//! layer wraps), `url.full` (absolute only, from the URI or the origin;
+//! credentials and sensitive query values replaced by `REDACTED`; omitted
+//! rather than a bare path), `http.response.status_code`,
 //! `network.protocol.version`, `error.type`, opt-in
 //! `http.{request,response}.header.<name>`. gRPC calls (content type
-//! `application/grpc…`): name `pkg.Service/Method`, `rpc.system`,
-//! `rpc.service`, `rpc.method`, `rpc.grpc.status_code`.
+//! `application/grpc…`) follow the RPC conventions: name
+//! `pkg.Service/Method`, `rpc.system`, `rpc.service`, `rpc.method`,
+//! `rpc.grpc.status_code`, `server.address`, `server.port`, no `url.full`.
 //!
-//! Span status: Error for 4xx and 5xx, every non-OK gRPC code, inner errors and
-//! timeouts, and requests dropped before their body ended.
+//! Span status: Error for 4xx, 5xx and codes 600 to 999, every non-OK gRPC
+//! code, inner errors, timeouts and rejections (`error.type` `circuit_open`,
+//! `bulkhead_full`, with a fixed status text), and requests dropped before
+//! their body ended.
 //!
 //! The `traceparent`/`tracestate` headers carry the CLIENT span's context (or
-//! the current context when spans are off), written by the global propagator,
-//! or by a W3C trace-context propagator when none is configured, so that
-//! propagation never fails silently.
+//! the current context when spans are off), written by the propagator
+//! telltale installed (`OTEL_PROPAGATORS`; none at all for `none`), by the
+//! application's global one, or, when neither is set, by telltale's default
+//! list (W3C Trace Context and Baggage), so that propagation never fails
+//! silently. No empty `tracestate` is ever sent. See [`crate::propagation`].
 
 pub mod env;
 mod layer;

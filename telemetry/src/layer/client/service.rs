@@ -13,7 +13,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ResponseFuture;
-use super::layer::Shared;
+use super::layer::{Origin, Shared};
 use crate::layer::propagation;
 use crate::layer::record::Route;
 use crate::layer::server::ResponseBody;
@@ -41,8 +41,12 @@ impl<S> ClientTelemetryService<S> {
 }
 
 /// `server.address` and `server.port` of an outbound request: the URI's
-/// authority (port defaulted from the scheme), else the `Host` header.
-fn target<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
+/// authority (port defaulted from the scheme), else the `Host` header, else
+/// the layer's origin.
+fn target<'a, B>(
+    req: &'a Request<B>,
+    origin: Option<&'a Origin>,
+) -> (Option<&'a str>, Option<u16>) {
     let uri = req.uri();
     if let Some(host) = uri.host() {
         let port = uri.port_u16().or(match uri.scheme_str() {
@@ -62,9 +66,14 @@ fn target<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
     {
         Some(h) if !h.is_empty() => {
             let (h, p) = split_host_port(h);
+            // A `Host` without port: the origin's scheme says which default.
+            let p = p.or_else(|| origin.filter(|o| &*o.host == h).and_then(|o| o.port));
             (Some(h), p)
         }
-        _ => (None, None),
+        _ => match origin {
+            Some(o) => (Some(&*o.host), o.port),
+            None => (None, None),
+        },
     }
 }
 
@@ -93,7 +102,14 @@ fn make_span<B>(
         http.request.method_original = known.is_none().then(|| method.as_str()),
         server.address = host,
         server.port = port.map(i64::from),
-        url.full = shared.common.redactor.full_url(req.uri()),
+        // gRPC calls follow the RPC conventions, which have no `url.full`.
+        url.full = match rpc {
+            Some(_) => None,
+            None => shared
+                .common
+                .redactor
+                .full_url(req.uri(), shared.origin.as_ref().map(|o| &o.uri)),
+        },
         http.response.status_code = Empty,
         network.protocol.version = Empty,
         error.type = Empty,
@@ -101,6 +117,12 @@ fn make_span<B>(
         rpc.service = rpc.map(|r| r.0),
         rpc.method = rpc.map(|r| r.1),
         rpc.grpc.status_code = Empty,
+        resilience.rejected = Empty,
+        resilience.circuit_breaker.name = Empty,
+        resilience.circuit_breaker.state = Empty,
+        resilience.circuit_breaker.retry_after_ms = Empty,
+        resilience.bulkhead.name = Empty,
+        resilience.bulkhead.waited_ms = Empty,
     );
     shared.common.request_headers.record(&span, req.headers());
     span
@@ -120,7 +142,7 @@ impl<S> ClientTelemetryService<S> {
         } else {
             None
         };
-        let (host, port) = target(&req);
+        let (host, port) = target(&req, shared.origin.as_ref());
         let in_flight = shared
             .common
             .metrics(grpc)

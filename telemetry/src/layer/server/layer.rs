@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use telltale_core::config::{Env, EnvSource, parse_list_with};
+use telltale_core::config::{Env, EnvSource};
 use tower_layer::Layer;
 
 use super::ServerTelemetryService;
@@ -181,17 +181,24 @@ impl ServerTelemetryLayerBuilder {
         self.settings
             .env(env, CAPTURE_REQUEST_HEADERS, CAPTURE_RESPONSE_HEADERS)?;
         if let Some(v) = env.parse(TRUSTED_PROXIES, |s| {
-            parse_list_with(s, |item| Ok(item.to_owned()))
+            crate::layer::settings::parse_bounded_list(s, |item| {
+                item.parse::<IpNet>().map(|_| item.to_owned()).map_err(|_| {
+                    telltale_core::ParseError::new(
+                        1,
+                        "an IP address or network such as 10.0.0.0/8 or ::1",
+                    )
+                })
+            })
         })? {
             self.trusted = v;
         }
         if let Some(v) = env.boolean(PUBLIC_ENDPOINT)? {
             self.public_all = v;
         }
-        if let Some(v) = env.list(PUBLIC_ROUTES)? {
+        if let Some(v) = env.parse(PUBLIC_ROUTES, parse_routes)? {
             self.public = v;
         }
-        if let Some(v) = env.list(SKIP_TRACING)? {
+        if let Some(v) = env.parse(SKIP_TRACING, parse_routes)? {
             self.skip = v;
         }
         if let Some(v) = env.boolean(TRACE_HEALTH_CHECKS)? {
@@ -226,4 +233,35 @@ impl ServerTelemetryLayerBuilder {
             }),
         })
     }
+}
+
+/// Longest route in `TELLTALE_HTTP_SERVER_PUBLIC_ROUTES` and
+/// `TELLTALE_HTTP_SERVER_SKIP_TRACING`, in bytes.
+const MAX_ROUTE_LEN: usize = 1024;
+
+/// Routes (templates such as `/users/{id}`) or paths: each starts with `/`
+/// (a route that does not could never match), at most [`MAX_ROUTE_LEN`]
+/// bytes of visible ASCII.
+fn parse_routes(s: &str) -> Result<Vec<String>, telltale_core::ParseError> {
+    crate::layer::settings::parse_bounded_list(s, |item| {
+        if !item.starts_with('/') {
+            return Err(telltale_core::ParseError::new(
+                1,
+                "a route or path starting with `/` (such as /health or /users/{id})",
+            ));
+        }
+        if let Some((i, _)) = item.char_indices().find(|(_, c)| !c.is_ascii_graphic()) {
+            return Err(telltale_core::ParseError::new(
+                item[..i].chars().count() + 1,
+                "a route of visible ASCII characters (percent-encode the rest)",
+            ));
+        }
+        if item.len() > MAX_ROUTE_LEN {
+            return Err(telltale_core::ParseError::new(
+                MAX_ROUTE_LEN + 1,
+                format!("a route of at most {MAX_ROUTE_LEN} bytes"),
+            ));
+        }
+        Ok(item.to_owned())
+    })
 }

@@ -44,7 +44,8 @@
 //! are the path `/pkg.Service/Method`, and the RPC metrics are used.
 //!
 //! Span status: Error when the outcome has an `error.type` on the server side
-//! (5xx, gRPC server-error codes, inner errors, timeouts, client disconnects);
+//! (5xx and codes 600 to 999, gRPC server-error codes, inner errors, timeouts,
+//! rejections answered by a rejection layer, client disconnects);
 //! 4xx leaves it unset. Metrics and span read the same
 //! [`Outcome`](telltale_core::Outcome), so they agree.
 //!
@@ -59,9 +60,12 @@
 //!
 //! # Trace context
 //!
-//! An incoming `traceparent` (through the global propagator, or W3C trace
-//! context when none is configured) continues the trace, unless the route is a
-//! public endpoint: then the span is a new root with a link to the caller.
+//! Incoming trace context (`traceparent`/`tracestate`, or what
+//! `OTEL_PROPAGATORS` selects; see [`crate::propagation`]) continues the
+//! trace, unless the route is a public endpoint: then the span is a new root
+//! with a link to the caller. A header received several times is one list
+//! (RFC 9110): two `traceparent` headers are invalid and start a new trace.
+//! With `OTEL_PROPAGATORS=none` nothing is read.
 //!
 //! # Ends with the body
 //!

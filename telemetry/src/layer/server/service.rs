@@ -123,6 +123,12 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
         rpc.service = rpc_service,
         rpc.method = rpc_method,
         rpc.grpc.status_code = Empty,
+        resilience.rejected = Empty,
+        resilience.circuit_breaker.name = Empty,
+        resilience.circuit_breaker.state = Empty,
+        resilience.circuit_breaker.retry_after_ms = Empty,
+        resilience.bulkhead.name = Empty,
+        resilience.bulkhead.waited_ms = Empty,
     );
     if span.is_disabled() {
         return span;

@@ -181,14 +181,17 @@ fn samplers() {
 #[test]
 fn every_invalid_value_names_its_variable_and_position() {
     for (variable, value, position) in [
-        ("OTEL_SDK_DISABLED", "maybe", 1),
         ("OTEL_TRACES_SAMPLER", "jaeger_remote", 1),
         ("OTEL_TRACES_SAMPLER_ARG", "1.5", 1),
         ("OTEL_TRACES_SAMPLER_ARG", "0.5x", 4),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", 1),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "udp", 1),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317", 1),
+        #[cfg(not(feature = "tls"))]
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4317", 1),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "br", 1),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", 1),
+        ("OTEL_BLRP_EXPORT_TIMEOUT", "-1", 1),
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://c", 1),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "nope nope", 1),
         ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b", 6),
@@ -278,5 +281,5 @@ fn is_configured_sees_any_variable() {
         OTEL_RESOURCE_ATTRIBUTES,
         "a=b"
     )])));
-    assert_eq!(VARS.len(), 29);
+    assert_eq!(VARS.len(), 57);
 }

@@ -8,16 +8,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub(crate) mod diagnostics;
 mod processor;
 mod queue;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+pub(crate) mod transport;
 
 pub use processor::{BoundedLogProcessor, BoundedSpanProcessor};
+pub(crate) use queue::Reporting;
 
 use super::settings::{
     DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
-    DEFAULT_EXPORT_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FAILURE_LOG_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 
 /// Sizes and bounds of a [`BoundedSpanProcessor`].
@@ -33,6 +38,9 @@ pub struct BatchConfig {
     pub export_timeout: Duration,
     /// Bound of a `force_flush`.
     pub flush_timeout: Duration,
+    /// While exports keep failing, at most one `WARN` line per this interval
+    /// (after the first failure's line), with the count dropped since.
+    pub failure_log_interval: Duration,
 }
 
 impl Default for BatchConfig {
@@ -43,6 +51,7 @@ impl Default for BatchConfig {
             delay: DEFAULT_EXPORT_DELAY,
             export_timeout: DEFAULT_EXPORT_TIMEOUT,
             flush_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            failure_log_interval: DEFAULT_FAILURE_LOG_INTERVAL,
         }
     }
 }
@@ -113,6 +122,13 @@ impl ExportStats {
         self.counters.failed_exports.load(Ordering::Relaxed)
     }
 
+    /// Gives the current recorder the HELP text and unit of both counters.
+    /// Once per batch or drop (not per span), so that a recorder installed
+    /// after telemetry still gets them.
+    fn describe(&self) {
+        metrics::with_recorder(|r| crate::metrics::names::describe_exporters(r, &self.metrics));
+    }
+
     fn count_dropped(&self, reason: &'static str, n: u64) {
         let counter = match reason {
             "queue_full" => &self.counters.dropped_queue_full,
@@ -120,6 +136,7 @@ impl ExportStats {
             _ => &self.counters.dropped_shutdown,
         };
         counter.fetch_add(n, Ordering::Relaxed);
+        self.describe();
         // Looked up at drop time, not prepared: drops are rare, and the
         // recorder may be installed after telemetry.
         metrics::counter!(self.metrics.0.clone(), "exporter" => self.name, "reason" => reason)

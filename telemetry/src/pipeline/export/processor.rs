@@ -10,7 +10,8 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord}
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use telltale_core::BoxError;
 
-use super::queue::{Queue, Sink};
+use super::diagnostics::Diagnostics;
+use super::queue::{Queue, Reporting, Sink};
 use super::{BatchConfig, ExportStats};
 use crate::metrics::names::{
     LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
@@ -39,7 +40,7 @@ macro_rules! queue_methods {
 /// exports through a `$exporter` wrapped in the sink `$sink`, counting into
 /// the `$metrics` (dropped, exported) counters.
 macro_rules! processor_common {
-    ($name:ident, $exporter:ident, $sink:ident, $metrics:expr, $new_doc:literal) => {
+    ($name:ident, $exporter:ident, $sink:ident, $what:literal, $metrics:expr, $new_doc:literal) => {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($name))
@@ -60,8 +61,30 @@ macro_rules! processor_common {
                 E: $exporter + 'static,
                 F: FnOnce() -> Result<E, BoxError> + Send + 'static,
             {
-                let queue = Queue::start(name, $metrics, config, move || make().map($sink))?;
+                Self::with_reporting(name, config, Reporting::new($what), make)
+            }
+
+            /// [`new`](Self::new) with the endpoint and the transport's
+            /// cause slot, for the failure lines.
+            pub(crate) fn with_reporting<E, F>(
+                name: &'static str,
+                config: BatchConfig,
+                reporting: Reporting,
+                make: F,
+            ) -> Result<Self, ExporterError>
+            where
+                E: $exporter + 'static,
+                F: FnOnce() -> Result<E, BoxError> + Send + 'static,
+            {
+                let queue =
+                    Queue::start(name, $metrics, config, reporting, move || make().map($sink))?;
                 Ok($name { queue })
+            }
+
+            /// Where the worker's lines go (set to the pipeline's dispatch
+            /// once it is built).
+            pub(crate) fn diagnostics(&self) -> Diagnostics {
+                self.queue.diagnostics.clone()
             }
 
             /// A handle on this processor's counts.
@@ -88,6 +111,17 @@ macro_rules! processor_common {
 ///   at most the export delay. Each export is bounded by the export timeout; a
 ///   failed batch is counted with `reason="export_failed"`. The next batch is
 ///   tried normally, so export resumes on its own when the collector returns.
+/// - Failures are logged, never once per batch: the first failure at `WARN`
+///   with the endpoint and the cause (connection refused, no answer within
+///   the timeout, the collector's certificate not trusted, an HTTP or gRPC
+///   status), then at most one `WARN` summary per
+///   [`failure_log_interval`](BatchConfig::failure_log_interval) with the
+///   count dropped since, and one `INFO` line when an export succeeds again.
+///   They have the target `telltale_telemetry::export` and go to the log
+///   output of the pipeline (or of the dispatcher current where the
+///   processor was created), never to an exporter; so do the OpenTelemetry
+///   SDK's internal logs emitted on the worker thread. Everything else the
+///   exporter's libraries (hyper, h2, tonic) trace there is dropped.
 /// - Flush and shutdown are bounded: the caller waits at most its timeout,
 ///   whatever the exporter does. Spans still queued when shutdown gives up are
 ///   counted with `reason="shutdown"`.
@@ -121,6 +155,7 @@ processor_common!(
     BoundedSpanProcessor,
     SpanExporter,
     Spans,
+    "spans",
     (SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL),
     "Starts the worker thread, builds the exporter there with `make` (inside \
      the worker's tokio runtime) and returns once it is built. An error from \
@@ -150,6 +185,7 @@ processor_common!(
     BoundedLogProcessor,
     LogExporter,
     Logs,
+    "log records",
     (LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL),
     "Starts the worker thread and builds the exporter there with `make`, as \
      [`BoundedSpanProcessor::new`] does."

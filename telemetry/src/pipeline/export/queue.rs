@@ -10,6 +10,8 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use telltale_core::BoxError;
 use tokio::sync::mpsc;
 
+use super::diagnostics::{Diagnostics, Forwarder, Health, mark_worker_thread};
+use super::transport::{LastCause, describe};
 use super::{BatchConfig, ExportStats};
 use crate::pipeline::error::ExporterError;
 
@@ -27,12 +29,36 @@ pub(super) trait Sink: 'static {
     fn set_resource(&mut self, resource: &Resource);
 }
 
+/// How a worker reports: what it exports (`spans`, `log records`), to
+/// which endpoint, where its lines go, and where its transport leaves the
+/// cause of a failed connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Reporting {
+    pub(crate) what: &'static str,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) diagnostics: Diagnostics,
+    pub(crate) cause: LastCause,
+}
+
+impl Reporting {
+    /// Lines to the caller's current dispatcher, no endpoint known.
+    pub(crate) fn new(what: &'static str) -> Self {
+        Reporting {
+            what,
+            endpoint: None,
+            diagnostics: Diagnostics::current(),
+            cause: LastCause::default(),
+        }
+    }
+}
+
 /// The shared part: bounded channel, control channel, counts.
 pub(super) struct Queue<T> {
     tx: mpsc::Sender<T>,
     control: mpsc::UnboundedSender<Control>,
     pub(super) stats: ExportStats,
     pub(super) config: BatchConfig,
+    pub(super) diagnostics: Diagnostics,
     is_shutdown: AtomicBool,
 }
 
@@ -41,36 +67,55 @@ impl<T: Send + 'static> Queue<T> {
         name: &'static str,
         metrics: (&'static str, &'static str),
         config: BatchConfig,
+        reporting: Reporting,
         make: F,
     ) -> Result<Self, ExporterError>
     where
         S: Sink<Item = T>,
         F: FnOnce() -> Result<S, BoxError> + Send + 'static,
     {
+        // Bounded whatever the caller asks: no panic (tokio's channel and
+        // `Instant + Duration` panic on zero or huge values), no absurd
+        // allocation.
+        let queue_size = config
+            .queue_size
+            .clamp(1, crate::pipeline::settings::MAX_EXPORT_QUEUE_SIZE);
+        let max = crate::pipeline::settings::MAX_EXPORT_DURATION;
         let config = BatchConfig {
-            queue_size: config.queue_size.max(1),
-            batch_size: config.batch_size.clamp(1, config.queue_size.max(1)),
-            ..config
+            queue_size,
+            batch_size: config.batch_size.clamp(
+                1,
+                queue_size.min(crate::pipeline::settings::MAX_EXPORT_BATCH_SIZE),
+            ),
+            delay: config.delay.min(max),
+            export_timeout: config.export_timeout.min(max),
+            flush_timeout: config.flush_timeout.min(max),
+            failure_log_interval: config.failure_log_interval.min(max),
         };
         let (tx, rx) = mpsc::channel(config.queue_size);
         let (control, control_rx) = mpsc::unbounded_channel();
         let stats = ExportStats {
             name,
             metrics: Arc::new((
-                telltale_core::metric_name::full(None, metrics.0),
-                telltale_core::metric_name::full(None, metrics.1),
+                telltale_core::metric_name::process_full(metrics.0),
+                telltale_core::metric_name::process_full(metrics.1),
             )),
             capacity: config.queue_size,
             counters: Arc::default(),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let worker_stats = stats.clone();
+        let diagnostics = reporting.diagnostics.clone();
         std::thread::Builder::new()
             .name(format!("telltale-export-{name}"))
             .spawn(move || {
-                // The exporter's own tracing (hyper, tonic, the SDK) must not
-                // become spans or logs that are exported again.
-                let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
+                // The exporter's own tracing (hyper, tonic) is dropped; the
+                // SDK's internal logs and telltale's export lines go to the
+                // user's log output, never back into an exporter.
+                mark_worker_thread();
+                let _forward = tracing::dispatcher::set_default(&tracing::Dispatch::new(
+                    Forwarder(reporting.diagnostics.clone()),
+                ));
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -98,6 +143,13 @@ impl<T: Send + 'static> Queue<T> {
                         rx,
                         control: control_rx,
                         config,
+                        health: Health::new(
+                            name,
+                            reporting.what,
+                            reporting.endpoint,
+                            config.failure_log_interval,
+                        ),
+                        cause: reporting.cause,
                         stats: worker_stats,
                         batch: Vec::with_capacity(config.batch_size),
                     }
@@ -115,6 +167,7 @@ impl<T: Send + 'static> Queue<T> {
             control,
             stats,
             config,
+            diagnostics,
             is_shutdown: AtomicBool::new(false),
         })
     }
@@ -183,6 +236,8 @@ struct Worker<S: Sink> {
     control: mpsc::UnboundedReceiver<Control>,
     config: BatchConfig,
     stats: ExportStats,
+    health: Health,
+    cause: LastCause,
     batch: Vec<S::Item>,
 }
 
@@ -271,19 +326,33 @@ impl<S: Sink> Worker<S> {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_size));
         let n = batch.len() as u64;
-        match tokio::time::timeout(timeout, self.exporter.export(batch)).await {
-            Ok(Ok(())) => {
+        // A cause left by an earlier attempt is not this export's.
+        let _ = self.cause.take();
+        let result = tokio::time::timeout(timeout, self.exporter.export(batch)).await;
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(self.cause.take().unwrap_or_else(|| describe(&e))),
+            Err(_) => Some(match self.cause.take() {
+                Some(cause) => format!("no answer within {timeout:?} (last error: {cause})"),
+                None => format!("no answer within {timeout:?} (export timeout)"),
+            }),
+        };
+        match failure {
+            None => {
                 self.stats.counters.exported.fetch_add(n, Ordering::Relaxed);
+                self.stats.describe();
                 metrics::counter!(self.stats.metrics.1.clone(), "exporter" => self.stats.name)
                     .increment(n);
+                self.health.succeeded(self.stats.dropped());
                 true
             }
-            Ok(Err(_)) | Err(_) => {
+            Some(cause) => {
                 self.stats
                     .counters
                     .failed_exports
                     .fetch_add(1, Ordering::Relaxed);
                 self.stats.count_dropped("export_failed", n);
+                self.health.failed(&cause, self.stats.dropped(), n);
                 false
             }
         }

@@ -42,6 +42,7 @@ fn full_queue_drops_and_counts_without_blocking() {
         delay: Duration::from_millis(1),
         export_timeout: Duration::from_secs(30),
         flush_timeout: Duration::from_secs(5),
+        ..BatchConfig::default()
     };
     let processor = BoundedSpanProcessor::new("gate", config, move || Ok(exporter)).unwrap();
     let stats = processor.stats();
@@ -160,4 +161,30 @@ fn exporter_build_errors_surface() {
     .unwrap_err();
     assert_eq!(err.to_string(), "no");
     assert!(matches!(err, ExporterError::Build(_)), "{err:?}");
+}
+
+#[test]
+fn absurd_settings_are_bounded_not_panics() {
+    let memory = InMemorySpanExporter::default();
+    let seen = memory.clone();
+    let config = BatchConfig {
+        queue_size: usize::MAX,
+        batch_size: usize::MAX,
+        delay: Duration::MAX,
+        export_timeout: Duration::MAX,
+        flush_timeout: Duration::from_secs(5),
+        failure_log_interval: Duration::MAX,
+    };
+    let processor = BoundedSpanProcessor::new("huge", config, move || Ok(memory)).unwrap();
+    let stats = processor.stats();
+    assert_eq!(
+        stats.capacity(),
+        crate::pipeline::settings::MAX_EXPORT_QUEUE_SIZE
+    );
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
+    provider.tracer("t").in_span("s", |_| {});
+    provider.force_flush().unwrap();
+    assert_eq!(seen.get_finished_spans().unwrap().len(), 1);
 }

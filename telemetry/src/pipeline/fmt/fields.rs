@@ -89,13 +89,20 @@ impl<W: fmt::Write> Visit for FieldWriter<'_, W> {
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         if value.is_finite() {
-            self.write(field, |out, _| write!(out, "{value}"));
+            self.write(field, |out, _| write_float(out, value));
         } else {
             self.write(field, |out, max| {
                 write_json_str(out, &value.to_string(), max)
             });
         }
     }
+}
+
+/// Writes a finite float so that it reads back as a float: `1.0`, not `1`
+/// (a backend that first sees `1` maps the field as an integer and then
+/// truncates or rejects `0.5`). Shortest round-trip digits, as serde_json.
+pub(crate) fn write_float(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
+    out.write_str(ryu::Buffer::new().format_finite(value))
 }
 
 impl<'w> FormatFields<'w> for JsonFields {
@@ -175,6 +182,29 @@ impl EventFields {
             out: &mut self.encoded,
             max: self.max,
             result: Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_float;
+
+    #[test]
+    fn floats_read_back_as_floats() {
+        for (value, text) in [
+            (1.0, "1.0"),
+            (0.5, "0.5"),
+            (-3.0, "-3.0"),
+            (0.0, "0.0"),
+            (1e21, "1e21"),
+            (1e-7, "1e-7"),
+        ] {
+            let mut out = String::new();
+            write_float(&mut out, value).unwrap();
+            assert_eq!(out, text);
+            let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert!(parsed.is_f64(), "{out}");
         }
     }
 }

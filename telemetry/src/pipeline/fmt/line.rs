@@ -17,19 +17,81 @@ pub(super) struct Line {
     /// Encoded `name\tjson\n` fields: span fields root to leaf, then the
     /// event's (one buffer for all, to allocate little).
     encoded: String,
-    pub(super) span_names: Vec<&'static str>,
+    /// The enclosing spans, root to leaf: name and where its fields start in
+    /// `encoded`.
+    pub(super) spans: Vec<(&'static str, usize)>,
+    /// Where the event's own fields start in `encoded`.
+    event_start: usize,
     /// The task-local correlation ID as JSON, when no field carries one.
     task_correlation: Option<String>,
     pub(super) otel: Option<SpanContext>,
+    /// The OpenTelemetry context of the outermost enclosing span (the local
+    /// root: ECS `transaction.id`), when asked for.
+    pub(super) root: Option<SpanContext>,
+}
+
+/// Whether `key` describes a request (its method, URL, peer, protocol,
+/// outcome): such fields are taken from one span only, the innermost that
+/// has any, so an outbound call's fields never mix with the inbound
+/// request's around it. Identity fields (IDs, correlation) are not request
+/// fields.
+pub(super) fn is_request_field(key: &str) -> bool {
+    const PREFIXES: [&str; 9] = [
+        "http.",
+        "url.",
+        "server.",
+        "client.",
+        "network.",
+        "user_agent.",
+        "rpc.",
+        "source.",
+        "destination.",
+    ];
+    key == "error.type" || PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 impl Line {
-    /// `(key, json)` pairs in order.
+    /// `(key, json)` pairs in order: span fields root to leaf, then the
+    /// event's. Request fields ([`is_request_field`]) come only from the
+    /// innermost span that has any.
     pub(super) fn pairs(&self) -> Vec<(&str, &str)> {
-        self.encoded
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .collect()
+        // First pass: the innermost span with a request field.
+        let mut request_span = None;
+        self.walk(|key, _, span| {
+            if span.is_some() && is_request_field(key) {
+                request_span = span;
+            }
+        });
+        let mut pairs = Vec::new();
+        self.walk(|key, value, span| {
+            if span.is_none() || span == request_span || !is_request_field(key) {
+                pairs.push((key, value));
+            }
+        });
+        pairs
+    }
+
+    /// Calls `f(key, json, span)` for every encoded field in order; `span` is
+    /// the index in `spans` of the span the field belongs to, `None` for the
+    /// event's own fields.
+    fn walk<'a>(&'a self, mut f: impl FnMut(&'a str, &'a str, Option<usize>)) {
+        let mut span = 0;
+        let mut at = 0;
+        for raw in self.encoded.split_inclusive('\n') {
+            let start = at;
+            at += raw.len();
+            let Some((key, value)) = raw.trim_end_matches('\n').split_once('\t') else {
+                continue;
+            };
+            if start < self.event_start {
+                while span + 1 < self.spans.len() && self.spans[span + 1].1 <= start {
+                    span += 1;
+                }
+                f(key, value, Some(span));
+            } else {
+                f(key, value, None);
+            }
+        }
     }
 }
 
@@ -48,6 +110,7 @@ pub(super) fn gather<S>(
     event: &Event<'_>,
     max: usize,
     cell: &DispatchCell,
+    want_root: bool,
 ) -> Line
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -68,22 +131,38 @@ where
         ),
     }
     .filter(SpanContext::is_valid);
+    let root = if want_root && leaf.is_some() {
+        ctx.event_scope()
+            .and_then(|scope| scope.from_root().next())
+            .map(|span| span.id())
+            .and_then(|id| {
+                if Some(&id) == leaf.as_ref() {
+                    otel.clone()
+                } else {
+                    cell.span_context(&id)
+                }
+            })
+            .filter(SpanContext::is_valid)
+    } else {
+        None
+    };
 
     let mut fields = EventFields {
         message: None,
         encoded: String::new(),
         max,
     };
-    let mut span_names = Vec::new();
+    let mut spans = Vec::new();
     if let Some(scope) = ctx.event_scope() {
         for span in scope.from_root() {
-            span_names.push(span.name());
+            spans.push((span.name(), fields.encoded.len()));
             let ext = span.extensions();
             if let Some(stored) = ext.get::<FormattedFields<JsonFields>>() {
                 fields.encoded.push_str(&stored.fields);
             }
         }
     }
+    let event_start = fields.encoded.len();
     event.record(&mut fields);
 
     let has_field = fields.encoded.starts_with("correlation_id\t")
@@ -103,9 +182,11 @@ where
     Line {
         message: fields.message.unwrap_or_default(),
         encoded: fields.encoded,
-        span_names,
+        spans,
+        event_start,
         task_correlation,
         otel,
+        root,
     }
 }
 

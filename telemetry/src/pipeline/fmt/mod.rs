@@ -12,16 +12,21 @@ use tracing::{Dispatch, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 
+mod ecs;
 mod escape;
 mod fields;
 mod json;
 mod line;
 mod pretty;
 
+pub use ecs::{CUSTOM_NAMESPACE, KEYWORD_MAX_CHARS};
 pub use escape::{TRUNCATION_MARKER, write_escaped};
 pub use fields::JsonFields;
+pub(crate) use fields::write_float;
 pub use json::{ECS_VERSION, JsonFormat, Profile};
+pub(crate) use json::{Head, write_line};
 pub use pretty::PrettyFormat;
+pub(crate) use pretty::write_span_line;
 
 /// Where a formatter finds the dispatch it runs in, to ask the
 /// OpenTelemetry layer for span contexts (`tracing::dispatcher::get_default`

@@ -56,7 +56,7 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let line = gather(ctx, event, self.max_len, &self.cell);
+        let line = gather(ctx, event, self.max_len, &self.cell, false);
         let meta = event.metadata();
         let (upper, ..) = severity(meta.level());
         let color = match *meta.level() {
@@ -72,11 +72,11 @@ where
         } else {
             write!(w, " {upper:>5} ")?;
         }
-        for name in &line.span_names {
+        for (name, _) in &line.spans {
             write_escaped(&mut w, name, 256)?;
             w.write_char(':')?;
         }
-        if !line.span_names.is_empty() {
+        if !line.spans.is_empty() {
             w.write_char(' ')?;
         }
         write_escaped(&mut w, meta.target(), self.max_len)?;
@@ -99,4 +99,35 @@ where
         }
         w.write_char('\n')
     }
+}
+
+/// A console span line in the pretty format:
+/// `<time>  INFO span: <name> <extra…> <attributes…> trace_id=… span_id=…`.
+pub(crate) fn write_span_line(
+    w: &mut impl fmt::Write,
+    head: &super::Head<'_>,
+    pairs: &[(&str, &str)],
+    max_len: usize,
+) -> fmt::Result {
+    let (upper, ..) = severity(head.level);
+    write!(
+        w,
+        "{} {upper:>5} ",
+        humantime::format_rfc3339_micros(head.time)
+    )?;
+    write_escaped(w, head.target, 256)?;
+    w.write_str(": ")?;
+    write_escaped(w, head.message, max_len)?;
+    for (key, value) in head.extra.iter().chain(pairs) {
+        w.write_char(' ')?;
+        write_escaped(w, key, 256)?;
+        write!(w, "={value}")?;
+    }
+    if let Some((trace_id, span_id)) = head.ids {
+        write!(w, " trace_id={trace_id} span_id={span_id}")?;
+    }
+    if let Some(id) = head.correlation {
+        write!(w, " correlation_id={id}")?;
+    }
+    w.write_char('\n')
 }

@@ -1,0 +1,47 @@
+//! A bound on slow readers: [`BodyTimeoutLayer`] ends a response body whose
+//! reader stopped reading for longer than the idle timeout, which releases
+//! everything the body holds below the layer (a bulkhead slot, a breaker
+//! permit, a chaos slot).
+//!
+//! Permits are held until the response body ends. A client that requests a
+//! large body and never reads it stops the server from polling the body (the
+//! socket's send buffer is full), so without a bound its slot is held for as
+//! long as it stays connected, and 16 such clients hold a 16-slot bulkhead
+//! indefinitely. With the layer, once a body has handed out a frame and the
+//! reader has not asked for the next one within the idle timeout, a watchdog
+//! task drops the inner body (releasing its permits), counts
+//! `telltale_bulkhead_body_timeouts_total{name}`, emits a WARN event (target
+//! `telltale::bulkhead`) inside the request's span, and the body ends with a
+//! [`BodyTimeout`] error if it is polled again. Time spent waiting for the
+//! inner body itself (a slow producer, a server-sent event stream) is not
+//! idle time: only a stalled reader is bounded.
+//!
+//! The watchdog is a tokio task per response (spawned only when a timeout is
+//! set and a tokio runtime is running; it ends with the body). Written here
+//! rather than taken from `tower-http`'s `TimeoutBody`, which bounds the wait
+//! for the *inner* body's frames (a slow producer) and is only polled by the
+//! reader, so it never fires while the reader is stalled.
+//!
+//! ```
+//! use std::time::Duration;
+//! use telltale_resilience::Bulkhead;
+//! use telltale_resilience::body_timeout::BodyTimeoutLayer;
+//! use tower::ServiceBuilder;
+//!
+//! let bulkhead = Bulkhead::builder("api").max_concurrent(16).build().unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(BodyTimeoutLayer::new("api", Some(Duration::from_secs(30))))
+//!     .layer(bulkhead.layer())
+//!     .service_fn(|_req: http::Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//!     });
+//! # let _ = svc;
+//! ```
+
+mod body;
+mod layer;
+mod service;
+
+pub use body::{BodyTimeout, ResponseBody};
+pub use layer::BodyTimeoutLayer;
+pub use service::{BodyTimeoutService, ResponseFuture};

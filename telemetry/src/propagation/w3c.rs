@@ -1,0 +1,323 @@
+//! telltale's W3C Trace Context (Level 2) propagator.
+
+use std::sync::LazyLock;
+
+use opentelemetry::Context;
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+use super::traceparent::{FLAG_RANDOM, FLAG_SAMPLED, KNOWN_FLAGS, TraceParent};
+use super::tracestate::W3cTraceState;
+
+/// Header name of the trace parent.
+pub const TRACEPARENT: &str = "traceparent";
+/// Header name of the trace state.
+pub const TRACESTATE: &str = "tracestate";
+
+static FIELDS: LazyLock<[String; 2]> =
+    LazyLock::new(|| [TRACEPARENT.to_owned(), TRACESTATE.to_owned()]);
+
+/// What was received, kept in the [`Context`] beside the span context: the
+/// `tracestate` list as telltale parsed it (opentelemetry's `TraceState`
+/// cannot hold every valid list), and the `TraceState` handed to
+/// opentelemetry, to tell the members a sampler or user changed.
+#[derive(Clone, Debug)]
+struct Received {
+    trace_id: TraceId,
+    /// The received flags, of which the random flag is sent on (the SDK
+    /// clears every flag of a span it does not sample).
+    flags: u8,
+    list: W3cTraceState,
+    given: TraceState,
+}
+
+/// The W3C Trace Context propagator (`traceparent`, `tracestate`), Level 2,
+/// implementing opentelemetry's [`TextMapPropagator`] so that it composes
+/// with `TextMapCompositePropagator` and the global propagator API.
+/// [`telemetry::init`](crate::init) installs it (with W3C Baggage) by default.
+///
+/// Receiving: [`TraceParent::parse`] and [`W3cTraceState::parse`] (exact
+/// lengths, lowercase hex, future versions, all-zero IDs; the tracestate
+/// grammar with multi-tenant keys, member limits, duplicates). An invalid
+/// `traceparent` extracts nothing (the trace restarts) and its `tracestate`
+/// is not read. The span context's `TraceFlags` carry the sampled flag
+/// (which drives sampling) and the random flag; the reserved bits are
+/// dropped, as the specification says senders MUST set them to zero
+/// ([`TraceParent::flags`] keeps all eight as received).
+///
+/// Sending: version `00`, the span's ID as parent ID, the sampled flag as
+/// decided and the random flag as received (the reserved flags are zero, as
+/// the specification requires of senders); the received `tracestate` with
+/// the members changed through opentelemetry's `TraceState` (a sampler, a
+/// user) moved to the left, truncated to 512 characters by whole entries;
+/// no `tracestate` header at all when the list is empty.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use opentelemetry::propagation::TextMapPropagator;
+/// use opentelemetry::trace::TraceContextExt;
+/// use telltale_telemetry::propagation::TraceContextPropagator;
+///
+/// let propagator = TraceContextPropagator::new();
+/// let mut incoming = HashMap::new();
+/// incoming.insert("traceparent".to_owned(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03".to_owned());
+/// incoming.insert("tracestate".to_owned(), "tenant@congo=t61rcWkgMzE".to_owned());
+/// let cx = propagator.extract(&incoming);
+/// assert!(cx.span().span_context().is_sampled());
+///
+/// let mut outgoing = HashMap::new();
+/// propagator.inject_context(&cx, &mut outgoing);
+/// assert_eq!(outgoing["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03");
+/// assert_eq!(outgoing["tracestate"], "tenant@congo=t61rcWkgMzE");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceContextPropagator {
+    _private: (),
+}
+
+impl TraceContextPropagator {
+    /// The propagator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The members of `list` opentelemetry's `TraceState` accepts, in order.
+fn to_otel(list: &W3cTraceState) -> TraceState {
+    let accepted: Vec<(&str, &str)> = list
+        .iter()
+        .filter(|(k, v)| TraceState::from_key_value([(*k, *v)]).is_ok())
+        .collect();
+    TraceState::from_key_value(accepted).unwrap_or_default()
+}
+
+/// `received`, with the changes made to `given` (now `current`) applied as
+/// the specification's mutations: removed keys removed, changed or added
+/// keys moved to the left.
+fn merge(received: &W3cTraceState, given: &TraceState, current: &TraceState) -> W3cTraceState {
+    let mut list = received.clone();
+    if given == current {
+        return list;
+    }
+    let before = W3cTraceState::parse(&given.header());
+    let after = W3cTraceState::parse(&current.header());
+    for (key, _) in before.iter() {
+        if after.get(key).is_none() {
+            list.remove(key);
+        }
+    }
+    let changed: Vec<(&str, &str)> = after
+        .iter()
+        .filter(|(k, v)| before.get(k) != Some(*v))
+        .collect();
+    for (key, value) in changed.into_iter().rev() {
+        // Both come from a parsed list: valid.
+        let _ = list.insert(key, value);
+    }
+    list
+}
+
+impl TextMapPropagator for TraceContextPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let sc = span.span_context();
+        let received = cx.get::<Received>().filter(|r| r.trace_id == sc.trace_id());
+        let random = match received {
+            Some(r) => r.flags & FLAG_RANDOM,
+            None => sc.trace_flags().to_u8() & FLAG_RANDOM,
+        };
+        let flags = (sc.trace_flags().to_u8() & FLAG_SAMPLED) | random;
+        let Some(tp) = TraceParent::new(sc.trace_id(), sc.span_id(), flags) else {
+            return;
+        };
+        injector.set(TRACEPARENT, tp.to_string());
+        let list = match received {
+            Some(r) => merge(&r.list, &r.given, sc.trace_state()),
+            None => W3cTraceState::parse(&sc.trace_state().header()),
+        };
+        let header = list.header();
+        if !header.is_empty() {
+            injector.set(TRACESTATE, header);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let Some(tp) = extractor.get(TRACEPARENT).and_then(TraceParent::parse) else {
+            return cx.clone();
+        };
+        let mut list = extractor
+            .get(TRACESTATE)
+            .map(W3cTraceState::parse)
+            .unwrap_or_default();
+        // What is propagated, also what the span context carries.
+        list.truncate_to_limit();
+        let given = to_otel(&list);
+        let sc = SpanContext::new(
+            tp.trace_id(),
+            tp.parent_id(),
+            TraceFlags::new(tp.flags() & KNOWN_FLAGS),
+            true,
+            given.clone(),
+        );
+        cx.with_remote_span_context(sc).with_value(Received {
+            trace_id: tp.trace_id(),
+            flags: tp.flags(),
+            list,
+            given,
+        })
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(FIELDS.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::SpanId;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const TP: &str = "00-12345678901234567890123456789012-1234567890123456-03";
+
+    fn extract(pairs: &[(&str, &str)]) -> Context {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TraceContextPropagator::new().extract(&map)
+    }
+
+    fn inject(cx: &Context) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        TraceContextPropagator::new().inject_context(cx, &mut out);
+        out
+    }
+
+    #[test]
+    fn round_trip_keeps_flags_and_level2_state() {
+        let state: String = (1..=32)
+            .map(|i| format!("t{i}@v{i}=x{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cx = extract(&[("traceparent", TP), ("tracestate", &state)]);
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid() && sc.is_remote() && sc.is_sampled());
+        assert_eq!(sc.trace_flags().to_u8(), 0x03);
+        let out = inject(&cx);
+        assert_eq!(out["traceparent"], TP);
+        assert_eq!(out["tracestate"], state);
+    }
+
+    #[test]
+    fn reserved_flags_are_not_sent() {
+        let cx = extract(&[(
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-ff",
+        )]);
+        assert_eq!(
+            inject(&cx)["traceparent"],
+            "00-12345678901234567890123456789012-1234567890123456-03"
+        );
+    }
+
+    #[test]
+    fn invalid_traceparent_ignores_tracestate() {
+        let cx = extract(&[("traceparent", "00-bad"), ("tracestate", "foo=1")]);
+        assert!(!cx.span().span_context().is_valid());
+        assert!(inject(&cx).is_empty());
+        let cx = extract(&[("tracestate", "foo=1")]);
+        assert!(!cx.span().span_context().is_valid());
+    }
+
+    #[test]
+    fn no_empty_tracestate_is_sent() {
+        let cx = extract(&[("traceparent", TP), ("tracestate", " , ")]);
+        let out = inject(&cx);
+        assert_eq!(out["traceparent"], TP);
+        assert!(!out.contains_key("tracestate"));
+    }
+
+    #[test]
+    fn changes_through_opentelemetry_move_left() {
+        let cx = extract(&[("traceparent", TP), ("tracestate", "rojo=1,t@x=2,congo=3")]);
+        let sc = cx.span().span_context().clone();
+        // A sampler updates `congo` and adds `ot` on the child's state.
+        let state = sc
+            .trace_state()
+            .insert("congo", "4")
+            .unwrap()
+            .insert("ot", "th:8")
+            .unwrap();
+        let child = SpanContext::new(
+            sc.trace_id(),
+            SpanId::from(7_u64),
+            sc.trace_flags(),
+            false,
+            state,
+        );
+        let out = inject(&cx.with_remote_span_context(child));
+        assert_eq!(out["tracestate"], "ot=th:8,congo=4,rojo=1,t@x=2");
+        assert_eq!(
+            out["traceparent"],
+            "00-12345678901234567890123456789012-0000000000000007-03"
+        );
+    }
+
+    #[test]
+    fn random_flag_survives_an_unsampled_child() {
+        let cx = extract(&[(
+            "traceparent",
+            "00-12345678901234567890123456789012-1234567890123456-02",
+        )]);
+        let sc = cx.span().span_context().clone();
+        // What the SDK makes of a span it drops: every flag cleared.
+        let child = SpanContext::new(
+            sc.trace_id(),
+            SpanId::from(7_u64),
+            TraceFlags::default(),
+            false,
+            sc.trace_state().clone(),
+        );
+        assert_eq!(
+            inject(&cx.with_remote_span_context(child))["traceparent"],
+            "00-12345678901234567890123456789012-0000000000000007-02"
+        );
+    }
+
+    #[test]
+    fn a_new_trace_does_not_inherit_the_received_list() {
+        let cx = extract(&[("traceparent", TP), ("tracestate", "rojo=1")]);
+        let other = SpanContext::new(
+            TraceId::from(9_u128),
+            SpanId::from(7_u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let out = inject(&cx.with_remote_span_context(other));
+        assert!(!out.contains_key("tracestate"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_headers_never_panic(tp in ".{0,80}", ts in ".{0,300}") {
+            let cx = extract(&[("traceparent", &tp), ("tracestate", &ts)]);
+            let _ = inject(&cx);
+        }
+
+        #[test]
+        fn emitted_headers_parse_back_identically(
+            t in 1u128.., p in 1u64.., flags in any::<u8>(),
+            ts in "([a-z][a-z0-9]{0,5}(@[a-z]{1,3})?=[!-+\\--<>-~]{1,8},){0,40}",
+        ) {
+            let tp = TraceParent::new(TraceId::from(t), SpanId::from(p), flags).unwrap().to_string();
+            let first = inject(&extract(&[("traceparent", &tp), ("tracestate", &ts)]));
+            let pairs: Vec<(&str, &str)> = first.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let second = inject(&extract(&pairs));
+            prop_assert_eq!(first, second);
+        }
+    }
+}
