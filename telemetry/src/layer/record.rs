@@ -5,8 +5,11 @@ use std::any::Any;
 use std::fmt;
 
 use http::StatusCode;
-use telltale_core::{BodyEnd, BoxError, OnEnd, Outcome, ResponseHead, Side};
+use opentelemetry::trace::TraceContextExt;
+use telltale_core::grpc::split_path;
+use telltale_core::{BodyEnd, BoxError, GrpcCode, OnEnd, Outcome, ResponseHead, Side};
 use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::InFlight;
 
@@ -22,6 +25,12 @@ pub(crate) enum Route {
     /// A gRPC call: the route is the URI's path, `/pkg.Service/Method` (the
     /// URI's clone shares its bytes: no copy).
     Grpc(http::Uri),
+    /// A gRPC call that nothing has vouched for yet (no router match, no
+    /// allow-list): no route until the response head shows that the server
+    /// knew the method (a gRPC response that is neither `UNIMPLEMENTED` nor a
+    /// rejection), when it becomes [`Route::Grpc`]. Unknown paths never become
+    /// labels.
+    Unvouched(http::Uri),
 }
 
 impl Route {
@@ -31,7 +40,24 @@ impl Route {
             #[cfg(feature = "axum")]
             Route::Matched(m) => Some(m.as_str()),
             Route::Grpc(uri) => Some(uri.path()),
+            Route::Unvouched(_) => None,
         }
+    }
+
+    /// Promotes an [`Unvouched`](Route::Unvouched) route whose server answered
+    /// as one that knows the method; returns the promoted route's path.
+    fn vouch(&mut self, head: &ResponseHead) -> Option<&str> {
+        let Route::Unvouched(uri) = self else {
+            return None;
+        };
+        if !head.is_grpc()
+            || head.refusal().is_some()
+            || head.grpc_in_headers() == Some(GrpcCode::Unimplemented)
+        {
+            return None;
+        }
+        *self = Route::Grpc(uri.clone());
+        self.as_str()
     }
 }
 
@@ -86,6 +112,19 @@ impl Record {
     /// The response head arrived: records the status now (it is known even if
     /// the body is cut later).
     pub(crate) fn on_head(&mut self, head: ResponseHead) {
+        if let Some(path) = self.route.vouch(&head)
+            && !self.span.is_disabled()
+            && let Some((service, method)) = split_path(path)
+        {
+            let name = format!("{service}/{method}");
+            self.span.record("otel.name", name.as_str());
+            // A started OpenTelemetry span ignores a recorded `otel.name`.
+            self.span.context().span().update_name(name);
+            self.span.record("http.route", path);
+            self.span.record("rpc.system", "grpc");
+            self.span.record("rpc.service", service);
+            self.span.record("rpc.method", method);
+        }
         if !self.span.is_disabled() {
             self.span.record(
                 "http.response.status_code",

@@ -29,6 +29,10 @@ telltale_core::env_vars! {
     /// `TELLTALE_HTTP_SERVER_TRACE_HEALTH_CHECKS`: boolean, trace health checks
     /// too (off by default).
     TRACE_HEALTH_CHECKS = "TELLTALE_HTTP_SERVER_TRACE_HEALTH_CHECKS";
+    /// `TELLTALE_HTTP_SERVER_GRPC_SERVICES`: comma-separated fully-qualified gRPC
+    /// services (`pkg.Service`) whose paths are routes; other gRPC paths get no
+    /// route unless the router matched them.
+    GRPC_SERVICES = "TELLTALE_HTTP_SERVER_GRPC_SERVICES";
     @also [
         crate::metrics::env::NAMING,
         crate::metrics::env::MAX_LABEL_SETS,

@@ -6,8 +6,8 @@ use tower_layer::Layer;
 
 use super::ServerTelemetryService;
 use super::env::{
-    CAPTURE_REQUEST_HEADERS, CAPTURE_RESPONSE_HEADERS, PUBLIC_ENDPOINT, PUBLIC_ROUTES,
-    SKIP_TRACING, TRACE_HEALTH_CHECKS, TRUSTED_PROXIES,
+    CAPTURE_REQUEST_HEADERS, CAPTURE_RESPONSE_HEADERS, GRPC_SERVICES, PUBLIC_ENDPOINT,
+    PUBLIC_ROUTES, SKIP_TRACING, TRACE_HEALTH_CHECKS, TRUSTED_PROXIES,
 };
 use crate::layer::attrs::IpNet;
 use crate::layer::error::BuildError;
@@ -55,10 +55,11 @@ impl Shared {
                 .any(|s| &**s == path || route.is_some_and(|r| r == &**s))
     }
 
-    pub(crate) fn grpc_service_allowed(&self, service: &str) -> bool {
+    /// Whether the allow-list holds `service`; `None` without an allow-list.
+    pub(crate) fn grpc_service_allowed(&self, service: &str) -> Option<bool> {
         self.grpc_services
             .as_ref()
-            .is_none_or(|list| list.iter().any(|s| &**s == service))
+            .map(|list| list.iter().any(|s| &**s == service))
     }
 }
 
@@ -161,10 +162,14 @@ impl ServerTelemetryLayerBuilder {
         self
     }
 
-    /// Restricts gRPC routes (and so `rpc.service`/`rpc.method` and the route
-    /// label) to these fully-qualified services (`grpc.health.v1.Health`); calls
-    /// to other services get no route. Defaults to every well-formed gRPC path,
-    /// bounded by the metrics' cardinality cap.
+    /// The fully-qualified gRPC services (`grpc.health.v1.Health`) whose paths
+    /// are routes (the route label, `http.route`, `rpc.service`/`rpc.method`);
+    /// calls to other services get no route unless the router matched them
+    /// (axum's `MatchedPath`). Without a list (the default), a gRPC path becomes
+    /// a route only when the router matched it or the response shows that the
+    /// server knew the method (a gRPC response that is neither `UNIMPLEMENTED`
+    /// nor a rejection), as tonic's router answers: unknown paths sent by
+    /// clients never become labels.
     pub fn grpc_services<I, N>(mut self, services: I) -> Self
     where
         I: IntoIterator<Item = N>,
@@ -204,6 +209,9 @@ impl ServerTelemetryLayerBuilder {
         if let Some(v) = env.boolean(TRACE_HEALTH_CHECKS)? {
             self.trace_health_checks = v;
         }
+        if let Some(v) = env.parse(GRPC_SERVICES, parse_grpc_services)? {
+            self.grpc_services = Some(v);
+        }
         Ok(self)
     }
 
@@ -233,6 +241,43 @@ impl ServerTelemetryLayerBuilder {
             }),
         })
     }
+}
+
+/// Longest service name in `TELLTALE_HTTP_SERVER_GRPC_SERVICES`, in bytes.
+const MAX_GRPC_SERVICE_LEN: usize = 256;
+
+/// Fully-qualified gRPC service names (`pkg.Service`): dot-separated
+/// identifiers of ASCII letters, digits and `_`, at most
+/// [`MAX_GRPC_SERVICE_LEN`] bytes.
+fn parse_grpc_services(s: &str) -> Result<Vec<String>, telltale_core::ParseError> {
+    const EXPECTED: &str = "a gRPC service such as pkg.Service (letters, digits, `_`, dots)";
+    crate::layer::settings::parse_bounded_list(s, |item| {
+        if item.len() > MAX_GRPC_SERVICE_LEN {
+            return Err(telltale_core::ParseError::new(
+                MAX_GRPC_SERVICE_LEN + 1,
+                format!("a service name of at most {MAX_GRPC_SERVICE_LEN} bytes"),
+            ));
+        }
+        let mut start = true;
+        for (i, c) in item.chars().enumerate() {
+            let ok = if c == '.' {
+                !start
+            } else {
+                c.is_ascii_alphanumeric() || c == '_'
+            };
+            if !ok {
+                return Err(telltale_core::ParseError::new(i + 1, EXPECTED));
+            }
+            start = c == '.';
+        }
+        if start {
+            return Err(telltale_core::ParseError::new(
+                item.chars().count() + 1,
+                EXPECTED,
+            ));
+        }
+        Ok(item.to_owned())
+    })
 }
 
 /// Longest route in `TELLTALE_HTTP_SERVER_PUBLIC_ROUTES` and

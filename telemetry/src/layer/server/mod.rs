@@ -41,7 +41,15 @@
 //! conventions: name `pkg.Service/Method`, `rpc.system = "grpc"`,
 //! `rpc.service`, `rpc.method`, `rpc.grpc.status_code` from the trailers (or
 //! the headers of a trailers-only response); `http.route` and the route label
-//! are the path `/pkg.Service/Method`, and the RPC metrics are used.
+//! are the path `/pkg.Service/Method`, and the RPC metrics are used. The path
+//! is the client's choice, so it becomes a route only when something vouches
+//! for it: the router matched it (axum's `MatchedPath`, whose template is then
+//! the route), its service is in the allow-list
+//! ([`grpc_services`](ServerTelemetryLayerBuilder::grpc_services),
+//! `TELLTALE_HTTP_SERVER_GRPC_SERVICES`), or, without an allow-list, the
+//! response shows that the server knew the method (a gRPC response that is
+//! neither `UNIMPLEMENTED` nor a rejection, as tonic answers). Other calls are
+//! counted without a route label, so unknown paths add no series.
 //!
 //! Span status: Error when the outcome has an `error.type` on the server side
 //! (5xx and codes 600 to 999, gRPC server-error codes, inner errors, timeouts,

@@ -42,18 +42,21 @@ impl<S> ServerTelemetryService<S> {
     telltale_core::inner_service_accessors!();
 }
 
+/// The route of a request. A gRPC path is a client's choice: it becomes a
+/// route (label, `http.route`, `rpc.*`) only when something vouches for it:
+/// the router matched it (axum's `MatchedPath`), its service is allow-listed,
+/// or (no allow-list) the response shows that the server knew the method.
 fn route_of<B>(shared: &Shared, req: &Request<B>, grpc: bool) -> Route {
-    if grpc {
-        if let Some((service, _)) = split_path(req.uri().path())
-            && shared.grpc_service_allowed(service)
-        {
-            return Route::Grpc(req.uri().clone());
-        }
-        return Route::None;
-    }
     #[cfg(feature = "axum")]
     if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
         return Route::Matched(matched.clone());
+    }
+    if grpc && let Some((service, _)) = split_path(req.uri().path()) {
+        return match shared.grpc_service_allowed(service) {
+            Some(true) => Route::Grpc(req.uri().clone()),
+            Some(false) => Route::None,
+            None => Route::Unvouched(req.uri().clone()),
+        };
     }
     Route::None
 }
