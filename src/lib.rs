@@ -10,7 +10,9 @@
 //! | `resilience` | `resilience` | circuit breakers, bulkheads |
 //! | `chaos` | `chaos` | fault injection from env vars |
 //! | `stack` | `stack` | `ServerStack` / `ClientStack`: every layer in the recommended order |
+//! | `debug` | `debug` | the embedded debug page: RED per route, breakers, bulkheads, chaos, traces, dependency map |
 //! | `tls` | `telemetry` (its `tls` feature) | OTLP export to `https://` collectors: rustls, system roots or a custom CA, mutual TLS |
+//! | `reqwest` (not in `full`) | `reqwest` | `ReqwestStack`: everything `ClientStack` gives, as a reqwest-middleware (breaker and bulkhead per host) |
 //!
 //! ```
 //! # #[cfg(feature = "stack")] {
@@ -30,6 +32,10 @@ pub use telltale_core as core;
 pub use telltale_chaos as chaos;
 #[cfg(feature = "correlation")]
 pub use telltale_correlation as correlation;
+#[cfg(feature = "debug")]
+pub use telltale_debug as debug;
+#[cfg(feature = "reqwest")]
+pub use telltale_reqwest as reqwest;
 #[cfg(feature = "resilience")]
 pub use telltale_resilience as resilience;
 #[cfg(feature = "telemetry")]

@@ -10,6 +10,15 @@
 //! - a body error,
 //! - drop before any of those (cancelled, client disconnect).
 //!
+//! A layer that ends a body on purpose says why with a
+//! [`BodyTimeoutSignal`]: a body idle timeout (telltale-resilience's
+//! `BodyTimeoutLayer`) ends the body of a reader that stopped reading, and the
+//! layers around it may never see that body polled again (the stalled reader
+//! is the reason). The signal reaches them anyway, and
+//! [`BodyTimeoutSignal::resolve`] turns the error or drop that follows into
+//! [`BodyEnd::TimedOut`], so that spans, RED metrics and breakers classify it
+//! as [`Outcome::BodyTimeout`](crate::Outcome::BodyTimeout).
+//!
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use http_body_util::{BodyExt, Full};
@@ -29,6 +38,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use http::HeaderMap;
@@ -45,8 +55,158 @@ pub enum BodyEnd<'a> {
     },
     /// The body returned an error.
     Error,
+    /// A layer ended the body because its reader stopped reading for longer
+    /// than a bound: the body failed with [`BodyTimedOut`] in its error's
+    /// chain, or was dropped by that layer (see [`BodyTimeoutSignal`]).
+    TimedOut,
     /// The body was dropped before its end: the caller went away.
     Dropped,
+}
+
+/// The error a layer ends a response body with when the body's reader
+/// stopped reading for longer than a bound (telltale-resilience's
+/// `BodyTimeoutLayer`, whose `BodyTimeout` error has it as its source).
+/// [`Outcome::from_error`](crate::Outcome::from_error) finds it in an
+/// error's `source()` chain: [`Outcome::BodyTimeout`](crate::Outcome::BodyTimeout),
+/// `error.type` `body_timeout`.
+///
+/// ```
+/// use telltale_core::body::BodyTimedOut;
+/// use telltale_core::{Outcome, Side};
+///
+/// let outcome = Outcome::from_error(&BodyTimedOut);
+/// assert_eq!(outcome.error_type(Side::Server), Some("body_timeout"));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BodyTimedOut;
+
+impl BodyTimedOut {
+    /// Whether an error or any error in its `source()` chain is a
+    /// [`BodyTimedOut`].
+    pub fn is_in(err: &(dyn std::error::Error + 'static)) -> bool {
+        let mut current = Some(err);
+        while let Some(e) = current {
+            if e.is::<BodyTimedOut>() {
+                return true;
+            }
+            current = e.source();
+        }
+        false
+    }
+}
+
+impl fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("response body ended: its reader stopped reading")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+/// Tells every layer of one exchange that a layer ended the response body
+/// because its reader stopped reading, when it happens, even if the body is
+/// never polled again.
+///
+/// The layer that may end the body (telltale-resilience's
+/// `BodyTimeoutLayer`) creates it, puts a clone in the request's extensions
+/// (for the layers inside it, whose bodies it drops) and in the response's
+/// extensions (for the layers outside it), and calls [`fire`](Self::fire)
+/// before it drops the body. A layer outside registers what to do then with
+/// [`on_fire`](Self::on_fire) (telltale's telemetry layer ends the request's
+/// span and metrics there, with `error.type` `body_timeout`); any layer maps
+/// the error or drop it sees afterwards with [`resolve`](Self::resolve).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use telltale_core::body::{BodyEnd, BodyTimeoutSignal};
+///
+/// let signal = BodyTimeoutSignal::new();
+/// let told = Arc::new(AtomicBool::new(false));
+/// let flag = told.clone();
+/// signal.on_fire(move || flag.store(true, Ordering::SeqCst));
+/// assert!(matches!(signal.resolve(BodyEnd::Dropped), BodyEnd::Dropped));
+///
+/// signal.fire();
+/// assert!(told.load(Ordering::SeqCst));
+/// assert!(matches!(signal.resolve(BodyEnd::Dropped), BodyEnd::TimedOut));
+/// assert!(matches!(signal.resolve(BodyEnd::Error), BodyEnd::TimedOut));
+/// ```
+#[derive(Clone, Default)]
+pub struct BodyTimeoutSignal {
+    state: Arc<Mutex<SignalState>>,
+}
+
+type Listener = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct SignalState {
+    fired: bool,
+    listeners: Vec<Listener>,
+}
+
+impl fmt::Debug for BodyTimeoutSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyTimeoutSignal")
+            .field("fired", &self.fired())
+            .finish()
+    }
+}
+
+impl BodyTimeoutSignal {
+    /// A signal not fired yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SignalState> {
+        // A listener runs outside the lock: a panic cannot poison the state
+        // in a way that matters. Use it as it is.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the body as ended by its layer's timeout and runs the
+    /// listeners, once (later calls do nothing).
+    pub fn fire(&self) {
+        let listeners = {
+            let mut state = self.lock();
+            if state.fired {
+                return;
+            }
+            state.fired = true;
+            std::mem::take(&mut state.listeners)
+        };
+        for listener in listeners {
+            listener();
+        }
+    }
+
+    /// Whether [`fire`](Self::fire) was called.
+    pub fn fired(&self) -> bool {
+        self.lock().fired
+    }
+
+    /// Runs `f` when the signal fires (now, if it has).
+    pub fn on_fire(&self, f: impl FnOnce() + Send + 'static) {
+        {
+            let mut state = self.lock();
+            if !state.fired {
+                state.listeners.push(Box::new(f));
+                return;
+            }
+        }
+        f();
+    }
+
+    /// `end` as the layers around the timed-out body see it: once the signal
+    /// has fired, a body error or drop is [`BodyEnd::TimedOut`]; anything
+    /// else is unchanged.
+    pub fn resolve<'a>(&self, end: BodyEnd<'a>) -> BodyEnd<'a> {
+        match end {
+            BodyEnd::Error | BodyEnd::Dropped if self.fired() => BodyEnd::TimedOut,
+            other => other,
+        }
+    }
 }
 
 /// Called once when a [`CompletionBody`] ends.
@@ -198,6 +358,7 @@ mod tests {
                     )
                 }
                 BodyEnd::Error => "error".to_owned(),
+                BodyEnd::TimedOut => "timed out".to_owned(),
                 BodyEnd::Dropped => "dropped".to_owned(),
             };
             sink.lock().unwrap().push(text);

@@ -33,7 +33,7 @@ pub mod metric_name;
 pub mod outcome;
 pub mod resource;
 
-pub use body::{BodyEnd, CompletionBody, Ignore, OnEnd};
+pub use body::{BodyEnd, BodyTimedOut, BodyTimeoutSignal, CompletionBody, Ignore, OnEnd};
 pub use config::{ConfigError, Env, ParseError};
 pub use correlation::{CorrelationId, InvalidCorrelationId};
 pub use grpc::GrpcCode;

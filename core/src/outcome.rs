@@ -125,6 +125,16 @@ pub enum Outcome {
         /// The status already sent, when the body timed out after the head.
         status: Option<StatusCode>,
     },
+    /// A layer ended the response body because its reader stopped reading
+    /// for longer than a bound ([`BodyTimedOut`](crate::body::BodyTimedOut),
+    /// [`BodyEnd::TimedOut`]): the slow reader is the client's doing, so the
+    /// default [`FailurePolicy`] does not count it as a failure (a breaker
+    /// ignores it), while spans and RED metrics record it as an error,
+    /// `error.type` `body_timeout`.
+    BodyTimeout {
+        /// The status already sent (the head went out before the body).
+        status: Option<StatusCode>,
+    },
     /// The caller went away: the future or the body was dropped before the end.
     Cancelled {
         /// The status already sent, when the body was dropped after the head.
@@ -143,9 +153,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Classifies an error returned by an inner service: [`Outcome::Refused`]
-    /// when a [`Refusal`] is in its chain, [`Outcome::Timeout`] when
-    /// [`is_timeout`] says so, [`Outcome::Error`] otherwise.
+    /// Classifies an error returned by an inner service (or a body):
+    /// [`Outcome::Refused`] when a [`Refusal`] is in its chain,
+    /// [`Outcome::BodyTimeout`] when a
+    /// [`BodyTimedOut`](crate::body::BodyTimedOut) is, [`Outcome::Timeout`]
+    /// when [`is_timeout`] says so, [`Outcome::Error`] otherwise.
     pub fn from_error(err: &(dyn StdError + 'static)) -> Self {
         if let Some(refusal) = Refusal::find(err) {
             Outcome::Refused {
@@ -153,6 +165,8 @@ impl Outcome {
                 status: None,
                 grpc: None,
             }
+        } else if crate::body::BodyTimedOut::is_in(err) {
+            Outcome::BodyTimeout { status: None }
         } else if is_timeout(err) {
             Outcome::Timeout { status: None }
         } else {
@@ -166,6 +180,7 @@ impl Outcome {
             Outcome::Response { status, .. } => Some(status),
             Outcome::Error { status }
             | Outcome::Timeout { status }
+            | Outcome::BodyTimeout { status }
             | Outcome::Cancelled { status }
             | Outcome::Refused { status, .. } => status,
         }
@@ -189,6 +204,8 @@ impl Outcome {
     /// - `"circuit_open"`, `"bulkhead_full"` for a [`Refusal`], on both sides
     ///   (also when a rejection layer answered it with a `503` or a gRPC
     ///   status).
+    /// - `"body_timeout"` when a layer ended the body of a reader that
+    ///   stopped reading ([`Outcome::BodyTimeout`]).
     /// - `"timeout"`, `"cancelled"`, and `"_OTHER"` for other errors.
     pub fn error_type(&self, side: Side) -> Option<&'static str> {
         match *self {
@@ -210,6 +227,7 @@ impl Outcome {
             Outcome::Refused { refusal, .. } => Some(refusal.error_type()),
             Outcome::Error { .. } => Some("_OTHER"),
             Outcome::Timeout { .. } => Some("timeout"),
+            Outcome::BodyTimeout { .. } => Some("body_timeout"),
             Outcome::Cancelled { .. } => Some("cancelled"),
         }
     }
@@ -355,6 +373,7 @@ impl ResponseHead {
                 }
             }
             BodyEnd::Error => Outcome::Error { status },
+            BodyEnd::TimedOut => Outcome::BodyTimeout { status },
             BodyEnd::Dropped => Outcome::Cancelled { status },
         }
     }
@@ -369,7 +388,8 @@ const STATUS_WORDS: usize = STATUS_COUNT.div_ceil(64);
 /// The default counts 5xx and the codes outside RFC 9110's classes (600 to
 /// 999, which no client can interpret), gRPC server-side error codes (see
 /// [`GrpcCode::is_server_error`]), service errors and timeouts; 4xx, other gRPC
-/// codes and cancellations do not count.
+/// codes, cancellations and body timeouts (a reader that stopped reading)
+/// do not count.
 ///
 /// ```
 /// use http::StatusCode;
@@ -389,6 +409,7 @@ pub struct FailurePolicy {
     errors: bool,
     timeouts: bool,
     cancellations: bool,
+    body_timeouts: bool,
 }
 
 impl Default for FailurePolicy {
@@ -415,6 +436,7 @@ impl FailurePolicy {
             errors: false,
             timeouts: false,
             cancellations: false,
+            body_timeouts: false,
         }
     }
 
@@ -468,6 +490,16 @@ impl FailurePolicy {
         self
     }
 
+    /// Sets whether body timeouts ([`Outcome::BodyTimeout`]: a layer ended
+    /// the body of a reader that stopped reading) count. Defaults to `false`:
+    /// a slow reader is no evidence that the service is failing, and
+    /// counting it would let a few stalled clients open a breaker.
+    #[must_use]
+    pub fn body_timeouts(mut self, failure: bool) -> Self {
+        self.body_timeouts = failure;
+        self
+    }
+
     /// Sets whether cancellations (caller went away) count. Defaults to `false`.
     #[must_use]
     pub fn cancellations(mut self, failure: bool) -> Self {
@@ -498,6 +530,7 @@ impl FailurePolicy {
             Outcome::Response { status, grpc: None } => self.is_failure_status(status),
             Outcome::Error { .. } | Outcome::Refused { .. } => self.errors,
             Outcome::Timeout { .. } => self.timeouts,
+            Outcome::BodyTimeout { .. } => self.body_timeouts,
             Outcome::Cancelled { .. } => self.cancellations,
         }
     }
@@ -740,5 +773,36 @@ mod tests {
         let other = std::io::Error::other("boom");
         assert!(!is_timeout(&other));
         assert_eq!(Outcome::from_error(&other), Outcome::Error { status: None });
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the layer's own error")]
+    struct LayerTimeout(#[source] crate::body::BodyTimedOut);
+
+    #[test]
+    fn body_timeouts_are_errors_on_spans_but_not_breaker_failures() {
+        let outcome = Outcome::from_error(&LayerTimeout(crate::body::BodyTimedOut));
+        assert_eq!(outcome, Outcome::BodyTimeout { status: None });
+        assert_eq!(outcome.error_type(Side::Server), Some("body_timeout"));
+        assert_eq!(outcome.error_type(Side::Client), Some("body_timeout"));
+        assert!(!FailurePolicy::default().is_failure(&outcome));
+        assert!(
+            FailurePolicy::default()
+                .body_timeouts(true)
+                .is_failure(&outcome)
+        );
+        // Not a plain timeout: `timeouts(false)` does not change it, and a
+        // tower timeout is still a timeout.
+        assert!(!FailurePolicy::default().timeouts(true).is_failure(&outcome));
+        let head = ResponseHead::new(StatusCode::OK, &HeaderMap::new());
+        let ended = head.finish(&BodyEnd::TimedOut);
+        assert_eq!(
+            ended,
+            Outcome::BodyTimeout {
+                status: Some(StatusCode::OK)
+            }
+        );
+        assert_eq!(ended.status(), Some(StatusCode::OK));
+        assert_eq!(ended.grpc_code(), None);
     }
 }

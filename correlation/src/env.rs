@@ -3,7 +3,7 @@
 //! | variable | server builder | client builder | example |
 //! |---|---|---|---|
 //! | [`HEADER`] | [`header`](crate::CorrelationLayerBuilder::header) | [`header`](crate::InjectCorrelationLayerBuilder::header) | `x-correlation-id` |
-//! | [`ALIASES`] | [`aliases`](crate::CorrelationLayerBuilder::aliases) | | `x-request-id,x-amzn-trace-id` |
+//! | [`ALIASES`] | [`aliases`](crate::CorrelationLayerBuilder::aliases) | | `x-request-id,x-amzn-trace-id`, or `none` (default `x-request-id`) |
 //! | [`TRUST_INCOMING`] | [`trust_incoming`](crate::CorrelationLayerBuilder::trust_incoming) | | `true` |
 //! | [`REQUIRE`] | [`require_header`](crate::CorrelationLayerBuilder::require_header) | | `false` |
 //! | [`ECHO`] | [`echo`](crate::CorrelationLayerBuilder::echo) | | `on` |
@@ -40,7 +40,9 @@ telltale_core::env_vars! {
     /// `TELLTALE_CORRELATION_HEADER`: the header read, written and echoed by the
     /// server layer and set by the client layer.
     HEADER = "TELLTALE_CORRELATION_HEADER";
-    /// `TELLTALE_CORRELATION_ALIASES`: further headers the server layer reads.
+    /// `TELLTALE_CORRELATION_ALIASES`: further headers the server layer reads
+    /// (replacing the default, [`DEFAULT_ALIASES`](crate::DEFAULT_ALIASES):
+    /// `x-request-id`); `none` for none.
     ALIASES = "TELLTALE_CORRELATION_ALIASES";
     /// `TELLTALE_CORRELATION_TRUST_INCOMING`: whether incoming IDs are used.
     TRUST_INCOMING = "TELLTALE_CORRELATION_TRUST_INCOMING";
@@ -94,6 +96,9 @@ pub(crate) fn header_list<S: EnvSource>(
     name: &str,
 ) -> Result<Option<Vec<HeaderName>>, ConfigError> {
     env.parse(name, |v| {
+        if v.trim().eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
         let list = parse_list_with(v, bounded_header_name)?;
         if list.len() > MAX_ALIASES {
             return Err(ParseError::new(

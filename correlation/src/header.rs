@@ -8,6 +8,13 @@ use crate::error::BuildError;
 /// Default header carrying the correlation ID.
 pub const DEFAULT_HEADER: &str = "x-correlation-id";
 
+/// The headers the server layer also reads by default, after the primary
+/// one: `x-request-id`, what nginx (`$request_id`), Envoy, Heroku's router and
+/// most load balancers and API gateways send. Replace them with
+/// [`CorrelationLayerBuilder::aliases`](crate::CorrelationLayerBuilder::aliases)
+/// or `TELLTALE_CORRELATION_ALIASES` (`none` for no alias).
+pub const DEFAULT_ALIASES: &[&str] = &["x-request-id"];
+
 /// A header name as configured: parsed, or the text that did not parse.
 pub(crate) type HeaderSpec = Result<HeaderName, String>;
 

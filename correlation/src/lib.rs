@@ -19,6 +19,6 @@ pub use telltale_core::correlation::{
 pub use crate::metrics::{GENERATED_TOTAL, REJECTED_TOTAL};
 pub use client::{InjectCorrelationLayer, InjectCorrelationLayerBuilder, InjectCorrelationService};
 pub use error::BuildError;
-pub use header::DEFAULT_HEADER;
+pub use header::{DEFAULT_ALIASES, DEFAULT_HEADER};
 pub use rule::{DefaultRule, Rule};
 pub use server::{CorrelationLayer, CorrelationLayerBuilder, CorrelationService};

@@ -116,7 +116,10 @@ async fn required_header_missing_is_invalid_argument() {
     let mut health = client(addr).await;
     let status = health.check(check()).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert_eq!(status.message(), "missing required header x-correlation-id");
+    assert_eq!(
+        status.message(),
+        "missing required header x-correlation-id (or x-request-id)"
+    );
     assert!(
         seen.lock().unwrap().is_empty(),
         "the service was not called"

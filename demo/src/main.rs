@@ -11,8 +11,8 @@
 //! closes), then a report built from the services' flight recorders.
 //!
 //! ```text
-//! cargo demo                       # = cargo run --release -p telltale-demo --
-//! cargo demo -- --short            # the ~15 s version the test runs
+//! cargo demo                       # = cargo run --release -p telltale-demo
+//! cargo demo -- --short            # the ~8 s version the test runs
 //! cargo demo -- --report-json r.json --logs json
 //! ```
 
@@ -81,7 +81,9 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// A duration of the scenario, in milliseconds of demo time.
+    /// A duration of the scenario, in milliseconds. The demo runs in real
+    /// time: timeouts, the breaker's open wait and the injected delays are
+    /// the production-like values themselves (only the phases are short).
     pub(crate) fn scale(&self, ms: u64) -> Duration {
         Duration::from_millis(ms)
     }
@@ -122,6 +124,9 @@ fn parse_args() -> Result<Settings, String> {
                 other => return Err(format!("--logs takes json or none, not {other:?}")),
             },
             "-h" | "--help" => return Err(String::new()),
+            // `cargo run -p telltale-demo -- -- --short` passes a second
+            // `--` through: it separates nothing here.
+            "--" => {}
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

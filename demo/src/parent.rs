@@ -260,6 +260,27 @@ async fn get_json(client: &AdminClient, url: &str) -> Result<Value, BoxError> {
     Ok(serde_json::from_str(&text)?)
 }
 
+/// A service's breaker and bulkhead as the report reads them
+/// (`breaker_state`, `breaker_transitions`, `breaker_rejections`,
+/// `bulkhead_rejections`, `spans_recorded`), from its debug surface's
+/// `/api/overview`; in the demo only fraud-detection has either.
+fn events_of(overview: &Value) -> Value {
+    let breaker = &overview["breakers"][0];
+    let rejected: u64 = overview["bulkheads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["rejected"].as_u64())
+        .sum();
+    json!({
+        "breaker_state": breaker["state"].as_str().unwrap_or(""),
+        "breaker_transitions": breaker["transitions"].as_array().cloned().unwrap_or_default(),
+        "breaker_rejections": breaker["rejected"].as_u64().unwrap_or(0),
+        "bulkhead_rejections": rejected,
+        "spans_recorded": overview["traces"]["flight_recorder"]["recorded"],
+    })
+}
+
 /// Entry point of the parent.
 pub(crate) async fn run(settings: &Settings) -> Result<(), BoxError> {
     let mut fleet = Fleet::default();
@@ -297,7 +318,7 @@ async fn scenario(settings: &Settings, fleet: &mut Fleet) -> Result<(), BoxError
     for role in Role::ALL.into_iter().rev() {
         let p = start(role, upstream.take(), settings).await?;
         println!(
-            "  {:<19} http://127.0.0.1:{:<5}  admin http://127.0.0.1:{}/metrics",
+            "  {:<19} http://127.0.0.1:{:<5}  debug page http://127.0.0.1:{}/ (and /metrics)",
             role.name(),
             p.port,
             p.admin
@@ -306,7 +327,8 @@ async fn scenario(settings: &Settings, fleet: &mut Fleet) -> Result<(), BoxError
         fleet.procs.push(p);
     }
 
-    let admin: AdminClient = Client::builder(TokioExecutor::new()).build_http();
+    let admin: AdminClient =
+        Client::builder(TokioExecutor::new()).build(crate::service::nodelay_connector());
     let (steady, incident, recovery_min, recovery_max, rate) = if settings.short {
         (2_000, 3_500, 2_000, 12_000, 30u64)
     } else {
@@ -341,7 +363,8 @@ async fn scenario(settings: &Settings, fleet: &mut Fleet) -> Result<(), BoxError
         fleet.get(Role::ExternalFraudApi).admin
     );
     let fraud_admin = format!("http://127.0.0.1:{}", fleet.get(Role::FraudDetection).admin);
-    let client: AdminClient = Client::builder(TokioExecutor::new()).build_http();
+    let client: AdminClient =
+        Client::builder(TokioExecutor::new()).build(crate::service::nodelay_connector());
     let counters = Arc::new(Counters::default());
     let records: Arc<Mutex<Vec<Value>>> = Arc::default();
     let mut tasks = JoinSet::new();
@@ -351,17 +374,15 @@ async fn scenario(settings: &Settings, fleet: &mut Fleet) -> Result<(), BoxError
     let watch = {
         let admin = admin.clone();
         let recovered = recovered.clone();
-        let url = format!("{fraud_admin}/debug/events");
+        let url = format!("{fraud_admin}/api/breakers");
         tokio::spawn(async move {
             loop {
                 if let Ok(v) = get_json(&admin, &url).await {
-                    let t = v["breaker_transitions"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
+                    let b = &v[0];
+                    let t = b["transitions"].as_array().cloned().unwrap_or_default();
                     let opened = t.iter().position(|e| e["to"] == "open");
                     let closed = opened.is_some_and(|i| t[i..].iter().any(|e| e["to"] == "closed"));
-                    if closed && v["breaker_state"] == "closed" {
+                    if closed && b["state"] == "closed" {
                         recovered.store(true, Ordering::Relaxed);
                     }
                 }
@@ -467,8 +488,11 @@ async fn scenario(settings: &Settings, fleet: &mut Fleet) -> Result<(), BoxError
     let mut services = Vec::new();
     for p in &fleet.procs {
         let base = format!("http://127.0.0.1:{}", p.admin);
-        let spans = get_json(&admin, &format!("{base}/debug/spans/recent?n=1000000")).await?;
-        let events = get_json(&admin, &format!("{base}/debug/events")).await?;
+        // The debug surface's JSON: every span of the flight recorder, and
+        // the breaker and bulkhead (fraud-detection's) in the report's shape.
+        let spans = get_json(&admin, &format!("{base}/api/spans")).await?;
+        let overview = get_json(&admin, &format!("{base}/api/overview")).await?;
+        let events = events_of(&overview);
         let (_, metrics) = fetch(&admin, http::Method::GET, &format!("{base}/metrics"), "").await?;
         services.push(ServiceData {
             role: p.role,
@@ -498,11 +522,8 @@ async fn scenario(settings: &Settings, fleet: &mut Fleet) -> Result<(), BoxError
     // service's flight recorder by its correlation ID.
     if let Some(id) = report::slowest_correlation_id(&collected) {
         for p in &fleet.procs {
-            let url = format!(
-                "http://127.0.0.1:{}/debug/spans?correlation_id={id}",
-                p.admin
-            );
-            if let Value::Array(spans) = get_json(&admin, &url).await? {
+            let url = format!("http://127.0.0.1:{}/api/trace?q={id}", p.admin);
+            if let Value::Array(spans) = get_json(&admin, &url).await?["spans"].take() {
                 collected.slowest.extend(spans);
             }
         }

@@ -220,20 +220,24 @@ pub(crate) fn build(c: &Collected) -> Value {
             }
         }
     }
-    // The external API never answers 503 by itself: every 503 there is
-    // injected, and must be tagged.
-    let injected_statuses = all
-        .iter()
-        .filter(|s| {
-            service_of(s) == Role::ExternalFraudApi.name()
-                && is_kind(s, "server")
-                && http_status(s) == Some(503)
-        })
-        .collect::<Vec<_>>();
-    let untagged_injected = injected_statuses
-        .iter()
-        .filter(|s| !is_chaos_tagged(s))
-        .count();
+    // The external API never fails by itself: every error response there
+    // (any status of 400 and above: `status(503)`, `status(500)`, …) was
+    // injected, and must carry the chaos tag. Counted by the status the
+    // spans recorded, not by the status the default rules inject.
+    let mut injected_statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut untagged_errors = 0u64;
+    for s in all.iter().filter(|s| {
+        service_of(s) == Role::ExternalFraudApi.name()
+            && is_kind(s, "server")
+            && http_status(s).is_some_and(|code| code >= 400)
+    }) {
+        if is_chaos_tagged(s) {
+            let code = http_status(s).unwrap_or(0);
+            *injected_statuses.entry(code.to_string()).or_default() += 1;
+        } else {
+            untagged_errors += 1;
+        }
+    }
     // Failed checkout requests by cause.
     let (mut caused_by_chaos, mut rejected, mut real) = (0u64, 0u64, 0u64);
     let mut real_types: BTreeMap<String, u64> = BTreeMap::new();
@@ -266,27 +270,12 @@ pub(crate) fn build(c: &Collected) -> Value {
         .filter(|s| is_kind(s, "server"))
         .filter_map(|s| s["parent_span_id"].as_str().map(|p| (p, *s)))
         .collect();
-    // (caller, callee, protocol) → (calls, errors, durations)
-    type Edge = (u64, u64, Vec<f64>);
-    let mut edges: BTreeMap<(String, String, String), Edge> = BTreeMap::new();
+    // (caller, callee, protocol) → (first call's start, calls, errors,
+    // durations); listed in call order (by each edge's first call).
+    type Edge = (u64, u64, u64, Vec<f64>);
+    let mut edges: HashMap<(String, String, String), Edge> = HashMap::new();
     for s in all.iter().filter(|s| is_kind(s, "client")) {
-        let callee = s["span_id"]
-            .as_str()
-            .and_then(|id| server_by_parent.get(id))
-            .map(|srv| service_of(srv).to_owned())
-            .or_else(|| {
-                let port = attr(s, "server.port")?.as_i64()?;
-                port_to_service.get(&(port as u16)).map(|n| (*n).to_owned())
-            })
-            .unwrap_or_else(|| {
-                format!(
-                    "{}:{}",
-                    attr(s, "server.address")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?"),
-                    attr(s, "server.port").map_or(String::new(), ToString::to_string)
-                )
-            });
+        let callee = callee_of(s, &server_by_parent, &port_to_service);
         let protocol = if attr(s, "rpc.system").is_some() {
             "grpc"
         } else {
@@ -294,21 +283,26 @@ pub(crate) fn build(c: &Collected) -> Value {
         };
         let e = edges
             .entry((service_of(s).to_owned(), callee, protocol.to_owned()))
-            .or_default();
-        e.0 += 1;
+            .or_insert((u64::MAX, 0, 0, Vec::new()));
+        e.0 = e.0.min(start_ns(s));
+        e.1 += 1;
         if is_error(s) {
-            e.1 += 1;
+            e.2 += 1;
         }
-        e.2.push(duration_ms(s));
+        e.3.push(duration_ms(s));
     }
+    let mut edges: Vec<_> = edges.into_iter().collect();
+    edges.sort_by(|a, b| (a.1.0, &a.0).cmp(&(b.1.0, &b.0)));
     let dependencies: Vec<Value> = edges
         .into_iter()
-        .map(|((from, to, protocol), (calls, errors, mut d))| {
+        .map(|((from, to, protocol), (_, calls, errors, mut d))| {
             d.sort_by(f64::total_cmp);
             json!({"from": from, "to": to, "protocol": protocol, "calls": calls,
                    "errors": errors, "p99_ms": percentile(&d, 0.99)})
         })
         .collect();
+
+    let cascade = cascade(&all, load, &server_by_parent, &port_to_service);
 
     json!({
         "load": {
@@ -343,8 +337,9 @@ pub(crate) fn build(c: &Collected) -> Value {
             "tagged_spans": tagged_by_service.values().sum::<u64>(),
             "tagged_spans_by_service": tagged_by_service,
             "tagged_error_spans": tagged_errors,
-            "injected_503s": injected_statuses.len(),
-            "untagged_injected_503s": untagged_injected,
+            "injected_error_responses": injected_statuses.values().sum::<u64>(),
+            "injected_statuses": injected_statuses,
+            "untagged_error_responses": untagged_errors,
             "failed_checkouts": {
                 "caused_by_injected_faults": caused_by_chaos,
                 "rejected_by_resilience": rejected,
@@ -353,11 +348,91 @@ pub(crate) fn build(c: &Collected) -> Value {
             },
         },
         "dependencies": dependencies,
-        "slowest_trace": slowest_trace(&c.slowest),
+        "cascade": cascade,
+        "slowest_trace": slowest_trace(&c.slowest, &port_to_service),
     })
 }
 
-fn slowest_trace(spans: &[Value]) -> Value {
+fn start_ns(span: &Value) -> u64 {
+    span["start_time_unix_nano"].as_u64().unwrap_or(u64::MAX)
+}
+
+fn end_ns(span: &Value) -> u64 {
+    span["end_time_unix_nano"].as_u64().unwrap_or(u64::MAX)
+}
+
+/// The service a CLIENT span called: the service of the SERVER span it
+/// caused, else the service listening on its `server.port`, else
+/// `address:port`.
+fn callee_of(
+    span: &Value,
+    server_by_parent: &HashMap<&str, &Value>,
+    port_to_service: &HashMap<u16, &str>,
+) -> String {
+    span["span_id"]
+        .as_str()
+        .and_then(|id| server_by_parent.get(id))
+        .map(|srv| service_of(srv).to_owned())
+        .or_else(|| {
+            let port = attr(span, "server.port")?.as_i64()?;
+            port_to_service
+                .get(&u16::try_from(port).ok()?)
+                .map(|n| (*n).to_owned())
+        })
+        .unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                attr(span, "server.address")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?"),
+                attr(span, "server.port").map_or(String::new(), ToString::to_string)
+            )
+        })
+}
+
+/// Where the cascade started: the first failed outbound call (by the time
+/// it failed) names the dependency, and each service's first failed
+/// request shows how the failure travelled up, in the order it arrived.
+fn cascade(
+    all: &[&Value],
+    load: &LoadSummary,
+    server_by_parent: &HashMap<&str, &Value>,
+    port_to_service: &HashMap<u16, &str>,
+) -> Value {
+    let at_s = |ns: u64| (ns / 1_000_000).saturating_sub(load.start_unix_ms) as f64 / 1000.0;
+    let Some(first) = all
+        .iter()
+        .filter(|s| is_kind(s, "client") && is_error(s))
+        .min_by_key(|s| end_ns(s))
+    else {
+        return Value::Null;
+    };
+    let mut first_failures: Vec<(u64, &str)> = Vec::new();
+    for role in Role::ALL {
+        if let Some(t) = all
+            .iter()
+            .filter(|s| service_of(s) == role.name() && is_kind(s, "server") && is_error(s))
+            .map(|s| end_ns(s))
+            .min()
+        {
+            first_failures.push((t, role.name()));
+        }
+    }
+    first_failures.sort();
+    json!({
+        "origin": callee_of(first, server_by_parent, port_to_service),
+        "first_failed_call": {
+            "from": service_of(first),
+            "at_s": at_s(end_ns(first)),
+            "error_type": attr(first, "error.type"),
+        },
+        "first_failure_by_service": first_failures.iter().map(|(t, name)| json!({
+            "service": name, "at_s": at_s(*t),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn slowest_trace(spans: &[Value], port_to_service: &HashMap<u16, &str>) -> Value {
     // The same span can come from several recorders only once (each span is
     // recorded by the process that produced it), but dedupe to be safe.
     let mut seen = BTreeSet::new();
@@ -403,8 +478,9 @@ fn slowest_trace(spans: &[Value]) -> Value {
         }
         d
     };
-    // Where the time went: each span's own time (minus its children's).
-    let mut own: BTreeMap<&str, f64> = BTreeMap::new();
+    // Where the time went: each span's own time (minus its children's), in
+    // call order (the order in which each part first appears).
+    let mut own: Vec<(&str, f64)> = Vec::new();
     for s in &spans {
         let id = s["span_id"].as_str().unwrap_or("");
         let children: f64 = spans
@@ -417,18 +493,47 @@ fn slowest_trace(spans: &[Value]) -> Value {
         } else {
             service_of(s)
         };
-        *own.entry(key).or_default() += (duration_ms(s) - children).max(0.0);
+        let ms = (duration_ms(s) - children).max(0.0);
+        match own.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, total)) => *total += ms,
+            None => own.push((key, ms)),
+        }
     }
+    let server_by_parent: HashMap<&str, &Value> = spans
+        .iter()
+        .filter(|s| is_kind(s, "server"))
+        .filter_map(|s| s["parent_span_id"].as_str().map(|p| (p, *s)))
+        .collect();
+    // A CLIENT span's name is `{method}` (OpenTelemetry's HTTP client
+    // conventions, no URL template) or the RPC: the waterfall adds where it
+    // went, the called service and the route its SERVER span matched.
+    let target = |s: &Value| -> Option<String> {
+        if !is_kind(s, "client") {
+            return None;
+        }
+        let callee = callee_of(s, &server_by_parent, port_to_service);
+        let route = s["span_id"]
+            .as_str()
+            .and_then(|id| server_by_parent.get(id))
+            .and_then(|srv| attr(srv, "http.route").and_then(Value::as_str))
+            .filter(|_| attr(s, "rpc.system").is_none());
+        Some(match route {
+            Some(r) => format!("{callee} {r}"),
+            None => callee,
+        })
+    };
     json!({
         "correlation_id": ids.iter().next(),
         "correlation_ids": ids,
         "trace_ids": trace_ids,
         "services": services,
         "duration_ms": (end.saturating_sub(start)) as f64 / 1e6,
-        "time_by_service_ms": own,
+        "time_by_service_ms": own.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "time_in_call_order": own.iter().map(|(k, v)| json!({"part": k, "ms": v})).collect::<Vec<_>>(),
         "spans": spans.iter().map(|s| json!({
             "service": service_of(s),
             "name": s["name"],
+            "target": target(s),
             "kind": s["kind"],
             "depth": depth(s),
             "offset_ms": (s["start_time_unix_nano"].as_u64().unwrap_or(start).saturating_sub(start)) as f64 / 1e6,
@@ -538,9 +643,18 @@ pub(crate) fn render(r: &Value) -> String {
 
     let c = &r["chaos"];
     let fc = &c["failed_checkouts"];
+    let statuses = c["injected_statuses"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         o,
-        "\nInjected faults vs real errors\n  chaos-tagged spans: {} ({}), of which errors: {}; injected 503s: {}, untagged: {}",
+        "\nInjected faults vs real errors\n  chaos-tagged spans: {} ({}), of which errors: {}\n  injected error responses at external-fraud-api: {} ({}); error responses there without a chaos tag: {} (it never fails by itself, so 0 means every injected fault was tagged)",
         c["tagged_spans"],
         c["tagged_spans_by_service"]
             .as_object()
@@ -551,8 +665,13 @@ pub(crate) fn render(r: &Value) -> String {
                 .join(", "))
             .unwrap_or_default(),
         c["tagged_error_spans"],
-        c["injected_503s"],
-        c["untagged_injected_503s"]
+        c["injected_error_responses"],
+        if statuses.is_empty() {
+            "none".to_owned()
+        } else {
+            statuses
+        },
+        c["untagged_error_responses"]
     );
     // Real errors are listed by error.type only when there are any.
     let real_error_types = fc["real_error_types"]
@@ -572,9 +691,34 @@ pub(crate) fn render(r: &Value) -> String {
         real_error_types
     );
 
+    let cascade = &r["cascade"];
+    if let Some(origin) = cascade["origin"].as_str() {
+        let first = &cascade["first_failed_call"];
+        let travelled: Vec<String> = cascade["first_failure_by_service"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                format!(
+                    "{} {:.2}s",
+                    s["service"].as_str().unwrap_or("?"),
+                    f(&s["at_s"])
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nCascade: started at {origin}: {}'s call to it failed first, at {:.2}s ({}); first failures then: {}",
+            first["from"].as_str().unwrap_or("?"),
+            f(&first["at_s"]),
+            first["error_type"].as_str().unwrap_or("error"),
+            travelled.join(", ")
+        );
+    }
+
     let _ = writeln!(
         o,
-        "\nDependency map (from CLIENT spans; calls include those rejected before leaving)"
+        "\nDependency map, in call order (from CLIENT spans; calls include those rejected before leaving)"
     );
     for d in r["dependencies"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -600,14 +744,17 @@ pub(crate) fn render(r: &Value) -> String {
         t["services"].as_array().map_or(0, Vec::len),
         t["trace_ids"][0].as_str().unwrap_or("?")
     );
-    const WIDTH: f64 = 48.0;
+    const WIDTH: f64 = 40.0;
     for s in t["spans"].as_array().into_iter().flatten() {
         let depth = s["depth"].as_u64().unwrap_or(0) as usize;
         let label = format!(
-            "{}{} {}",
-            "  ".repeat(depth),
+            "{}{} {}{}",
+            " ".repeat(depth),
             s["service"].as_str().unwrap_or(""),
-            s["name"].as_str().unwrap_or("")
+            s["name"].as_str().unwrap_or(""),
+            s["target"]
+                .as_str()
+                .map_or(String::new(), |t| format!(" → {t}"))
         );
         let from = (f(&s["offset_ms"]) / total * WIDTH).round() as usize;
         let len = ((f(&s["duration_ms"]) / total * WIDTH).round() as usize).max(1);
@@ -626,16 +773,21 @@ pub(crate) fn render(r: &Value) -> String {
         };
         let _ = writeln!(
             o,
-            "  {:<58.58} |{bar}| {:>7.1}ms {}{}",
+            "  {:<68.68} |{bar}| {:>7.1}ms {}{}",
             label,
             f(&s["duration_ms"]),
             status,
             if s["chaos"] == true { " ⚡chaos" } else { "" }
         );
     }
-    let _ = write!(o, "  where the time went:");
-    for (k, v) in t["time_by_service_ms"].as_object().into_iter().flatten() {
-        let _ = write!(o, "  {k} {:.1}ms", f(v));
+    let _ = write!(o, "  where the time went, in call order:");
+    for part in t["time_in_call_order"].as_array().into_iter().flatten() {
+        let _ = write!(
+            o,
+            "  {} {:.1}ms",
+            part["part"].as_str().unwrap_or("?"),
+            f(&part["ms"])
+        );
     }
     let _ = writeln!(o);
     o
@@ -698,7 +850,7 @@ mod tests {
             span("a", None, "front", "server", 0, 10_000_000),
             span("c", Some("b"), "back", "server", 2_000_000, 8_000_000),
         ];
-        let t = slowest_trace(&spans);
+        let t = slowest_trace(&spans, &HashMap::new());
         assert_eq!(t["duration_ms"], 10.0);
         assert_eq!(t["correlation_ids"], json!(["order-1"]));
         let depths: Vec<u64> = t["spans"]
@@ -710,5 +862,17 @@ mod tests {
         assert_eq!(depths, [0, 1, 2]);
         assert_eq!(t["time_by_service_ms"]["back"], 6.0);
         assert_eq!(t["time_by_service_ms"]["front"], 2.0);
+        // In call order, not alphabetical: front's server span starts first.
+        let parts: Vec<&str> = t["time_in_call_order"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["part"].as_str().unwrap())
+            .collect();
+        assert_eq!(parts, ["front", "network + client", "back"]);
+        // The CLIENT span's label names where it went.
+        let client = &t["spans"][1];
+        assert_eq!(client["kind"], "client");
+        assert_eq!(client["target"], "back");
     }
 }

@@ -436,23 +436,18 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A W3C tracestate list member key (simple or multi-tenant).
+/// A W3C tracestate list member key (Trace Context Level 2:
+/// `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `@` one of the keychars).
 fn is_tracestate_key(k: &str) -> bool {
-    let simple = |k: &str, max: usize| {
-        let mut b = k.bytes();
-        b.next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && k.len() <= max
-            && b.all(|c| {
-                c.is_ascii_lowercase()
-                    || c.is_ascii_digit()
-                    || matches!(c, b'_' | b'-' | b'*' | b'/')
-            })
-    };
-    match k.split_once('@') {
-        None => simple(k, 256),
-        Some((tenant, system)) => simple(tenant, 241) && simple(system, 14),
-    }
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && k.len() <= 256
+        && b.all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
+        })
 }
 
 /// A W3C tracestate list member value.

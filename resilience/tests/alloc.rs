@@ -1,11 +1,13 @@
-//! The closed breaker and an uncontended bulkhead allocate nothing per call
-//! (counted with a global counting allocator, after warm-up).
+//! The closed breaker and an uncontended bulkhead allocate nothing per call,
+//! and a full bulkhead's wait allocates once (counted with a global counting
+//! allocator, after warm-up).
 
 use std::alloc::System;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use telltale_resilience::{Bulkhead, CircuitBreaker, SlidingWindow, Verdict};
@@ -76,6 +78,79 @@ fn closed_breaker_and_free_bulkhead_allocate_nothing() {
     assert_eq!(bulkhead.available(), 8);
 }
 
+/// A call that finds the bulkhead full allocates exactly once for its wait:
+/// the box holding tokio's semaphore acquire future (an `async fn`'s future,
+/// whose type cannot be named, so it cannot be stored inline). The wait
+/// queue in tokio's semaphore and its timer wheel are intrusive lists: the
+/// queued waiter and the max-wait timer allocate nothing more.
+fn full_bulkhead_allocates_once_per_wait() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _entered = rt.enter();
+    let bulkhead = Bulkhead::builder("alloc-wait")
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut layered =
+        ServiceBuilder::new()
+            .layer(bulkhead.layer())
+            .service_fn(|_req: http::Request<()>| async {
+                Ok::<_, Infallible>(http::Response::new(
+                    http_body_util::Empty::<bytes::Bytes>::new(),
+                ))
+            });
+    let mut cx = Context::from_waker(Waker::noop());
+    // Two waits: one through `Bulkhead::call`, one through the tower layer.
+    let mut twice = || {
+        let held = bulkhead.try_acquire().unwrap();
+        let mut call = pin!(bulkhead.call(async { Ok::<_, Infallible>(1) }));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        let mut layered_call = pin!(layered.call(http::Request::new(())));
+        assert!(layered_call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(bulkhead.waiting(), 2);
+        drop(held);
+        // First in, first served: the call gets the slot, then the request.
+        assert!(matches!(call.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+        let Poll::Ready(Ok(response)) = layered_call.as_mut().poll(&mut cx) else {
+            panic!("the layered call did not get the slot");
+        };
+        assert_eq!(bulkhead.available(), 0);
+        drop(response); // the body ends: the slot is free again
+        assert_eq!(bulkhead.available(), 1);
+    };
+    for _ in 0..1_000 {
+        twice();
+    }
+    const ROUND: u64 = 5_000;
+    let rounds: Vec<_> = (0..3)
+        .map(|_| {
+            let region = Region::new(GLOBAL);
+            for _ in 0..ROUND {
+                twice();
+            }
+            region.change()
+        })
+        .collect();
+    let waits = 2 * ROUND as usize;
+    for stats in &rounds {
+        assert!(
+            (waits..waits + 16).contains(&stats.allocations),
+            "{rounds:?}"
+        );
+        assert_eq!(stats.reallocations, 0, "{rounds:?}");
+    }
+    assert_eq!(
+        rounds.iter().map(|s| s.allocations).min(),
+        Some(waits),
+        "one allocation per wait: {rounds:?}"
+    );
+    assert_eq!(bulkhead.waiting(), 0);
+    assert_eq!(bulkhead.rejected(), 0);
+}
+
 // Allocations are counted process-wide, so this binary runs without libtest's
 // harness (`harness = false` in Cargo.toml): its tests run one after another on
 // the main thread, and no harness thread can allocate inside a measured region.
@@ -84,7 +159,11 @@ fn main() {
         "closed_breaker_and_free_bulkhead_allocate_nothing",
         closed_breaker_and_free_bulkhead_allocate_nothing,
     );
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    run_one(
+        "full_bulkhead_allocates_once_per_wait",
+        full_bulkhead_allocates_once_per_wait,
+    );
+    println!("test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
 
 fn run_one(name: &str, test: impl FnOnce()) {

@@ -140,7 +140,12 @@ impl ClientStack {
 
     /// The composed layer, to wrap hyper-util's `Client`, a tonic `Channel`
     /// or any `Service<http::Request<B>>`.
+    ///
+    /// With the `debug` feature (in `full`), the configured breaker,
+    /// bulkhead and chaos injector are registered with the debug page.
     pub fn layer(&self) -> ClientStackLayer {
+        self.guards
+            .register_for_debug(&format!("{} (outbound)", self.name));
         ClientStackLayer {
             telemetry: self.telemetry.clone(),
             correlation: self.correlation.clone(),

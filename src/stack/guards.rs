@@ -84,6 +84,24 @@ impl Guards {
             .unwrap_or_else(|| CircuitBreaker::inert(name.to_owned()))
     }
 
+    /// Shows the configured breaker and bulkhead and an armed chaos
+    /// injector on the debug page (`telltale::debug`); the injector under
+    /// `chaos_label`. Nothing without the `debug` feature.
+    pub(crate) fn register_for_debug(&self, chaos_label: &str) {
+        #[cfg(feature = "debug")]
+        {
+            if let Some(b) = &self.breaker {
+                telltale_debug::register_breaker(b);
+            }
+            if let Some(b) = &self.bulkhead {
+                telltale_debug::register_bulkhead(b);
+            }
+            telltale_debug::register_injector(&self.chaos, chaos_label);
+        }
+        #[cfg(not(feature = "debug"))]
+        let _ = chaos_label;
+    }
+
     /// The configured bulkhead, or an unlimited one (no metric series) named
     /// `name`.
     pub(crate) fn bulkhead_or_inert(&self, name: &str) -> Bulkhead {

@@ -11,7 +11,7 @@ use telltale_resilience::breaker::CircuitBreakerService;
 use telltale_resilience::bulkhead::BulkheadService;
 use telltale_resilience::reject::{AnswerAll, RejectionResponseLayer, RejectionResponseService};
 use telltale_resilience::{Bulkhead, CircuitBreaker};
-use telltale_telemetry::layer::{ServerTelemetryLayer, ServerTelemetryService};
+use telltale_telemetry::layer::{RequestLog, ServerTelemetryLayer, ServerTelemetryService};
 use tower_layer::Layer;
 
 use super::guards::{Guards, StackError, preset_methods};
@@ -48,11 +48,15 @@ impl Default for ServerStack {
 }
 
 impl ServerStack {
-    /// Telemetry and correlation with their defaults, no breaker, no
-    /// bulkhead, chaos off. Reads no environment variable.
+    /// Telemetry and correlation with their defaults (plus the request log
+    /// line, [`RequestLog::On`](crate::telemetry::layer::RequestLog::On)), no
+    /// breaker, no bulkhead, chaos off. Reads no environment variable.
     pub fn new() -> Self {
         ServerStack {
-            telemetry: ServerTelemetryLayer::new(),
+            telemetry: ServerTelemetryLayer::builder()
+                .request_log(RequestLog::On)
+                .build()
+                .expect("the default configuration is valid"),
             correlation: CorrelationLayer::new(),
             guards: Guards::new(),
             bulkhead_status: StatusCode::SERVICE_UNAVAILABLE,
@@ -88,7 +92,10 @@ impl ServerStack {
     pub fn from_env_source<S: EnvSource>(env: &Env<S>) -> Result<Self, StackError> {
         let status = super::env::bulkhead_status(env)?.unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         Ok(ServerStack {
-            telemetry: ServerTelemetryLayer::from_env_source(env)?,
+            telemetry: ServerTelemetryLayer::builder()
+                .request_log(RequestLog::On)
+                .env(env)?
+                .build()?,
             correlation: CorrelationLayer::from_env_source(env)?,
             guards: Guards::from_env_source(env, "server")?,
             bulkhead_status: status,
@@ -125,7 +132,11 @@ impl ServerStack {
 
     /// The composed layer, for axum's `Router::layer` or tonic's
     /// `Server::builder().layer`.
+    ///
+    /// With the `debug` feature (in `full`), the configured breaker,
+    /// bulkhead and chaos injector are registered with the debug page.
     pub fn layer(&self) -> ServerStackLayer {
+        self.guards.register_for_debug("server (inbound)");
         ServerStackLayer {
             telemetry: self.telemetry.clone(),
             correlation: self.correlation.clone(),

@@ -9,8 +9,9 @@
 //!   span is an OpenTelemetry span;
 //! - span export: OTLP over gRPC or HTTP/protobuf when an endpoint is set,
 //!   stdout on request, and otherwise the in-process [`FlightRecorder`] (the
-//!   last 2048 spans, queryable by trace ID and correlation ID). Export never
-//!   blocks a request: a bounded queue drops and counts
+//!   last 2048 spans within 16 MiB, queryable by trace ID and correlation
+//!   ID). Export never blocks a request: a queue bounded in spans and in
+//!   bytes drops and counts
 //!   (`telltale_telemetry_spans_dropped_total`) when a collector is down, and
 //!   resumes when it is back ([`BoundedSpanProcessor`]);
 //! - log lines as JSON with `trace_id`, `span_id`, `correlation_id`,

@@ -23,7 +23,7 @@ use log_schema::{EcsSchema, check_otel_line};
 use serde_json::Value;
 use support::otel::Captured;
 use telltale_telemetry::layer::client::ClientTelemetryLayer;
-use telltale_telemetry::layer::server::ServerTelemetryLayer;
+use telltale_telemetry::layer::server::{RequestLog, ServerTelemetryLayer};
 use telltale_telemetry::{LogFormat, Profile, StdoutExporter, TRUNCATION_MARKER, Telemetry};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -45,6 +45,14 @@ async fn serve(app: Router) -> SocketAddr {
         .unwrap();
     });
     addr
+}
+
+/// The server layer with its request log line on (as the presets have it).
+fn request_logged() -> ServerTelemetryLayer {
+    ServerTelemetryLayer::builder()
+        .request_log(RequestLog::On)
+        .build()
+        .unwrap()
 }
 
 /// An upstream service logging every kind of value, behind a front service
@@ -74,7 +82,7 @@ async fn services() -> SocketAddr {
                 "item"
             }),
         )
-        .layer(ServerTelemetryLayer::new());
+        .layer(request_logged());
     let upstream = serve(upstream).await;
     let front = Router::new()
         .route(
@@ -109,7 +117,7 @@ async fn services() -> SocketAddr {
                 "order"
             }),
         )
-        .layer(ServerTelemetryLayer::new());
+        .layer(request_logged());
     serve(front).await
 }
 
@@ -138,6 +146,15 @@ async fn run(format: LogFormat) -> String {
         let res = client.request(req).await.unwrap();
         assert_eq!(res.status(), 200);
         res.into_body().collect().await.unwrap();
+    }
+    // The request log lines are written when the servers see their response
+    // bodies end, which can be just after the client read them: wait
+    // (bounded) for the four (front and upstream, GET and PURGE).
+    for _ in 0..500 {
+        if logs.text().matches("\"request finished\"").count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     logs.text()
 }
@@ -238,6 +255,27 @@ async fn every_ecs_line_of_real_services_matches_the_ecs_field_definitions() {
     let done = line_with(&lines, "front done", 0);
     assert_eq!(done["url.path"], "/orders/7");
     assert_eq!(done["telltale.status"], 200);
+
+    // The request log line (already checked against the ECS definitions
+    // above): the request's fields under their ECS names, the duration as
+    // ECS `event.duration` nanoseconds.
+    let finished: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request finished")
+        .collect();
+    assert_eq!(finished.len(), 4, "{text}");
+    let front = finished
+        .iter()
+        .find(|l| l["telltale.http.route"] == "/orders/{id}" && l["http.request.method"] == "PURGE")
+        .expect("the front's PURGE line");
+    assert_eq!(front["log.logger"], "telltale::request");
+    assert_eq!(front["log.level"], "info");
+    assert_eq!(front["http.response.status_code"], 200);
+    assert_eq!(front["url.path"], "/orders/7");
+    assert!(front["event.duration"].as_u64().is_some(), "{front}");
+    assert!(front["trace.id"].is_string() && front["span.id"].is_string());
+    assert!(front.get("telltale.duration_ms").is_none(), "{front}");
+    assert!(front.get("error.type").is_none(), "{front}");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -266,6 +304,15 @@ async fn every_otel_line_of_real_services_matches_the_profile_schema() {
         .find(|l| l.contains("circuit breaker opened"))
         .unwrap();
     assert!(raw.contains(r#""failure_rate":1.0"#), "{raw}");
+    // The request log line under OpenTelemetry names.
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "request finished" && l["http.route"] == "/items/{id}")
+        .expect("the upstream's request line");
+    assert_eq!(finished["target"], "telltale::request");
+    assert_eq!(finished["http.response.status_code"], 200);
+    assert!(finished["duration_ms"].is_f64(), "{finished}");
+    assert!(finished["trace_id"].is_string(), "{finished}");
 }
 
 const CHILD: &str = "TELLTALE_TEST_CONSOLE_CHILD";

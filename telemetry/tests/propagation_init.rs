@@ -23,9 +23,9 @@ fn init_installs_trace_context_level_2_and_baggage() {
     assert_eq!(fields, ["baggage", "traceparent", "tracestate"]);
 
     let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03";
-    // A multi-tenant key with a 14-character system ID (opentelemetry's own
-    // propagator refuses it, and the whole list with it).
-    let ts = "t@abcdefghijklmn=1,congo=t61rcWkgMzE";
+    // Keys Level 2 allows and opentelemetry's own propagator refuses (and
+    // the whole list with them): 14 characters after `@`, a trailing `@`.
+    let ts = "t@abcdefghijklmn=1,foo@=2,congo=t61rcWkgMzE";
     let incoming: HashMap<String, String> = [
         ("traceparent", tp),
         ("tracestate", ts),

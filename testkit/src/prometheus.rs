@@ -171,6 +171,12 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (job `telltale`, path `/metrics`) and
     /// waits until it is ready.
     pub async fn start(targets: &[SocketAddr]) -> Prometheus {
+        Self::start_with_flags(targets, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra command-line flags, such as
+    /// `--enable-feature=exemplar-storage`.
+    pub async fn start_with_flags(targets: &[SocketAddr], flags: &[&str]) -> Prometheus {
         let bin = binary("prometheus");
         let dir = std::env::temp_dir().join(format!(
             "telltale-prometheus-{}-{}",
@@ -203,6 +209,7 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=warn")
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -291,6 +298,21 @@ impl Prometheus {
                 (labels, v)
             })
             .collect())
+    }
+
+    /// Runs a GET against the server's HTTP API (`/api/v1/...`) and returns
+    /// the JSON answer's `data`, or the answer when it is not a success.
+    pub async fn api(&self, path_and_query: &str) -> Result<serde_json::Value, String> {
+        let (status, body) = get(&self.client, self.addr, path_and_query).await;
+        if status != StatusCode::OK {
+            return Err(format!("{path_and_query}: HTTP {status}: {body}"));
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{path_and_query}: {e}: {body}"))?;
+        if json["status"] != "success" {
+            return Err(format!("{path_and_query}: {body}"));
+        }
+        Ok(json["data"].clone())
     }
 
     /// Polls `promql` until `done` accepts the result (at most [`MAX_WAIT`]);

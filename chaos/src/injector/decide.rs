@@ -166,6 +166,9 @@ impl Deciding<'_> {
             {
                 return;
             }
+        } else {
+            // Counted for the debug surface (`ChaosHandle::rule_stats`).
+            rule.fired.fetch_add(1, Ordering::Relaxed);
         }
         let plan = self.plan.as_mut().expect("reserved above");
         for (i, f) in rule.faults.iter().enumerate() {

@@ -13,7 +13,7 @@ use crate::rules::RuleSet;
 /// resume, kill.
 #[derive(Clone)]
 pub struct ChaosHandle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for ChaosHandle {

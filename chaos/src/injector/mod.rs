@@ -50,12 +50,14 @@ mod builder;
 mod decide;
 mod error;
 mod handle;
+mod inspect;
 
 pub(crate) use armed::Terminal;
 pub use builder::{DEFAULT_ALLOWED_ENVS, InjectorBuilder};
 pub(crate) use decide::{ActiveGuard, Plan};
 pub use error::ChaosError;
 pub use handle::ChaosHandle;
+pub use inspect::RuleStats;
 
 use armed::Armed;
 

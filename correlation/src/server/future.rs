@@ -54,7 +54,8 @@ pin_project_lite::pin_project! {
             #[pin]
             fut: TaskLocalFuture<CorrelationId, F>,
             id: Option<CorrelationId>,
-            echo: Option<HeaderName>,
+            // The primary header, and the alias the ID came from.
+            echo: Option<(HeaderName, Option<HeaderName>)>,
         },
         Refused {
             refusal: Option<Refusal>,
@@ -66,7 +67,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn scoped(
         fut: TaskLocalFuture<CorrelationId, F>,
         id: CorrelationId,
-        echo: Option<HeaderName>,
+        echo: Option<(HeaderName, Option<HeaderName>)>,
     ) -> Self {
         ResponseFuture {
             state: State::Scoped {
@@ -98,9 +99,11 @@ where
                 let res = std::task::ready!(fut.poll(cx))?;
                 let id = id.take().expect("ResponseFuture polled after completion");
                 let (mut parts, body) = res.into_parts();
-                if let Some(name) = echo.take() {
-                    if let header::Entry::Vacant(slot) = parts.headers.entry(name) {
-                        slot.insert(id.to_header_value());
+                if let Some((name, alias)) = echo.take() {
+                    for name in std::iter::once(name).chain(alias) {
+                        if let header::Entry::Vacant(slot) = parts.headers.entry(name) {
+                            slot.insert(id.to_header_value());
+                        }
                     }
                 }
                 Poll::Ready(Ok(Response::from_parts(

@@ -31,7 +31,8 @@ layer_common! {
     /// see the [module docs](super).
     pub struct CorrelationLayer => CorrelationLayerBuilder, CorrelationService;
 
-    /// The layer with every default: header `x-correlation-id`, no aliases,
+    /// The layer with every default: header `x-correlation-id`, alias
+    /// `x-request-id` ([`DEFAULT_ALIASES`](crate::DEFAULT_ALIASES)),
     /// incoming IDs trusted, header not required, response echo on, the
     /// [`DefaultRule`].
     fn new;
@@ -57,6 +58,10 @@ layer_common! {
 pub struct CorrelationLayerBuilder {
     header: HeaderSpec,
     aliases: Vec<HeaderSpec>,
+    /// Whether `aliases` is still [`DEFAULT_ALIASES`](crate::DEFAULT_ALIASES):
+    /// a default alias equal to the primary header is then dropped instead
+    /// of being an error.
+    default_aliases: bool,
     trust_incoming: bool,
     require: bool,
     echo: bool,
@@ -67,7 +72,11 @@ impl Default for CorrelationLayerBuilder {
     fn default() -> Self {
         CorrelationLayerBuilder {
             header: default_spec(),
-            aliases: Vec::new(),
+            aliases: crate::DEFAULT_ALIASES
+                .iter()
+                .map(|a| header_spec(a))
+                .collect(),
+            default_aliases: true,
             trust_incoming: true,
             require: false,
             echo: true,
@@ -88,19 +97,29 @@ impl CorrelationLayerBuilder {
     }
 
     /// Adds a header read when the primary header is absent (such as
-    /// `x-request-id`). Aliases are read in the order added; the first header
-    /// present decides. They are never written or echoed.
+    /// `x-amzn-trace-id`); adding one already in the list changes nothing.
+    /// Aliases are read in the order added, after the primary header: when
+    /// both are present the **primary header wins** (it is the header this
+    /// service and its telltale callers agree on; an alias is what a proxy in
+    /// front adds). The first header present decides, even when its value is
+    /// then rejected. The ID is written to the request's primary header; the
+    /// response echoes it in the primary header and, when it came from an
+    /// alias, in that alias too, so the caller finds it under the name it
+    /// sent (see [`echo`](Self::echo)).
     ///
-    /// Defaults to no aliases.
+    /// Defaults to [`DEFAULT_ALIASES`](crate::DEFAULT_ALIASES) (`x-request-id`).
     #[must_use]
     pub fn alias(mut self, name: impl AsRef<str>) -> Self {
-        self.aliases.push(header_spec(name.as_ref()));
+        let spec = header_spec(name.as_ref());
+        if !self.aliases.contains(&spec) {
+            self.aliases.push(spec);
+        }
         self
     }
 
-    /// Replaces the aliases.
+    /// Replaces the aliases (an empty list: only the primary header is read).
     ///
-    /// Defaults to no aliases.
+    /// Defaults to [`DEFAULT_ALIASES`](crate::DEFAULT_ALIASES) (`x-request-id`).
     #[must_use]
     pub fn aliases<I>(mut self, names: I) -> Self
     where
@@ -108,6 +127,7 @@ impl CorrelationLayerBuilder {
         I::Item: AsRef<str>,
     {
         self.aliases = names.into_iter().map(|n| header_spec(n.as_ref())).collect();
+        self.default_aliases = false;
         self
     }
 
@@ -125,7 +145,8 @@ impl CorrelationLayerBuilder {
         /// Defaults to `false` (an ID is generated instead).
         require_header(require: bool) => require;
 
-        /// Whether responses carry the ID in the primary header (unless the inner
+        /// Whether responses carry the ID in the primary header, and in the
+        /// alias it was read from when it came from one (each unless the inner
         /// service set that header itself).
         ///
         /// Defaults to `true`.
@@ -175,6 +196,7 @@ impl CorrelationLayerBuilder {
         }
         if let Some(list) = env::header_list(env, env::ALIASES)? {
             self.aliases = list.into_iter().map(Ok).collect();
+            self.default_aliases = false;
         }
         if let Some(v) = env.boolean(env::TRUST_INCOMING)? {
             self.trust_incoming = v;
@@ -198,6 +220,13 @@ impl CorrelationLayerBuilder {
         let mut aliases = Vec::with_capacity(self.aliases.len());
         for spec in &self.aliases {
             let name = resolve(spec)?;
+            if self.default_aliases
+                && name == header
+                && crate::DEFAULT_ALIASES.contains(&name.as_str())
+            {
+                // `header("x-request-id")` with the default alias list.
+                continue;
+            }
             if name == header || aliases.contains(&name) {
                 return Err(BuildError::DuplicateHeader {
                     name: name.as_str().to_owned(),
@@ -238,11 +267,17 @@ mod tests {
         let layer = CorrelationLayer::new();
         let c = &layer.shared;
         assert_eq!(c.header, "x-correlation-id");
-        assert!(c.aliases.is_empty());
+        assert_eq!(&*c.aliases, ["x-request-id"]);
+        // The primary header may be the default alias: then no alias.
+        let layer = CorrelationLayer::builder()
+            .header("X-Request-Id")
+            .build()
+            .unwrap();
+        assert!(layer.shared.aliases.is_empty());
         assert!(c.trust_incoming && c.echo && !c.require);
         assert_eq!(
             &c.missing_message[..],
-            b"missing required header x-correlation-id\n"
+            b"missing required header x-correlation-id (or x-request-id)\n"
         );
     }
 

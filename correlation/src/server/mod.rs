@@ -1,7 +1,8 @@
 //! Server side: give every request a correlation ID.
 //!
 //! [`CorrelationLayer`] reads the configured header (default `x-correlation-id`,
-//! then any aliases such as `x-request-id`), validates the value with the
+//! then the aliases, default `x-request-id`: the primary header wins when both
+//! are present), validates the value with the
 //! configured [`Rule`](crate::rule::Rule), and otherwise generates a UUIDv7. The
 //! ID is then
 //!
@@ -11,7 +12,8 @@
 //!   `call`, its whole response future and every poll of the response body,
 //! - recorded as `correlation_id` on the current tracing span (a span that
 //!   declares the field, as telltale-telemetry's request span does),
-//! - echoed in the response's primary header (unless the service set it).
+//! - echoed in the response's primary header, and in the alias it was read
+//!   from when it came from one (each unless the service set it).
 //!
 //! A rejected value is counted (`telltale_correlation_ids_rejected_total{reason}`) and
 //! logged by length and reason only: it is never echoed, logged or passed on.

@@ -25,8 +25,12 @@ impl<S> CorrelationService<S> {
 
 /// What the request's headers say.
 enum Incoming<'a> {
-    /// An acceptable ID; `primary` when it came from the primary header.
-    Accepted { id: CorrelationId, primary: bool },
+    /// An acceptable ID; `alias` is the alias header it came from, `None`
+    /// when it came from the primary header.
+    Accepted {
+        id: CorrelationId,
+        alias: Option<&'a HeaderName>,
+    },
     /// No configured header is present.
     Missing,
     /// The first present header held an unacceptable value.
@@ -51,7 +55,7 @@ impl Shared {
                 return match self.rule.accept(value.clone()) {
                     Ok(id) => Incoming::Accepted {
                         id,
-                        primary: i == 0,
+                        alias: (i > 0).then_some(name),
                     },
                     Err(rejection) => Incoming::Rejected {
                         header: name,
@@ -80,8 +84,12 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
+        let mut from_alias = None;
         let (id, write_header) = match shared.read(req.headers()) {
-            Incoming::Accepted { id, primary } => (id, !primary),
+            Incoming::Accepted { id, alias } => {
+                from_alias = alias;
+                (id, alias.is_some())
+            }
             Incoming::Missing => {
                 if shared.require {
                     return ResponseFuture::refused(Refusal {
@@ -129,7 +137,10 @@ where
         req.extensions_mut().insert(id.clone());
         tracing::Span::current().record("correlation_id", id.as_str());
 
-        let echo = shared.echo.then(|| shared.header.clone());
+        // Echoed in the primary header, and in the alias the caller used.
+        let echo = shared
+            .echo
+            .then(|| (shared.header.clone(), from_alias.cloned()));
         let inner = &mut self.inner;
         let fut = correlation::sync_scope(id.clone(), || inner.call(req));
         ResponseFuture::scoped(correlation::scope(id.clone(), fut), id, echo)
@@ -198,6 +209,22 @@ mod tests {
         let (res, body) = send(&layer, &[("x-request-id", b"alias-1")]).await;
         assert_eq!(body, "alias-1|alias-1|alias-1|alias-1");
         assert_eq!(res.headers()["x-correlation-id"], "alias-1");
+        assert_eq!(res.headers()["x-request-id"], "alias-1");
+
+        // The default layer reads x-request-id too; the primary header wins.
+        let default = CorrelationLayer::new();
+        let (res, body) = send(&default, &[("x-request-id", b"lb-7")]).await;
+        assert_eq!(body, "lb-7|lb-7|lb-7|lb-7");
+        assert_eq!(res.headers()["x-request-id"], "lb-7");
+        assert_eq!(res.headers()["x-correlation-id"], "lb-7");
+        let (res, body) = send(
+            &default,
+            &[("x-request-id", b"lb-8"), ("x-correlation-id", b"ours-8")],
+        )
+        .await;
+        assert_eq!(body, "ours-8|ours-8|ours-8|ours-8");
+        assert_eq!(res.headers()["x-correlation-id"], "ours-8");
+        assert!(res.headers().get("x-request-id").is_none());
 
         // A rejected primary value is overwritten on the request.
         let (res, body) = send(&layer, &[("x-correlation-id", b"no spaces")]).await;
@@ -217,7 +244,10 @@ mod tests {
             .unwrap();
         let (res, body) = send(&layer, &[]).await;
         assert_eq!(res.status(), 400);
-        assert_eq!(body, "missing required header x-correlation-id\n");
+        assert_eq!(
+            body,
+            "missing required header x-correlation-id (or x-request-id)\n"
+        );
         let (res, body) = send(&layer, &[("x-correlation-id", b"")]).await;
         assert_eq!(res.status(), 400);
         assert_eq!(body, "invalid x-correlation-id header: empty\n");

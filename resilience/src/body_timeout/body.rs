@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
-use telltale_core::BoxError;
+use telltale_core::{BodyTimedOut, BodyTimeoutSignal, BoxError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -16,13 +16,32 @@ use super::layer::Shared;
 
 /// The error a response body ends with after its reader was idle longer than
 /// the timeout (its permits were released when the timeout passed).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("response body `{name}` ended: its reader was idle for {idle:?}")]
+///
+/// Its `source()` is [`telltale_core::BodyTimedOut`], which every telltale
+/// layer classifies the same way (`Outcome::BodyTimeout`, `error.type`
+/// `body_timeout`).
+#[derive(Clone, Debug)]
 pub struct BodyTimeout {
     /// The name of the layer (the bulkhead it protects).
     pub name: Arc<str>,
     /// The idle timeout that passed.
     pub idle: Duration,
+}
+
+impl fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "response body `{}` ended: its reader was idle for {:?}",
+            self.name, self.idle
+        )
+    }
+}
+
+impl std::error::Error for BodyTimeout {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&BodyTimedOut)
+    }
 }
 
 /// Where a watched body is.
@@ -92,7 +111,12 @@ impl<B> ResponseBody<B>
 where
     B: Body + Send + 'static,
 {
-    pub(super) fn new(body: B, shared: Arc<Shared>, span: Option<tracing::Span>) -> Self {
+    pub(super) fn new(
+        body: B,
+        shared: Arc<Shared>,
+        span: Option<tracing::Span>,
+        signal: Option<BodyTimeoutSignal>,
+    ) -> Self {
         let body = Box::pin(body);
         let (Some(idle), Ok(runtime)) = (shared.idle, tokio::runtime::Handle::try_current()) else {
             return ResponseBody {
@@ -116,6 +140,7 @@ where
             shared.clone(),
             idle,
             span,
+            signal,
         ));
         ResponseBody {
             inner: Inner::Watched(watched, shared.name.clone(), idle),
@@ -130,6 +155,7 @@ async fn watchdog<B>(
     shared: Arc<Shared>,
     idle: Duration,
     span: Option<tracing::Span>,
+    signal: Option<BodyTimeoutSignal>,
 ) {
     loop {
         let Some(w) = watched.upgrade() else { return };
@@ -152,6 +178,13 @@ async fn watchdog<B>(
                 _ => false,
             };
             if expired {
+                // The layers around learn it first (the telemetry layer ends
+                // the request's span and metrics with `body_timeout`; the
+                // reader may never poll the body again), then the layers
+                // inside see their bodies dropped by a timeout.
+                if let Some(signal) = &signal {
+                    signal.fire();
+                }
                 // Dropping the inner body releases what it holds (a bulkhead
                 // slot, a breaker permit, a chaos slot).
                 drop(w.end(Slot::TimedOut));

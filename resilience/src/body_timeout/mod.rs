@@ -12,7 +12,18 @@
 //! task drops the inner body (releasing its permits), counts
 //! `telltale_bulkhead_body_timeouts_total{name}`, emits a WARN event (target
 //! `telltale::bulkhead`) inside the request's span, and the body ends with a
-//! [`BodyTimeout`] error if it is polled again. Time spent waiting for the
+//! [`BodyTimeout`] error if it is polled again (its source is
+//! [`telltale_core::BodyTimedOut`]).
+//!
+//! The layers around learn it at once, although the stalled reader may never
+//! poll the body again: the layer puts a [`telltale_core::BodyTimeoutSignal`]
+//! in the request's extensions (for the layers inside, such as a breaker,
+//! whose bodies it drops) and in the response's (for the layers outside, such
+//! as telltale's telemetry layer) and fires it before dropping the body. The
+//! request's span and RED metrics then end with `error.type=body_timeout`,
+//! and a breaker inside records the call as ignored
+//! (`telltale_core::Outcome::BodyTimeout`, not a failure under the default
+//! `FailurePolicy`). Time spent waiting for the
 //! inner body itself (a slow producer, a server-sent event stream) is not
 //! idle time: only a stalled reader is bounded.
 //!

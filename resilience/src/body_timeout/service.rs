@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use telltale_core::BoxError;
+use telltale_core::{BodyTimeoutSignal, BoxError};
 use tower_service::Service;
 
 use super::ResponseBody;
@@ -55,12 +55,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let span = self.shared.idle.map(|_| tracing::Span::current());
+        // The signal the watchdog fires: in the request for the layers
+        // inside, in the response for those outside.
+        let signal = self.shared.idle.map(|_| {
+            let signal = BodyTimeoutSignal::new();
+            req.extensions_mut().insert(signal.clone());
+            signal
+        });
         ResponseFuture {
             inner: self.inner.call(req),
             shared: self.shared.clone(),
             span,
+            signal,
         }
     }
 }
@@ -73,6 +81,7 @@ pin_project! {
         inner: F,
         shared: Arc<Shared>,
         span: Option<tracing::Span>,
+        signal: Option<BodyTimeoutSignal>,
     }
 }
 
@@ -86,9 +95,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let res = ready!(this.inner.poll(cx))?;
+        let mut res = ready!(this.inner.poll(cx))?;
         let shared = this.shared.clone();
         let span = this.span.take();
-        Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, shared, span))))
+        let signal = this.signal.take();
+        if let Some(signal) = &signal {
+            res.extensions_mut().insert(signal.clone());
+        }
+        Poll::Ready(Ok(
+            res.map(|body| ResponseBody::new(body, shared, span, signal))
+        ))
     }
 }

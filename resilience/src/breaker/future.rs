@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{BoxError, CompletionBody, ResponseHead};
+use telltale_core::{BodyTimeoutSignal, BoxError, CompletionBody, ResponseHead};
 
 use super::body::{ResponseBody, SettleOnEnd};
 use super::{BreakerPermit, Verdict};
@@ -125,6 +125,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: CallState<F, ()>,
+        signal: Option<BodyTimeoutSignal>,
     }
 }
 
@@ -132,12 +133,21 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(permit: Result<BreakerPermit, CircuitOpen>, fut: F) -> Self {
         ResponseFuture {
             inner: CallState::new(permit, fut, ()),
+            signal: None,
         }
+    }
+
+    /// The body timeout signal of the request (see
+    /// [`BodyTimeoutSignal`]), for the response body's result.
+    pub(crate) fn with_signal(mut self, signal: Option<BodyTimeoutSignal>) -> Self {
+        self.signal = signal;
+        self
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         ResponseFuture {
             inner: CallState::Rejected { error: Some(error) },
+            signal: None,
         }
     }
 }
@@ -159,7 +169,8 @@ where
     type Output = Result<Response<ResponseBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().inner.project() {
+        let this = self.project();
+        match this.inner.project() {
             CallProj::Rejected { error } => Poll::Ready(Err(Error::Open(
                 error
                     .take()
@@ -185,7 +196,14 @@ where
                             other => other,
                         };
                         Poll::Ready(Ok(response.map(|body| match permit {
-                            Some(permit) => CompletionBody::new(body, SettleOnEnd { permit, head }),
+                            Some(permit) => CompletionBody::new(
+                                body,
+                                SettleOnEnd {
+                                    permit,
+                                    head,
+                                    signal: this.signal.take(),
+                                },
+                            ),
                             None => CompletionBody::passthrough(body),
                         })))
                     }

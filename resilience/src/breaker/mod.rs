@@ -76,6 +76,7 @@ mod body;
 mod config;
 pub mod env;
 mod future;
+mod history;
 mod layer;
 mod metrics;
 mod permit;
@@ -96,6 +97,7 @@ pub use body::ResponseBody;
 pub(crate) use config::nanos;
 pub use config::{CircuitBreakerBuilder, SlidingWindow};
 pub use future::{Call, ResponseFuture};
+pub use history::{BreakerSettings, TRANSITION_LOG_CAPACITY, TransitionRecord};
 pub use layer::CircuitBreakerLayer;
 pub use permit::BreakerPermit;
 pub use service::CircuitBreakerService;
@@ -141,11 +143,15 @@ pub enum Verdict {
 
 impl Verdict {
     /// Success or failure of an [`Outcome`] under `policy`; a cancellation
-    /// that the policy does not count is ignored.
+    /// or a body timeout (a reader that stopped reading) that the policy does
+    /// not count is ignored: neither says anything about the service.
     pub fn of(policy: &FailurePolicy, outcome: &Outcome) -> Self {
         if policy.is_failure(outcome) {
             Verdict::Failure
-        } else if matches!(outcome, Outcome::Cancelled { .. }) {
+        } else if matches!(
+            outcome,
+            Outcome::Cancelled { .. } | Outcome::BodyTimeout { .. }
+        ) {
             Verdict::Ignore
         } else {
             Verdict::Success
@@ -194,6 +200,8 @@ pub(crate) struct Shared {
     count_rejections: bool,
     metrics: BreakerMetrics,
     events: broadcast::Sender<BreakerEvent>,
+    settings: BreakerSettings,
+    history: history::TransitionLog,
 }
 
 /// A circuit breaker: a cheap-to-clone handle on shared state.
@@ -254,6 +262,7 @@ impl CircuitBreaker {
     pub(crate) fn from_parts(builder: CircuitBreakerBuilder, kind: Kind, params: Params) -> Self {
         let initial = builder.initial();
         let (events, _) = broadcast::channel(builder.event_capacity.max(1));
+        let settings = BreakerSettings::of(&builder);
         CircuitBreaker {
             inner: Arc::new(Shared {
                 metrics: BreakerMetrics::new(
@@ -269,6 +278,8 @@ impl CircuitBreaker {
                 count_rejections: builder.count_rejections,
                 name: builder.name,
                 events,
+                settings,
+                history: history::TransitionLog::default(),
             }),
         }
     }
@@ -410,6 +421,7 @@ impl Shared {
     }
 
     fn reject(&self, reject: Reject) -> CircuitOpen {
+        self.history.rejected();
         self.metrics.not_permitted.increment(1);
         let retry_after = reject.retry_after.map(Duration::from_nanos);
         let span = tracing::Span::current();
@@ -442,6 +454,7 @@ impl Shared {
     }
 
     fn emit(&self, t: Transition, correlation: Option<&CorrelationId>) {
+        self.history.push(&t, correlation);
         self.metrics.count_transition(t.from, t.to);
         self.metrics.set_state(self.core.current().1);
         if t.to == State::Closed || t.to == State::MetricsOnly {

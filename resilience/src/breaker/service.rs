@@ -3,7 +3,7 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use telltale_core::BoxError;
+use telltale_core::{BodyTimeoutSignal, BoxError};
 use tower_service::Service;
 
 use super::{CircuitBreaker, ResponseBody, ResponseFuture};
@@ -76,6 +76,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        call_through(&mut self.inner, &self.breaker, req)
+        // A body timeout outside says when it ends the body it drops.
+        let signal = req.extensions().get::<BodyTimeoutSignal>().cloned();
+        call_through(&mut self.inner, &self.breaker, req).with_signal(signal)
     }
 }

@@ -90,6 +90,7 @@ impl BulkheadBuilder {
                 max_wait: self.max_wait,
                 name: self.name,
                 metrics,
+                stats: Default::default(),
             }),
         })
     }

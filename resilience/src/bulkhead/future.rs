@@ -29,6 +29,7 @@ pin_project! {
         started: Instant,
         #[pin]
         sleep: Option<Sleep>,
+        waiting: super::stats::Waiting,
     }
 }
 
@@ -44,6 +45,7 @@ impl Wait {
             owner.wrap()
         });
         Wait {
+            waiting: super::stats::Waiting::new(inner.clone()),
             inner,
             acquire,
             started: Instant::now(),

@@ -41,6 +41,7 @@ pub mod env;
 mod future;
 mod layer;
 mod service;
+mod stats;
 
 use std::fmt;
 use std::future::Future;
@@ -84,6 +85,7 @@ pub(crate) struct Shared {
     max_concurrent: usize,
     max_wait: Duration,
     metrics: BulkheadMetrics,
+    stats: stats::Stats,
 }
 
 /// A bulkhead: a cheap-to-clone handle on a shared set of slots.
@@ -234,6 +236,7 @@ impl Shared {
     }
 
     fn reject(&self, waited: Duration) -> BulkheadFull {
+        self.stats.rejected();
         self.metrics.rejected.increment(1);
         let span = tracing::Span::current();
         span.record("resilience.bulkhead.name", &*self.name);

@@ -298,18 +298,21 @@ impl Redactor {
 }
 
 /// Request or response headers to record as `http.{request,response}.header.<name>`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Capture {
     headers: Box<[(HeaderName, Key)]>,
+    /// Longest value kept, in characters (each value of a header).
+    max_len: usize,
 }
 
 impl Capture {
-    pub(crate) fn new(prefix: &str, names: &[HeaderName]) -> Self {
+    pub(crate) fn new(prefix: &str, names: &[HeaderName], max_len: usize) -> Self {
         Capture {
             headers: names
                 .iter()
                 .map(|n| (n.clone(), Key::new(format!("{prefix}{}", n.as_str()))))
                 .collect(),
+            max_len,
         }
     }
 
@@ -335,7 +338,13 @@ impl Capture {
             let values: Vec<StringValue> = headers
                 .get_all(name)
                 .iter()
-                .map(|v| StringValue::from(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|v| {
+                    // Cut before decoding: at most 4 bytes per character.
+                    let bytes = v.as_bytes();
+                    let bytes = &bytes[..bytes.len().min(self.max_len.saturating_mul(4))];
+                    let text = String::from_utf8_lossy(bytes);
+                    StringValue::from(super::limits::cap(&text, self.max_len).to_owned())
+                })
                 .collect();
             if !values.is_empty() {
                 out.push(KeyValue::new(

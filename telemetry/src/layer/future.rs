@@ -6,11 +6,12 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{CompletionBody, Outcome, ResponseHead, Side};
+use telltale_core::{BodyTimeoutSignal, CompletionBody, Outcome, ResponseHead, Side};
 
 use super::server::ResponseBody;
 use crate::layer::attrs::{Capture, protocol_version};
 use crate::layer::record::{Record, Route, Settle, classify_error};
+use crate::layer::request_log::Pending;
 use crate::metrics::InFlight;
 
 pin_project! {
@@ -35,9 +36,10 @@ impl<F> ResponseFuture<F> {
         route: Route,
         side: Side,
         capture: Option<Arc<Capture>>,
+        log: Option<Pending>,
         call: impl FnOnce() -> F,
     ) -> Self {
-        if in_flight.is_none() && span.is_disabled() {
+        if in_flight.is_none() && span.is_disabled() && log.is_none() {
             return ResponseFuture::passthrough(call());
         }
         let record = Record {
@@ -48,6 +50,7 @@ impl<F> ResponseFuture<F> {
             head: None,
             settled: false,
             described: false,
+            log,
         };
         let inner = {
             let _entered = record.span.enter();
@@ -108,8 +111,11 @@ where
                 if let Some(capture) = this.capture.take() {
                     capture.record(&record.span, response.headers());
                 }
-                Ok(response
-                    .map(|body| ResponseBody::new(CompletionBody::new(body, Settle(record)))))
+                // A body timeout inside may end the body before anyone polls
+                // it again: its signal settles the record then.
+                let signal = response.extensions().get::<BodyTimeoutSignal>().cloned();
+                let settle = Settle::new(record, signal.as_ref());
+                Ok(response.map(|body| ResponseBody::new(CompletionBody::new(body, settle))))
             }
             Err(err) => {
                 let outcome = classify_error(&err);

@@ -26,12 +26,16 @@ mod attrs;
 pub mod client;
 mod error;
 mod future;
+mod limits;
 mod propagation;
 mod record;
+pub mod request_log;
 pub mod server;
 mod settings;
 
 pub use attrs::{DEFAULT_REDACTED_QUERY_KEYS, InvalidIpNet, IpNet};
 pub use client::{ClientTelemetryLayer, ClientTelemetryLayerBuilder, ClientTelemetryService};
 pub use error::BuildError;
+pub use limits::{DEFAULT_MAX_ATTRIBUTE_LEN, MAX_ATTRIBUTE_LEN};
+pub use request_log::RequestLog;
 pub use server::{ServerTelemetryLayer, ServerTelemetryLayerBuilder, ServerTelemetryService};

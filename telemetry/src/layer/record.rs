@@ -3,14 +3,18 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::StatusCode;
 use opentelemetry::trace::TraceContextExt;
 use telltale_core::grpc::split_path;
-use telltale_core::{BodyEnd, BoxError, GrpcCode, OnEnd, Outcome, ResponseHead, Side};
+use telltale_core::{
+    BodyEnd, BodyTimeoutSignal, BoxError, GrpcCode, OnEnd, Outcome, ResponseHead, Side,
+};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::layer::request_log::Pending;
 use crate::metrics::InFlight;
 
 /// The route label and `http.route` of a request, as cheap to keep as possible.
@@ -94,6 +98,9 @@ pub(crate) struct Record {
     pub(crate) head: Option<ResponseHead>,
     pub(crate) settled: bool,
     pub(crate) described: bool,
+    /// The request log line to write when the record settles (server side,
+    /// when the log is on).
+    pub(crate) log: Option<Pending>,
 }
 
 impl fmt::Debug for Record {
@@ -152,6 +159,7 @@ impl Record {
         let error_type = outcome.error_type(self.side);
         let status: Option<StatusCode> = outcome.status();
         let grpc = outcome.grpc_code();
+        let log = self.log.take();
         if !self.span.is_disabled() {
             // Entered once more so that the span's end time (its last exit, for
             // tracing-opentelemetry) is the end of the exchange.
@@ -182,8 +190,18 @@ impl Record {
                     }
                 }
             }
+            // Inside the span: the line carries its fields and trace ID.
+            if let Some(log) = log {
+                log.finish(&outcome, self.route.as_str(), error_type);
+            }
+        } else if let Some(log) = log {
+            log.finish(&outcome, self.route.as_str(), error_type);
         }
-        if let Some(in_flight) = self.in_flight.take() {
+        if let Some(mut in_flight) = self.in_flight.take() {
+            // A sampled request's duration becomes its bucket's exemplar.
+            if in_flight.wants_exemplar() && !self.span.is_disabled() {
+                in_flight.exemplar_from(self.span.context().span().span_context());
+            }
             in_flight.finish(self.route.as_str(), status, grpc, error_type);
         }
         // Close the span now (unless the application kept clones of it).
@@ -200,6 +218,7 @@ impl Record {
                     grpc: None,
                 },
                 BodyEnd::Error => Outcome::Error { status: None },
+                BodyEnd::TimedOut => Outcome::BodyTimeout { status: None },
                 BodyEnd::Dropped => Outcome::Cancelled { status: None },
             },
         }
@@ -215,13 +234,63 @@ impl Drop for Record {
     }
 }
 
-/// The [`OnEnd`] of a response body: settles the record when the body ends.
+/// The [`OnEnd`] of a response body: settles the record when the body ends,
+/// or when a layer inside ends the body of a stalled reader (a
+/// [`BodyTimeoutSignal`] in the response), whichever comes first.
 #[derive(Debug)]
-pub(crate) struct Settle(pub(crate) Record);
+// `Owned` is every request's path: boxing the record would cost an
+// allocation per request to save bytes only while a body streams.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Settle {
+    /// The body's end settles the record.
+    Owned(Record),
+    /// The body's end or the signal settles it: the reader that stalled the
+    /// body may never poll it again, so the signal cannot wait for the body.
+    Shared {
+        record: Arc<Mutex<Option<Record>>>,
+        signal: BodyTimeoutSignal,
+    },
+}
+
+fn take(record: &Mutex<Option<Record>>) -> Option<Record> {
+    record.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+impl Settle {
+    /// Settles `record` when the body ends, or when `signal` fires.
+    pub(crate) fn new(record: Record, signal: Option<&BodyTimeoutSignal>) -> Self {
+        let Some(signal) = signal else {
+            return Settle::Owned(record);
+        };
+        let record = Arc::new(Mutex::new(Some(record)));
+        let on_fire = Arc::downgrade(&record);
+        signal.on_fire(move || {
+            if let Some(mut record) = on_fire.upgrade().and_then(|r| take(&r)) {
+                let outcome = record.outcome_at(&BodyEnd::TimedOut);
+                record.settle(outcome);
+            }
+        });
+        Settle::Shared {
+            record,
+            signal: signal.clone(),
+        }
+    }
+}
 
 impl OnEnd for Settle {
-    fn on_end(mut self, end: BodyEnd<'_>) {
-        let outcome = self.0.outcome_at(&end);
-        self.0.settle(outcome);
+    fn on_end(self, end: BodyEnd<'_>) {
+        match self {
+            Settle::Owned(mut record) => {
+                let outcome = record.outcome_at(&end);
+                record.settle(outcome);
+            }
+            Settle::Shared { record, signal } => {
+                let end = signal.resolve(end);
+                if let Some(mut record) = take(&record) {
+                    let outcome = record.outcome_at(&end);
+                    record.settle(outcome);
+                }
+            }
+        }
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct Settings {
     pub(crate) tracing: bool,
     pub(crate) metrics: bool,
     pub(crate) red_config: RedConfig,
+    /// The cap on request-derived attribute values, in characters.
+    pub(crate) max_attribute_len: usize,
 }
 
 impl Default for Settings {
@@ -33,6 +35,7 @@ impl Default for Settings {
             tracing: true,
             metrics: true,
             red_config: RedConfig::default(),
+            max_attribute_len: super::limits::DEFAULT_MAX_ATTRIBUTE_LEN,
         }
     }
 }
@@ -48,6 +51,12 @@ impl Settings {
     ) -> Result<(), BuildError> {
         if let Some(v) = env.parse(super::server::env::REDACTED_QUERY_KEYS, parse_query_keys)? {
             self.redacted_keys = v;
+        }
+        if let Some(v) = env.parse(
+            super::server::env::MAX_ATTRIBUTE_LEN,
+            super::limits::parse_max_attribute_len,
+        )? {
+            self.max_attribute_len = v;
         }
         if let Some(v) = env.parse(capture_request, parse_header_names)? {
             self.request_headers = v;
@@ -77,8 +86,13 @@ impl Settings {
         };
         Ok(Common {
             redactor: Redactor::new(&self.redacted_keys),
-            request_headers: Capture::new("http.request.header.", &request),
-            response_headers: Arc::new(Capture::new("http.response.header.", &response)),
+            request_headers: Capture::new("http.request.header.", &request, self.max_attribute_len),
+            response_headers: Arc::new(Capture::new(
+                "http.response.header.",
+                &response,
+                self.max_attribute_len,
+            )),
+            max_attribute_len: self.max_attribute_len,
             tracing: self.tracing,
             http_metrics,
             rpc_metrics,
@@ -149,6 +163,8 @@ pub(crate) struct Common {
     pub(crate) request_headers: Capture,
     /// Shared with response futures that capture response headers.
     pub(crate) response_headers: Arc<Capture>,
+    /// The cap on request-derived attribute values, in characters.
+    pub(crate) max_attribute_len: usize,
     pub(crate) tracing: bool,
     pub(crate) http_metrics: Option<RedMetrics>,
     pub(crate) rpc_metrics: Option<RedMetrics>,
@@ -174,6 +190,7 @@ impl Common {
         d.field("redactor", &self.redactor)
             .field("request_headers", &self.request_headers)
             .field("response_headers", &self.response_headers)
+            .field("max_attribute_len", &self.max_attribute_len)
             .field("tracing", &self.tracing)
             .field("http_metrics", &self.http_metrics)
             .field("rpc_metrics", &self.rpc_metrics);
@@ -212,6 +229,20 @@ macro_rules! common_setters {
             H: Into<String>,
         {
             self.settings.response_headers = names.into_iter().map(Into::into).collect();
+            self
+        }
+
+        /// Longest value, in characters, of the attributes taken from a
+        /// request (`url.path`, `url.query`, `user_agent.original`,
+        /// `server.address`, `http.request.method_original`,
+        /// `url.full`, each captured header value); longer ones are cut on a
+        /// character boundary, so that one hostile request cannot make a span
+        /// huge. At least 1. Defaults to
+        /// [`DEFAULT_MAX_ATTRIBUTE_LEN`](crate::layer::DEFAULT_MAX_ATTRIBUTE_LEN)
+        /// (2048); `TELLTALE_HTTP_MAX_ATTRIBUTE_LEN` sets it from the
+        /// environment.
+        pub fn max_attribute_len(mut self, max: usize) -> Self {
+            self.settings.max_attribute_len = max.max(1);
             self
         }
 

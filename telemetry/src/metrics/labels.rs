@@ -138,9 +138,17 @@ impl Shared {
             .as_ref()
             .map(|name| Key::from_parts(name.clone(), counter));
         let meta = Self::metadata();
+        let exemplars = Some(super::exemplars::series(
+            hist_key.name(),
+            hist_key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned())),
+            &self.buckets,
+        ));
         self.with_recorder(|r| Series {
             histogram: r.register_histogram(&hist_key, &meta),
             counter: counter_key.map(|k| r.register_counter(&k, &meta)),
+            exemplars,
         })
     }
 

@@ -37,8 +37,11 @@
 
 mod config;
 pub mod env;
+pub mod exemplars;
 mod labels;
 pub mod names;
+mod openmetrics;
+pub mod otlp;
 mod prometheus;
 mod red;
 mod storage;
@@ -48,6 +51,8 @@ pub use config::{
     SEMCONV_BUCKETS, Scheme,
 };
 pub use names::{OVERFLOW, OVERFLOW_METRIC};
+pub use openmetrics::{CONTENT_TYPE_OPENMETRICS, prefers_openmetrics, render_openmetrics};
+pub use otlp::{FanoutRecorder, MetricExportStats, OtlpMetrics, OtlpRecorder};
 #[cfg(feature = "axum")]
 pub use prometheus::{MetricsListener, metrics_router, serve_metrics};
 pub use prometheus::{install_prometheus, prometheus_builder};

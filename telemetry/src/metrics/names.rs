@@ -7,7 +7,7 @@
 //! | RED, OpenTelemetry naming | [`HTTP_SERVER_REQUEST_DURATION`], [`HTTP_SERVER_ACTIVE_REQUESTS`], [`HTTP_CLIENT_REQUEST_DURATION`], [`HTTP_CLIENT_ACTIVE_REQUESTS`], [`RPC_SERVER_CALL_DURATION`], [`RPC_CLIENT_CALL_DURATION`] |
 //! | RED, classic naming | [`HTTP_REQUESTS_TOTAL`], [`HTTP_REQUEST_DURATION`], [`HTTP_REQUESTS_IN_FLIGHT`], [`HTTP_CLIENT_REQUESTS_TOTAL`], [`HTTP_CLIENT_REQUESTS_IN_FLIGHT`], [`GRPC_SERVER_HANDLED_TOTAL`], [`GRPC_SERVER_HANDLING`], [`GRPC_CLIENT_HANDLED_TOTAL`], [`GRPC_CLIENT_HANDLING`] (the classic HTTP client histogram is [`HTTP_CLIENT_REQUEST_DURATION`]) |
 //! | label cap | [`OVERFLOW_METRIC`] |
-//! | exporters | [`SPANS_EXPORTED_TOTAL`], [`SPANS_DROPPED_TOTAL`], [`LOGS_EXPORTED_TOTAL`], [`LOGS_DROPPED_TOTAL`] |
+//! | exporters | [`SPANS_EXPORTED_TOTAL`], [`SPANS_DROPPED_TOTAL`], [`LOGS_EXPORTED_TOTAL`], [`LOGS_DROPPED_TOTAL`], [`METRIC_EXPORTS_TOTAL`], [`METRIC_EXPORTS_FAILED_TOTAL`] |
 //!
 //! Every name is `telltale_core::metric_name::full(prefix, base)`: RED
 //! metrics take the prefix of their [`RedConfig`](super::RedConfig) (by default the
@@ -70,6 +70,12 @@ pub const SPANS_EXPORTED_TOTAL: &str = "telltale_telemetry_spans_exported_total"
 pub const LOGS_DROPPED_TOTAL: &str = "telltale_telemetry_logs_dropped_total";
 /// Counter of log records handed to an exporter successfully.
 pub const LOGS_EXPORTED_TOTAL: &str = "telltale_telemetry_logs_exported_total";
+/// Counter of OTLP metric exports the collector accepted, label `exporter`.
+pub const METRIC_EXPORTS_TOTAL: &str = "telltale_telemetry_metric_exports_total";
+/// Counter of OTLP metric exports that failed or timed out, label
+/// `exporter` (their values reach the collector with the next export that
+/// succeeds: OTLP metrics are cumulative).
+pub const METRIC_EXPORTS_FAILED_TOTAL: &str = "telltale_telemetry_metric_exports_failed_total";
 
 /// Metric names for one kind under one naming scheme, prefixed.
 pub(crate) struct Names {
@@ -184,4 +190,21 @@ pub(crate) fn describe_exporters(recorder: &dyn Recorder, names: &(String, Strin
             .map_or("", |(_, help)| help);
         recorder.describe_counter(KeyName::from(name.clone()), Some(Unit::Count), help.into());
     }
+}
+
+/// Describes the OTLP metric export counters whose full names are `names`
+/// (exported, failed) to the current recorder.
+pub(crate) fn describe_metric_exports(names: &(String, String)) {
+    metrics::with_recorder(|r| {
+        r.describe_counter(
+            KeyName::from(names.0.clone()),
+            Some(Unit::Count),
+            "OTLP metric exports the collector accepted, by exporter.".into(),
+        );
+        r.describe_counter(
+            KeyName::from(names.1.clone()),
+            Some(Unit::Count),
+            "OTLP metric exports that failed or timed out, by exporter.".into(),
+        );
+    });
 }

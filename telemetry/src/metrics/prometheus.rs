@@ -68,8 +68,18 @@ pub fn prometheus_builder(config: &RedConfig) -> PrometheusBuilder {
 /// seconds, and returns the handle that renders the exposition. Create
 /// [`RedMetrics`](super::RedMetrics) after this call (or give them a recorder
 /// explicitly) so that their handles bind to it.
+///
+/// When the installed telemetry pipeline pushes metrics over OTLP
+/// (`OTEL_METRICS_EXPORTER=otlp`, see [`otlp`](super::otlp)), both share the
+/// global recorder, whichever is installed first: every series goes to the
+/// exposition and to the collector.
 pub fn install_prometheus(config: &RedConfig) -> Result<PrometheusHandle, BuildError> {
-    let handle = prometheus_builder(config).install_recorder()?;
+    let recorder = prometheus_builder(config).build_recorder();
+    let handle = recorder.handle();
+    if let Err(recorder) = super::otlp::install_prometheus_recorder(recorder) {
+        // The global recorder is taken: the error `install_recorder` gives.
+        metrics::set_global_recorder(recorder)?;
+    }
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("telltale-metrics-upkeep".into())
@@ -89,16 +99,30 @@ mod endpoint {
     use std::net::SocketAddr;
 
     use axum::Router;
-    use axum::http::header::CONTENT_TYPE;
+    use axum::http::HeaderMap;
+    use axum::http::header::{ACCEPT, CONTENT_TYPE, VARY};
     use axum::response::IntoResponse;
     use axum::routing::get;
     use metrics_exporter_prometheus::PrometheusHandle;
+
+    use crate::metrics::openmetrics::{
+        CONTENT_TYPE_OPENMETRICS, prefers_openmetrics, render_openmetrics,
+    };
 
     /// The content type of the Prometheus text exposition format.
     const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
     /// A router serving `GET /metrics` from `handle`; merge it into your app or
     /// serve it on its own.
+    ///
+    /// The route negotiates the format from the request's `Accept` header: a
+    /// scraper that prefers `application/openmetrics-text` (Prometheus does)
+    /// gets the OpenMetrics 1.0 exposition, with exemplars (the trace and span
+    /// IDs of sampled requests) on the request-duration histogram buckets
+    /// (see [`render_openmetrics`](crate::metrics::render_openmetrics));
+    /// anyone else gets the Prometheus text format, unchanged. Building the
+    /// router turns exemplar collection on
+    /// ([`exemplars::enable`](crate::metrics::exemplars::enable)).
     ///
     /// ```
     /// use telltale_telemetry::metrics::{metrics_router, prometheus_builder, RedConfig};
@@ -111,11 +135,31 @@ mod endpoint {
     where
         S: Clone + Send + Sync + 'static,
     {
+        crate::metrics::exemplars::enable();
         Router::new().route(
             "/metrics",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let handle = handle.clone();
-                async move { ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], handle.render()).into_response() }
+                async move {
+                    let openmetrics = headers
+                        .get_all(ACCEPT)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(prefers_openmetrics);
+                    if openmetrics {
+                        (
+                            [(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS), (VARY, "accept")],
+                            render_openmetrics(&handle.render()),
+                        )
+                            .into_response()
+                    } else {
+                        (
+                            [(CONTENT_TYPE, CONTENT_TYPE_TEXT), (VARY, "accept")],
+                            handle.render(),
+                        )
+                            .into_response()
+                    }
+                }
             }),
         )
     }

@@ -13,6 +13,7 @@ use telltale_core::http::METHOD_LABELS as METHODS;
 use telltale_core::{GrpcCode, Outcome};
 
 use super::config::{Kind, Naming, RedConfig, Scheme};
+use super::exemplars::{self, SeriesExemplars};
 use telltale_core::metric_name::full;
 
 use super::names::{Names, OVERFLOW_HELP, OVERFLOW_METRIC};
@@ -32,6 +33,8 @@ fn method_index(method: &Method) -> u8 {
 pub(super) struct Series {
     pub(super) histogram: Histogram,
     pub(super) counter: Option<Counter>,
+    /// The exemplars of the histogram's buckets.
+    pub(super) exemplars: Option<Arc<SeriesExemplars>>,
 }
 
 /// What the clones of one [`RedMetrics`] share.
@@ -39,6 +42,8 @@ pub(super) struct Shared {
     pub(super) kind: Kind,
     pub(super) naming: Naming,
     pub(super) names: Names,
+    /// The histogram's buckets (where exemplars are kept).
+    pub(super) buckets: Arc<[f64]>,
     /// The full name of the label-cap counter.
     overflow_name: String,
     recorder: Option<Arc<dyn Recorder + Send + Sync>>,
@@ -72,6 +77,8 @@ impl Shared {
 
     pub(super) fn describe(&self) {
         self.described.get_or_init(|| {
+            // OTLP pushes this histogram with the same buckets.
+            super::otlp::note_buckets(&self.names.histogram, &self.buckets);
             self.with_recorder(|r| {
                 let what = match self.kind {
                     Kind::HttpServer => "Duration of HTTP server requests.",
@@ -180,6 +187,7 @@ impl RedMetrics {
                 kind,
                 naming: config.naming,
                 names: Names::new(kind, config.naming, config.effective_prefix()),
+                buckets: config.buckets.clone(),
                 overflow_name: full(telltale_core::metric_name::prefix(), OVERFLOW_METRIC),
                 recorder: config.recorder.clone(),
                 described: OnceLock::new(),
@@ -293,6 +301,7 @@ impl RedMetrics {
             scheme,
             addr,
             port,
+            trace: None,
         }
     }
 }
@@ -310,6 +319,8 @@ pub struct InFlight {
     scheme: Scheme,
     addr: u32,
     port: Option<u16>,
+    /// The sampled trace and span IDs this request's exemplar points to.
+    trace: Option<([u8; 16], [u8; 8])>,
 }
 
 impl fmt::Debug for InFlight {
@@ -331,6 +342,25 @@ impl InFlight {
     /// When the request started.
     pub fn started_at(&self) -> Instant {
         self.started
+    }
+
+    /// Whether exemplars are collected (see [`exemplars`](super::exemplars)):
+    /// when not, [`exemplar_from`](Self::exemplar_from) need not be called.
+    pub fn wants_exemplar(&self) -> bool {
+        exemplars::enabled()
+    }
+
+    /// The request's span: when its trace is sampled, the duration
+    /// [`finish`](Self::finish) records is also kept as the exemplar of its
+    /// histogram bucket, pointing to this trace and span. Unsampled and
+    /// invalid contexts are ignored. The request layers call it.
+    pub fn exemplar_from(&mut self, span_context: &opentelemetry::trace::SpanContext) {
+        if span_context.is_valid() && span_context.is_sampled() {
+            self.trace = Some((
+                span_context.trace_id().to_bytes(),
+                span_context.span_id().to_bytes(),
+            ));
+        }
     }
 
     /// Records the request with the time elapsed since it started, and returns that
@@ -401,6 +431,12 @@ impl InFlight {
         };
         let values = LabelValues { route, addr: None };
         let secs = duration.as_secs_f64();
+        let exemplar = self.trace.map(|(trace_id, span_id)| exemplars::Exemplar {
+            trace_id,
+            span_id,
+            value: secs,
+            timestamp: std::time::SystemTime::now(),
+        });
         let ((), overflowed) = inner.series.with(
             key,
             &values,
@@ -409,6 +445,9 @@ impl InFlight {
                 s.histogram.record(secs);
                 if let Some(c) = &s.counter {
                     c.increment(1);
+                }
+                if let (Some(e), Some(slots)) = (exemplar, &s.exemplars) {
+                    slots.record(e);
                 }
             },
         );

@@ -19,7 +19,7 @@ use tracing_subscriber::{Layer, Registry};
 use super::error::InitError;
 use super::export::transport::LastCause;
 use super::export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, Reporting};
-use super::filter::{DEFAULT_TRACE_FILTER, env_filter, log_filter};
+use super::filter::{DEFAULT_TRACE_FILTER, log_filter, otel_filter};
 use super::flight_recorder::FlightRecorder;
 use super::fmt::{JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat, Profile};
 use super::guard::TelemetryGuard;
@@ -62,6 +62,9 @@ pub struct TelemetryBuilder {
     pub(crate) otlp_logs: Option<OtlpConfig>,
     pub(crate) stdout_exporter: bool,
     pub(crate) flight_recorder_capacity: Option<usize>,
+    pub(crate) flight_recorder_max_bytes: usize,
+    pub(crate) export_queue_max_bytes: usize,
+    pub(crate) span_limits: super::limits::SpanLimits,
     pub(crate) sampler: Sampler,
     pub(crate) sdk_disabled: bool,
     pub(crate) filter: String,
@@ -79,6 +82,8 @@ pub struct TelemetryBuilder {
     pub(crate) propagators: crate::propagation::Propagators,
     pub(crate) tracing_attributes: bool,
     pub(crate) export_extras: ExportExtras,
+    /// OTLP metrics (`OTEL_METRICS_EXPORTER`, `OTEL_EXPORTER_OTLP_METRICS_*`).
+    pub(crate) metrics_export: super::otlp_metrics::MetricsExport,
 }
 
 impl fmt::Debug for TelemetryBuilder {
@@ -90,6 +95,9 @@ impl fmt::Debug for TelemetryBuilder {
             .field("otlp_logs", &self.otlp_logs)
             .field("stdout_exporter", &self.stdout_exporter)
             .field("flight_recorder_capacity", &self.flight_recorder_capacity)
+            .field("flight_recorder_max_bytes", &self.flight_recorder_max_bytes)
+            .field("export_queue_max_bytes", &self.export_queue_max_bytes)
+            .field("span_limits", &self.span_limits)
             .field("sampler", &self.sampler)
             .field("sdk_disabled", &self.sdk_disabled)
             .field("filter", &self.filter)
@@ -115,6 +123,9 @@ impl Default for TelemetryBuilder {
             otlp_logs: None,
             stdout_exporter: false,
             flight_recorder_capacity: None,
+            flight_recorder_max_bytes: super::settings::DEFAULT_FLIGHT_RECORDER_MAX_BYTES,
+            export_queue_max_bytes: super::settings::DEFAULT_EXPORT_QUEUE_MAX_BYTES,
+            span_limits: super::limits::SpanLimits::default(),
             sampler: Sampler::default(),
             sdk_disabled: false,
             filter: DEFAULT_FILTER.to_owned(),
@@ -132,6 +143,7 @@ impl Default for TelemetryBuilder {
             propagators: crate::propagation::Propagators::default(),
             tracing_attributes: false,
             export_extras: ExportExtras::default(),
+            metrics_export: Default::default(),
         }
     }
 }
@@ -199,7 +211,14 @@ impl TelemetryBuilder {
     /// ([`otlp`](Self::otlp), [`otlp_logs`](Self::otlp_logs)).
     pub fn otlp_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
-        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+        for otlp in [
+            &mut self.otlp,
+            &mut self.otlp_logs,
+            &mut self.metrics_export.otlp,
+        ]
+        .into_iter()
+        .flatten()
+        {
             otlp.headers.push((name.clone(), value.clone()));
         }
         self
@@ -208,7 +227,14 @@ impl TelemetryBuilder {
     /// Bound of one OTLP export request. Defaults to 10 s. Has no effect on
     /// an exporter not set yet.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
-        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+        for otlp in [
+            &mut self.otlp,
+            &mut self.otlp_logs,
+            &mut self.metrics_export.otlp,
+        ]
+        .into_iter()
+        .flatten()
+        {
             otlp.timeout = timeout;
         }
         self
@@ -218,7 +244,14 @@ impl TelemetryBuilder {
     /// Defaults to [`Compression::None`]. Has no effect on an exporter not
     /// set yet.
     pub fn otlp_compression(mut self, compression: Compression) -> Self {
-        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+        for otlp in [
+            &mut self.otlp,
+            &mut self.otlp_logs,
+            &mut self.metrics_export.otlp,
+        ]
+        .into_iter()
+        .flatten()
+        {
             otlp.compression = compression;
         }
         self
@@ -230,7 +263,14 @@ impl TelemetryBuilder {
     /// has no effect on an exporter not set yet. Needs the `tls` feature.
     pub fn otlp_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         let pem = pem.into();
-        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+        for otlp in [
+            &mut self.otlp,
+            &mut self.otlp_logs,
+            &mut self.metrics_export.otlp,
+        ]
+        .into_iter()
+        .flatten()
+        {
             otlp.tls.ca_certificate = Some(pem.clone());
         }
         self
@@ -247,7 +287,14 @@ impl TelemetryBuilder {
         key_pem: impl Into<Vec<u8>>,
     ) -> Self {
         let identity = (certificate_pem.into(), key_pem.into());
-        for otlp in [&mut self.otlp, &mut self.otlp_logs].into_iter().flatten() {
+        for otlp in [
+            &mut self.otlp,
+            &mut self.otlp_logs,
+            &mut self.metrics_export.otlp,
+        ]
+        .into_iter()
+        .flatten()
+        {
             otlp.tls.client_identity = Some(identity.clone());
         }
         self
@@ -282,6 +329,54 @@ impl TelemetryBuilder {
     /// to on with 2048 spans when no exporter is configured, off otherwise.
     pub fn flight_recorder_capacity(mut self, capacity: usize) -> Self {
         self.flight_recorder_capacity = Some(capacity);
+        self
+    }
+
+    /// The flight recorder's byte budget: the oldest spans are evicted when
+    /// the spans' [estimated sizes](crate::pipeline::estimated_size) would
+    /// add up to more. Defaults to 16 MiB
+    /// ([`DEFAULT_FLIGHT_RECORDER_MAX_BYTES`](crate::pipeline::DEFAULT_FLIGHT_RECORDER_MAX_BYTES));
+    /// checked by [`build`](Self::build) (64 KiB to 16 GiB).
+    pub fn flight_recorder_max_bytes(mut self, bytes: usize) -> Self {
+        self.flight_recorder_max_bytes = bytes;
+        self
+    }
+
+    /// The byte budget of each export queue (spans, log records): what is
+    /// waiting and the batch being exported, by their estimated sizes; a
+    /// span that does not fit is dropped and counted (`reason="queue_full"`).
+    /// Defaults to 16 MiB
+    /// ([`DEFAULT_EXPORT_QUEUE_MAX_BYTES`](crate::pipeline::DEFAULT_EXPORT_QUEUE_MAX_BYTES));
+    /// checked by [`build`](Self::build) (64 KiB to 16 GiB).
+    pub fn export_queue_max_bytes(mut self, bytes: usize) -> Self {
+        self.export_queue_max_bytes = bytes;
+        self
+    }
+
+    /// The span limits: attribute value length, attribute, event and link
+    /// counts (the `OTEL_*_LIMIT` variables). Defaults to the OpenTelemetry
+    /// specification's: no value length limit, 128 of everything else.
+    ///
+    /// ```
+    /// use telltale_telemetry::pipeline::SpanLimits;
+    /// use telltale_telemetry::{LogFormat, Telemetry};
+    ///
+    /// let mut limits = SpanLimits::default();
+    /// limits.attribute_value_length = Some(8);
+    /// let telemetry = Telemetry::builder()
+    ///     .log_format(LogFormat::None)
+    ///     .span_limits(limits)
+    ///     .build()
+    ///     .unwrap();
+    /// let recorder = telemetry.flight_recorder().unwrap().clone();
+    /// tracing::dispatcher::with_default(telemetry.dispatch(), || {
+    ///     tracing::info_span!("work", note = "a long attribute value").in_scope(|| {});
+    /// });
+    /// let note = recorder.recent(1)[0].attribute("note").unwrap().as_str().into_owned();
+    /// assert_eq!(note, "a long a");
+    /// ```
+    pub fn span_limits(mut self, limits: super::limits::SpanLimits) -> Self {
+        self.span_limits = limits;
         self
     }
 
@@ -429,26 +524,38 @@ impl TelemetryBuilder {
         }
         let extras = std::mem::take(&mut self.export_extras);
         let mut diagnostics = Vec::new();
-        let service_name = self
-            .service_name
-            .clone()
-            .or_else(|| {
-                self.resource
-                    .iter()
-                    .find(|kv| kv.key.as_str() == "service.name")
-                    .map(|kv| kv.value.to_string())
-            })
-            .unwrap_or_else(default_service_name);
+        let service_name = self.service_name.clone().or_else(|| {
+            self.resource
+                .iter()
+                .find(|kv| kv.key.as_str() == "service.name")
+                .map(|kv| kv.value.to_string())
+        });
+        let executable = executable_name();
+        let service_name =
+            service_name.unwrap_or_else(|| default_service_name(executable.as_deref()));
 
         let mut stats = Vec::new();
         let mut recorder = None;
-        let resource = Resource::builder_empty()
+        let mut resource = Resource::builder_empty()
             .with_detector(Box::new(TelemetryResourceDetector))
-            .with_attributes(self.resource.iter().cloned())
-            .with_service_name(service_name.clone())
-            .build();
+            .with_attributes(self.resource.iter().cloned());
+        // The executable's name on its own (what `unknown_service:` is
+        // followed by), unless the user set the attribute.
+        if let Some(exe) = &executable
+            && !self
+                .resource
+                .iter()
+                .any(|kv| kv.key.as_str() == "process.executable.name")
+        {
+            resource = resource.with_attribute(opentelemetry::KeyValue::new(
+                "process.executable.name",
+                exe.clone(),
+            ));
+        }
+        let resource = resource.with_service_name(service_name.clone()).build();
         let config = |export_timeout| BatchConfig {
             queue_size: self.queue_size,
+            max_queue_bytes: self.export_queue_max_bytes,
             batch_size: self.batch_size,
             delay: self.export_delay,
             export_timeout,
@@ -491,12 +598,37 @@ impl TelemetryBuilder {
             }
             _ => None,
         };
+        let otlp_metrics = if self.sdk_disabled {
+            None
+        } else {
+            self.metrics_export.build(
+                &resource,
+                extras.failure_log_interval,
+                self.shutdown_timeout,
+                &mut diagnostics,
+            )?
+        };
         let provider = if self.sdk_disabled {
             None
         } else {
+            // Always set: the SDK's own reading of `OTEL_SPAN_*_COUNT_LIMIT`
+            // takes any value silently; these are the checked ones.
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource)
-                .with_sampler(self.sampler.to_sdk());
+                .with_sampler(self.sampler.to_sdk())
+                .with_span_limits(self.span_limits.to_sdk());
+            // The value length limit, applied by telltale before each
+            // processor keeps a span (the SDK has none).
+            let max_len = self.span_limits.attribute_value_length.map(|n| n as usize);
+            macro_rules! add {
+                ($processor:expr) => {
+                    builder = match max_len {
+                        Some(max) => builder
+                            .with_span_processor(super::limits::Truncating::new($processor, max)),
+                        None => builder.with_span_processor($processor),
+                    }
+                };
+            }
             let has_exporter = self.otlp.is_some() || self.stdout_exporter;
             let capacity = self.flight_recorder_capacity.unwrap_or(if has_exporter {
                 0
@@ -504,8 +636,8 @@ impl TelemetryBuilder {
                 DEFAULT_FLIGHT_RECORDER_CAPACITY
             });
             if capacity > 0 {
-                let r = FlightRecorder::new(capacity);
-                builder = builder.with_span_processor(r.clone());
+                let r = FlightRecorder::with_max_bytes(capacity, self.flight_recorder_max_bytes);
+                add!(r.clone());
                 recorder = Some(r);
             }
             if let Some(otlp) = self.otlp.clone() {
@@ -524,7 +656,7 @@ impl TelemetryBuilder {
                 })?;
                 diagnostics.push(processor.diagnostics());
                 stats.push(processor.stats());
-                builder = builder.with_span_processor(processor);
+                add!(processor);
             }
             if self.stdout_exporter {
                 let (log_format, max_field_len) = (self.log_format, self.max_field_len);
@@ -541,7 +673,7 @@ impl TelemetryBuilder {
                     source,
                 })?;
                 stats.push(processor.stats());
-                builder = builder.with_span_processor(processor);
+                add!(processor);
             }
             Some(builder.build())
         };
@@ -556,7 +688,7 @@ impl TelemetryBuilder {
                     .with_tracked_inactivity(self.tracing_attributes)
                     .with_target(self.tracing_attributes)
                     .with_level(false)
-                    .with_filter(env_filter(&self.trace_filter)),
+                    .with_filter(otel_filter(&self.trace_filter)),
             ));
         }
         let writer = self.writer.unwrap_or_else(|| {
@@ -619,7 +751,8 @@ impl TelemetryBuilder {
                 recorder,
                 stats,
                 self.shutdown_timeout,
-            ),
+            )
+            .with_otlp_metrics(otlp_metrics),
         )
         .with_propagators(self.propagators))
     }
@@ -643,10 +776,21 @@ fn carry(previous: Option<OtlpConfig>, endpoint: String, protocol: Protocol) -> 
     }
 }
 
-fn default_service_name() -> String {
-    let exe = std::env::current_exe()
+/// The executable's file name without extension (`process.executable.name`),
+/// when known.
+fn executable_name() -> Option<String> {
+    std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    format!("unknown_service:{exe}")
+        .filter(|s| !s.is_empty())
+}
+
+/// The `service.name` the OpenTelemetry resource semantic conventions make an
+/// SDK fall back to: `unknown_service:` followed by the executable's name, or
+/// `unknown_service` alone when that is not available.
+fn default_service_name(executable: Option<&str>) -> String {
+    match executable {
+        Some(exe) => format!("unknown_service:{exe}"),
+        None => "unknown_service".to_owned(),
+    }
 }

@@ -40,6 +40,35 @@ telltale_core::env_vars! {
     OTEL_TRACES_EXPORTER;
     /// Log exporters: `otlp` or `none`.
     OTEL_LOGS_EXPORTER;
+    /// Metric exporters, a comma list: `otlp` (push to the collector),
+    /// `prometheus` (the pull exposition, served where the application
+    /// mounts `metrics_router`: accepted, changes nothing), `none`. Unset:
+    /// OTLP metrics are on when `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set.
+    OTEL_METRICS_EXPORTER;
+    /// Full URL metrics are sent to (turns OTLP metrics on).
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT;
+    /// The protocol of metric export.
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL;
+    /// Headers sent with metric exports.
+    OTEL_EXPORTER_OTLP_METRICS_HEADERS;
+    /// Bound of one metric export request, in milliseconds.
+    OTEL_EXPORTER_OTLP_METRICS_TIMEOUT;
+    /// Compression of metric exports.
+    OTEL_EXPORTER_OTLP_METRICS_COMPRESSION;
+    /// The trusted CA file of metric export.
+    OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE;
+    /// The client key file of metric export.
+    OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY;
+    /// The client certificate file of metric export.
+    OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE;
+    /// `…_INSECURE` of metric export.
+    OTEL_EXPORTER_OTLP_METRICS_INSECURE;
+    /// Interval between two metric exports, in milliseconds (1 to 3600000;
+    /// default 60000).
+    OTEL_METRIC_EXPORT_INTERVAL;
+    /// Bound of one metric export, in milliseconds (0: no limit, which
+    /// telltale bounds at one hour; at most 3600000; default 30000).
+    OTEL_METRIC_EXPORT_TIMEOUT;
     /// Base URL of the OTLP collector (for HTTP, `/v1/traces` and `/v1/logs` are added).
     OTEL_EXPORTER_OTLP_ENDPOINT;
     /// Full URL spans are sent to.
@@ -83,6 +112,34 @@ telltale_core::env_vars! {
     TELLTALE_LOG_ANSI;
     /// Spans the flight recorder keeps (`0`: off).
     TELLTALE_FLIGHT_RECORDER_CAPACITY;
+    /// The flight recorder's byte budget (`16MiB`), 64 KiB to 16 GiB: the
+    /// oldest spans are evicted when the spans' estimated sizes would add up
+    /// to more.
+    TELLTALE_FLIGHT_RECORDER_MAX_BYTES;
+    /// The byte budget of each export queue (`16MiB`), 64 KiB to 16 GiB:
+    /// what waits and the batch being exported; a span that does not fit is
+    /// dropped and counted.
+    TELLTALE_EXPORT_QUEUE_MAX_BYTES;
+    /// Longest attribute value, in characters (0 to 2³¹ − 1; default: no
+    /// limit): longer strings, and each string of a string array, are cut.
+    OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT;
+    /// The same for span, span event and link attributes; wins over
+    /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+    OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT;
+    /// Most attributes of one span, event or link (0 to 2³¹ − 1, default
+    /// 128); later ones are dropped.
+    OTEL_ATTRIBUTE_COUNT_LIMIT;
+    /// Most attributes of one span; wins over `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+    OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT;
+    /// Most events of one span (0 to 2³¹ − 1, default 128).
+    OTEL_SPAN_EVENT_COUNT_LIMIT;
+    /// Most links of one span (0 to 2³¹ − 1, default 128).
+    OTEL_SPAN_LINK_COUNT_LIMIT;
+    /// Most attributes of one span event; wins over
+    /// `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+    OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT;
+    /// Most attributes of one link; wins over `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+    OTEL_LINK_ATTRIBUTE_COUNT_LIMIT;
     /// Most spans (or log records) waiting for export.
     TELLTALE_EXPORT_QUEUE_SIZE;
     /// Largest batch handed to an exporter.
@@ -188,6 +245,8 @@ struct Signal {
     timeout: &'static str,
     path: &'static str,
     transport: export::TlsVars,
+    /// The parser of the exporter list.
+    exporters: fn(&str) -> Result<Vec<ExporterKind>, ParseError>,
 }
 
 const TRACES: Signal = Signal {
@@ -198,6 +257,7 @@ const TRACES: Signal = Signal {
     timeout: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     path: "/v1/traces",
     transport: export::TRACES_TLS,
+    exporters: parse_exporters,
 };
 
 const LOGS: Signal = Signal {
@@ -208,6 +268,18 @@ const LOGS: Signal = Signal {
     timeout: OTEL_EXPORTER_OTLP_LOGS_TIMEOUT,
     path: "/v1/logs",
     transport: export::LOGS_TLS,
+    exporters: parse_exporters,
+};
+
+const METRICS: Signal = Signal {
+    exporter: OTEL_METRICS_EXPORTER,
+    endpoint: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    protocol: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    headers: OTEL_EXPORTER_OTLP_METRICS_HEADERS,
+    timeout: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    path: "/v1/metrics",
+    transport: export::METRICS_TLS,
+    exporters: parse_metric_exporters,
 };
 
 impl Signal {
@@ -222,7 +294,7 @@ impl Signal {
         general_endpoint: bool,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Vec<ExporterKind>>, ConfigError> {
-        let exporters = env.parse(self.exporter, parse_exporters)?;
+        let exporters = env.parse(self.exporter, self.exporters)?;
         let protocol = first(env, &[self.protocol, OTEL_EXPORTER_OTLP_PROTOCOL], |s| {
             Protocol::from_str(s)
         })?;
@@ -323,6 +395,15 @@ impl TelemetryBuilder {
             self.stdout_exporter = exporters.contains(&ExporterKind::Stdout);
         }
         LOGS.apply(env, &mut self.otlp_logs, false, &mut warnings)?;
+        // Opt-in, as log export: an endpoint set for traces alone does not
+        // start pushing metrics that Prometheus already scrapes.
+        METRICS.apply(env, &mut self.metrics_export.otlp, false, &mut warnings)?;
+        if let Some(interval) = env.parse(OTEL_METRIC_EXPORT_INTERVAL, export::interval_millis)? {
+            self.metrics_export.interval = interval;
+        }
+        if let Some(timeout) = env.parse(OTEL_METRIC_EXPORT_TIMEOUT, export::timeout_millis)? {
+            self.metrics_export.timeout = timeout;
+        }
         self.export_extras.warnings = warnings;
 
         let sampler_arg = env.parse(
@@ -359,6 +440,13 @@ impl TelemetryBuilder {
         if let Some(cap) = env.number::<usize>(TELLTALE_FLIGHT_RECORDER_CAPACITY)? {
             self.flight_recorder_capacity = Some(cap);
         }
+        if let Some(bytes) = env.parse(TELLTALE_FLIGHT_RECORDER_MAX_BYTES, parse_budget)? {
+            self.flight_recorder_max_bytes = bytes;
+        }
+        if let Some(bytes) = env.parse(TELLTALE_EXPORT_QUEUE_MAX_BYTES, parse_budget)? {
+            self.export_queue_max_bytes = bytes;
+        }
+        self.span_limits = span_limits(env, self.span_limits)?;
         self = self.apply_export_env(env)?;
         if let Some(timeout) = env.parse(TELLTALE_SHUTDOWN_TIMEOUT, export::bounded_timeout)? {
             self.shutdown_timeout = timeout;
@@ -374,7 +462,10 @@ impl TelemetryBuilder {
         check_filter(&self.trace_filter).map_err(|e| {
             ConfigError::new(self.trace_filter_source.clone(), &self.trace_filter, e)
         })?;
-        for otlp in [&self.otlp, &self.otlp_logs].into_iter().flatten() {
+        for otlp in [&self.otlp, &self.otlp_logs, &self.metrics_export.otlp]
+            .into_iter()
+            .flatten()
+        {
             parse_endpoint(&otlp.endpoint)
                 .map_err(|e| ConfigError::new("otlp endpoint", &otlp.endpoint, e))?;
             for (name, value) in &otlp.headers {
@@ -417,6 +508,13 @@ impl TelemetryBuilder {
                 }
             }
         }
+        for (name, value) in [
+            ("flight recorder max bytes", self.flight_recorder_max_bytes),
+            ("export queue max bytes", self.export_queue_max_bytes),
+        ] {
+            check_budget(value as u64)
+                .map_err(|e| ConfigError::new(name, &value.to_string(), e))?;
+        }
         if let Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r) = self.sampler {
             if !(0.0..=1.0).contains(&r) {
                 return Err(ConfigError::new(
@@ -429,6 +527,76 @@ impl TelemetryBuilder {
         }
         Ok(())
     }
+}
+
+/// A byte budget: a size (`16MiB`, `65536`) from
+/// [`MIN_MAX_BYTES`](super::MIN_MAX_BYTES) to [`MAX_MAX_BYTES`](super::MAX_MAX_BYTES).
+fn parse_budget(s: &str) -> Result<usize, ParseError> {
+    let n = telltale_core::config::parse_size(s)
+        .map_err(|e| ParseError::new(e.position(), "a size from 64KiB to 16GiB, such as 16MiB"))?;
+    check_budget(n)?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+fn check_budget(n: u64) -> Result<(), ParseError> {
+    if (super::settings::MIN_MAX_BYTES..=super::settings::MAX_MAX_BYTES).contains(&n) {
+        Ok(())
+    } else {
+        Err(ParseError::new(
+            1,
+            "a size from 64KiB to 16GiB, such as 16MiB",
+        ))
+    }
+}
+
+/// A span limit: a whole number from 0 to 2³¹ − 1, the range the
+/// OpenTelemetry environment specification asks SDKs to support.
+fn parse_limit(s: &str) -> Result<u32, ParseError> {
+    let expected = "a whole number from 0 to 2147483647";
+    let n: u64 = telltale_core::config::parse_number(s)
+        .map_err(|e| ParseError::new(e.position(), expected))?;
+    match u32::try_from(n) {
+        Ok(n) if n <= super::limits::MAX_LIMIT => Ok(n),
+        _ => Err(ParseError::new(1, expected)),
+    }
+}
+
+/// The specific variable if set, else the general one; both are checked
+/// when set, so that a bad value never hides behind a good one.
+fn specific_or_general<S: EnvSource>(
+    env: &Env<S>,
+    specific: &str,
+    general: Option<u32>,
+) -> Result<Option<u32>, ConfigError> {
+    Ok(env.parse(specific, parse_limit)?.or(general))
+}
+
+/// The `OTEL_*_LIMIT` variables over `limits`.
+fn span_limits<S: EnvSource>(
+    env: &Env<S>,
+    mut limits: super::limits::SpanLimits,
+) -> Result<super::limits::SpanLimits, ConfigError> {
+    let length = env.parse(OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, parse_limit)?;
+    if let Some(n) = specific_or_general(env, OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT, length)? {
+        limits.attribute_value_length = Some(n);
+    }
+    let count = env.parse(OTEL_ATTRIBUTE_COUNT_LIMIT, parse_limit)?;
+    if let Some(n) = specific_or_general(env, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, count)? {
+        limits.attribute_count = n;
+    }
+    if let Some(n) = specific_or_general(env, OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT, count)? {
+        limits.event_attribute_count = n;
+    }
+    if let Some(n) = specific_or_general(env, OTEL_LINK_ATTRIBUTE_COUNT_LIMIT, count)? {
+        limits.link_attribute_count = n;
+    }
+    if let Some(n) = env.parse(OTEL_SPAN_EVENT_COUNT_LIMIT, parse_limit)? {
+        limits.event_count = n;
+    }
+    if let Some(n) = env.parse(OTEL_SPAN_LINK_COUNT_LIMIT, parse_limit)? {
+        limits.link_count = n;
+    }
+    Ok(limits)
 }
 
 /// Longest `OTEL_SERVICE_NAME`, in characters.
@@ -486,6 +654,23 @@ fn parse_sampler(s: &str, arg: Option<f64>) -> Result<Sampler, ParseError> {
             ));
         }
     })
+}
+
+/// `OTEL_METRICS_EXPORTER`: `otlp`, `prometheus` (the pull exposition,
+/// which the application serves itself: nothing to start), `none`;
+/// `console` is a valid value of the specification that telltale does not
+/// offer for metrics, and says so.
+fn parse_metric_exporters(s: &str) -> Result<Vec<ExporterKind>, ParseError> {
+    let items = telltale_core::config::parse_list_with(s, |item| match item {
+        "otlp" => Ok(Some(ExporterKind::Otlp)),
+        "prometheus" | "none" => Ok(None),
+        "console" | "logging" => Err(ParseError::new(
+            1,
+            "otlp, prometheus or none (console is not supported for metrics)",
+        )),
+        _ => Err(ParseError::new(1, "otlp, prometheus or none")),
+    })?;
+    Ok(items.into_iter().flatten().collect())
 }
 
 fn parse_exporters(s: &str) -> Result<Vec<ExporterKind>, ParseError> {

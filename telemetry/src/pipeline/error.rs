@@ -24,6 +24,10 @@ pub enum InitError {
     /// A global tracing subscriber was already installed.
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    /// The OTLP metrics recorder could not become part of the global
+    /// `metrics` recorder.
+    #[error("OTLP metrics: {0}")]
+    Metrics(#[source] crate::metrics::otlp::InstallError),
 }
 
 /// Why a [`BoundedSpanProcessor`](crate::BoundedSpanProcessor) or

@@ -155,6 +155,19 @@ pub(crate) fn env_filter(directives: &str) -> EnvFilter {
         .parse_lossy(directives)
 }
 
+/// The filter of the OpenTelemetry layer: the trace filter, without the
+/// request log line ([`crate::layer::request_log`]): its span already holds
+/// every field, so as a span event it would only be a copy.
+pub(crate) fn otel_filter<S>(trace: &str) -> impl Filter<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let not_request_log = filter_fn(|meta: &Metadata<'_>| {
+        !(meta.is_event() && meta.target() == crate::layer::request_log::TARGET)
+    });
+    env_filter(trace).and(not_request_log)
+}
+
 /// The filter of the log layers: events as the log filter says; spans as
 /// either filter says, so that a log line inside a traced span still carries
 /// the span's fields and trace ID when the log filter alone would not keep

@@ -153,6 +153,11 @@ pub(crate) fn value_to_json(value: &Value) -> serde_json::Value {
 struct Ring {
     capacity: usize,
     spans: VecDeque<Arc<RecordedSpan>>,
+    /// The estimated size of each span in `spans`, in the same order.
+    sizes: VecDeque<usize>,
+    /// Their sum, at most `max_bytes`.
+    bytes: usize,
+    max_bytes: usize,
     service_name: Option<Arc<str>>,
     recorded: u64,
 }
@@ -162,7 +167,16 @@ struct Ring {
 /// It is a [`SpanProcessor`]: add it to a tracer provider (`init` does so
 /// when no exporter is configured, or when `TELLTALE_FLIGHT_RECORDER_CAPACITY`
 /// is set), keep a clone, and query it. Each finished, sampled span costs one
-/// short lock and a push; the oldest span is evicted when the ring is full.
+/// short lock and a push; the oldest spans are evicted when the ring is full,
+/// in spans or in bytes.
+///
+/// The byte budget ([`with_max_bytes`](Self::with_max_bytes), default
+/// [`DEFAULT_FLIGHT_RECORDER_MAX_BYTES`](crate::pipeline::DEFAULT_FLIGHT_RECORDER_MAX_BYTES),
+/// `TELLTALE_FLIGHT_RECORDER_MAX_BYTES`) bounds the sum of the spans'
+/// [estimated sizes](crate::pipeline::estimated_size), so that a few
+/// thousand outsized spans cannot hold hundreds of megabytes: the oldest
+/// spans are evicted until the new one fits, and a span larger than the whole
+/// budget is not kept.
 ///
 /// ```
 /// use opentelemetry::KeyValue;
@@ -198,18 +212,54 @@ impl fmt::Debug for FlightRecorder {
         f.debug_struct("FlightRecorder")
             .field("capacity", &ring.capacity)
             .field("len", &ring.spans.len())
+            .field("max_bytes", &ring.max_bytes)
+            .field("bytes", &ring.bytes)
             .finish()
     }
 }
 
 impl FlightRecorder {
-    /// A recorder keeping the last `capacity` spans (at least one).
+    /// A recorder keeping the last `capacity` spans (at least one), within
+    /// the default byte budget
+    /// ([`DEFAULT_FLIGHT_RECORDER_MAX_BYTES`](crate::pipeline::DEFAULT_FLIGHT_RECORDER_MAX_BYTES)).
     pub fn new(capacity: usize) -> Self {
+        Self::with_max_bytes(
+            capacity,
+            crate::pipeline::settings::DEFAULT_FLIGHT_RECORDER_MAX_BYTES,
+        )
+    }
+
+    /// A recorder keeping the last `capacity` spans (at least one) whose
+    /// estimated sizes add up to at most `max_bytes` (at least one byte).
+    ///
+    /// ```
+    /// use opentelemetry::KeyValue;
+    /// use opentelemetry::trace::{Span, Tracer, TracerProvider};
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    /// use telltale_telemetry::FlightRecorder;
+    ///
+    /// let recorder = FlightRecorder::with_max_bytes(1000, 64 * 1024);
+    /// let provider = SdkTracerProvider::builder().with_span_processor(recorder.clone()).build();
+    /// let tracer = provider.tracer("doc");
+    /// for _ in 0..100 {
+    ///     let mut span = tracer.start("big");
+    ///     span.set_attribute(KeyValue::new("payload", "x".repeat(10_000)));
+    ///     span.end();
+    /// }
+    /// // Six spans of about 10 kB fit in 64 KiB: the oldest were evicted.
+    /// assert!(recorder.len() < 10);
+    /// assert!(recorder.bytes() <= 64 * 1024);
+    /// assert_eq!(recorder.recorded(), 100);
+    /// ```
+    pub fn with_max_bytes(capacity: usize, max_bytes: usize) -> Self {
         let capacity = capacity.max(1);
         FlightRecorder {
             ring: Arc::new(Mutex::new(Ring {
                 capacity,
                 spans: VecDeque::with_capacity(capacity.min(4096)),
+                sizes: VecDeque::with_capacity(capacity.min(4096)),
+                bytes: 0,
+                max_bytes: max_bytes.max(1),
                 service_name: None,
                 recorded: 0,
             })),
@@ -226,6 +276,18 @@ impl FlightRecorder {
         self.lock().capacity
     }
 
+    /// The byte budget: most bytes the ring's spans hold, by their
+    /// [estimated sizes](crate::pipeline::estimated_size).
+    pub fn max_bytes(&self) -> usize {
+        self.lock().max_bytes
+    }
+
+    /// The estimated bytes the ring's spans hold now (at most
+    /// [`max_bytes`](Self::max_bytes)).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// How many spans are in the ring now.
     pub fn len(&self) -> usize {
         self.lock().spans.len()
@@ -236,7 +298,8 @@ impl FlightRecorder {
         self.lock().spans.is_empty()
     }
 
-    /// How many spans were recorded since start (including evicted ones).
+    /// How many spans were recorded since start (including evicted ones, and
+    /// those larger than the whole byte budget, which are not kept).
     pub fn recorded(&self) -> u64 {
         self.lock().recorded
     }
@@ -288,9 +351,42 @@ impl FlightRecorder {
         self.lock().spans.iter().rev().take(n).cloned().collect()
     }
 
+    /// Every span in the ring, in the order they finished (oldest first):
+    /// one short lock and a clone of each span's `Arc`, for callers that
+    /// query the same contents several ways (a debug page).
+    pub fn spans(&self) -> Vec<Arc<RecordedSpan>> {
+        self.lock().spans.iter().cloned().collect()
+    }
+
+    /// The `n` longest spans in the ring, longest first (ties: the newest
+    /// first).
+    pub fn slowest(&self, n: usize) -> Vec<Arc<RecordedSpan>> {
+        let mut spans = self.spans();
+        spans.reverse();
+        spans.sort_by_key(|s| std::cmp::Reverse(s.duration()));
+        spans.truncate(n);
+        spans
+    }
+
+    /// The `n` most recently finished spans whose status is an error, newest
+    /// first.
+    pub fn failed(&self, n: usize) -> Vec<Arc<RecordedSpan>> {
+        self.lock()
+            .spans
+            .iter()
+            .rev()
+            .filter(|s| matches!(s.status(), Status::Error { .. }))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+
     /// Empties the ring.
     pub fn clear(&self) {
-        self.lock().spans.clear();
+        let mut ring = self.lock();
+        ring.spans.clear();
+        ring.sizes.clear();
+        ring.bytes = 0;
     }
 }
 
@@ -301,16 +397,27 @@ impl SpanProcessor for FlightRecorder {
         if !span.span_context.is_sampled() {
             return;
         }
+        let size = super::limits::estimated_size(&span);
         let mut ring = self.lock();
+        ring.recorded += 1;
+        if size > ring.max_bytes {
+            // Larger than the whole budget: not kept (the budget is a bound).
+            return;
+        }
         let recorded = Arc::new(RecordedSpan {
             data: span,
             service_name: ring.service_name.clone(),
         });
-        if ring.spans.len() >= ring.capacity {
+        while ring.spans.len() >= ring.capacity || ring.bytes + size > ring.max_bytes {
             ring.spans.pop_front();
+            let Some(evicted) = ring.sizes.pop_front() else {
+                break;
+            };
+            ring.bytes = ring.bytes.saturating_sub(evicted);
         }
         ring.spans.push_back(recorded);
-        ring.recorded += 1;
+        ring.sizes.push_back(size);
+        ring.bytes += size;
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -386,5 +493,73 @@ mod tests {
         assert!(by.iter().all(|s| s.trace_id() == a));
         assert_eq!(by[1].correlation_id().as_deref(), Some("corr-a"));
         assert!(recorder.by_correlation_id("other").is_empty());
+    }
+
+    #[test]
+    fn slowest_failed_and_all_spans() {
+        let recorder = FlightRecorder::new(100);
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(recorder.clone())
+            .build();
+        let tracer = provider.tracer("t");
+        let t0 = SystemTime::now();
+        for (name, ms, failed) in [
+            ("a", 5, false),
+            ("b", 50, true),
+            ("c", 20, false),
+            ("d", 1, true),
+        ] {
+            let mut span = tracer.span_builder(name).with_start_time(t0).start(&tracer);
+            if failed {
+                opentelemetry::trace::Span::set_status(&mut span, Status::error("boom"));
+            }
+            opentelemetry::trace::Span::end_with_timestamp(
+                &mut span,
+                t0 + Duration::from_millis(ms),
+            );
+        }
+        let names =
+            |v: Vec<Arc<RecordedSpan>>| v.iter().map(|s| s.name().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(recorder.spans()), ["a", "b", "c", "d"]);
+        assert_eq!(names(recorder.slowest(2)), ["b", "c"]);
+        assert_eq!(names(recorder.failed(10)), ["d", "b"]);
+        assert_eq!(names(recorder.failed(1)), ["d"]);
+    }
+
+    #[test]
+    fn byte_budget_evicts_the_oldest_and_refuses_what_cannot_fit() {
+        use opentelemetry::trace::Span as _;
+        let recorder = FlightRecorder::with_max_bytes(100, 64 * 1024);
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(recorder.clone())
+            .build();
+        let tracer = provider.tracer("t");
+        let emit = |name: &'static str, payload: usize| {
+            let mut span = tracer.start(name);
+            span.set_attribute(KeyValue::new("payload", "x".repeat(payload)));
+            span.end();
+        };
+        for _ in 0..10 {
+            emit("small", 10);
+        }
+        assert_eq!(recorder.len(), 10);
+        // Each ~20 kB span evicts the oldest until it fits.
+        for _ in 0..5 {
+            emit("big", 20_000);
+        }
+        assert!(recorder.bytes() <= recorder.max_bytes());
+        let names: Vec<_> = recorder
+            .recent(100)
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect();
+        assert_eq!(names.iter().filter(|n| *n == "big").count(), 3, "{names:?}");
+        assert!(!names.contains(&"small".to_owned()), "{names:?}");
+        // Larger than the whole budget: counted, not kept, nothing evicted.
+        emit("huge", 100_000);
+        assert_eq!(recorder.recent(1)[0].name(), "big");
+        assert_eq!(recorder.recorded(), 16);
+        recorder.clear();
+        assert_eq!((recorder.len(), recorder.bytes()), (0, 0));
     }
 }

@@ -39,6 +39,7 @@ pub struct TelemetryGuard {
     stats: Vec<ExportStats>,
     shutdown_timeout: Duration,
     done: bool,
+    otlp_metrics: Option<crate::metrics::OtlpMetrics>,
 }
 
 impl fmt::Debug for TelemetryGuard {
@@ -67,7 +68,22 @@ impl TelemetryGuard {
             stats,
             shutdown_timeout,
             done: false,
+            otlp_metrics: None,
         }
+    }
+
+    pub(crate) fn with_otlp_metrics(
+        mut self,
+        metrics: Option<crate::metrics::OtlpMetrics>,
+    ) -> Self {
+        self.otlp_metrics = metrics;
+        self
+    }
+
+    /// The OTLP metrics pipeline (`OTEL_METRICS_EXPORTER=otlp`), when on: its
+    /// recorder and export counts.
+    pub fn otlp_metrics(&self) -> Option<&crate::metrics::OtlpMetrics> {
+        self.otlp_metrics.as_ref()
     }
 
     /// The flight recorder (a cheap-clone handle), when on.
@@ -106,6 +122,8 @@ impl TelemetryGuard {
         if std::mem::replace(&mut self.done, true) {
             return Ok(());
         }
+        // The last metric export, bounded by the shutdown timeout.
+        drop(self.otlp_metrics.take());
         let (traces, logs) = (self.provider.clone(), self.logger_provider.clone());
         let timeout = self.shutdown_timeout;
         bounded(timeout, move || {

@@ -30,8 +30,10 @@ mod filter;
 mod flight_recorder;
 pub mod fmt;
 mod guard;
+pub(crate) mod limits;
 mod otlp;
 mod otlp_logs;
+mod otlp_metrics;
 mod settings;
 mod stdout;
 mod telemetry;
@@ -42,6 +44,8 @@ pub use export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, ExportS
 pub use filter::{DEFAULT_TRACE_FILTER, MAX_FILTER_DIRECTIVES, MAX_FILTER_LEN};
 pub use flight_recorder::{CORRELATION_ID_ATTRIBUTE, FlightRecorder, RecordedSpan};
 pub use guard::{ShutdownError, TelemetryGuard};
+pub use limits::{DEFAULT_COUNT_LIMIT, MAX_LIMIT, SpanLimits, estimated_size};
+pub use otlp_metrics::{DEFAULT_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_EXPORT_TIMEOUT};
 pub use settings::{
     Compression, DEFAULT_FAILURE_LOG_INTERVAL, MAX_EXPORT_BATCH_SIZE, MAX_EXPORT_DURATION,
     MAX_EXPORT_QUEUE_SIZE, OtlpTls,
@@ -51,6 +55,9 @@ pub use settings::{
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
     DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExporterKind, LogFormat, OtlpConfig, Protocol,
     Sampler,
+};
+pub use settings::{
+    DEFAULT_EXPORT_QUEUE_MAX_BYTES, DEFAULT_FLIGHT_RECORDER_MAX_BYTES, MAX_MAX_BYTES, MIN_MAX_BYTES,
 };
 pub use stdout::{SPAN_LINE_TARGET, StdoutExporter};
 pub use telemetry::{Telemetry, current_trace_id, install_propagators};

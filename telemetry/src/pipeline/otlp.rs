@@ -1,4 +1,4 @@
-//! The OTLP exporters (spans and log records), gRPC or HTTP/protobuf, over
+//! The OTLP exporters (spans, log records and metrics), gRPC or HTTP/protobuf, over
 //! telltale's connector (TCP, then rustls for `https://` endpoints; see
 //! `export::transport`), optionally gzip-compressed.
 
@@ -77,6 +77,20 @@ pub(crate) fn otlp_log_exporter(
     cause: LastCause,
 ) -> Result<opentelemetry_otlp::LogExporter, BoxError> {
     build_otlp!(opentelemetry_otlp::LogExporter::builder(), otlp, cause)
+}
+
+/// The metric exporter `otlp` describes (cumulative temporality; built
+/// inside a Tokio runtime's context).
+pub(crate) fn otlp_metric_exporter(
+    otlp: OtlpConfig,
+    cause: LastCause,
+) -> Result<opentelemetry_otlp::MetricExporter, BoxError> {
+    build_otlp!(
+        opentelemetry_otlp::MetricExporter::builder()
+            .with_temporality(opentelemetry_sdk::metrics::Temporality::Cumulative),
+        otlp,
+        cause
+    )
 }
 
 /// `uri` with the `http` scheme.

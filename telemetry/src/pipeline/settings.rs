@@ -12,6 +12,19 @@ use super::fmt::Profile;
 pub const DEFAULT_FLIGHT_RECORDER_CAPACITY: usize = 2048;
 /// Default bound of the export queue, in spans.
 pub const DEFAULT_EXPORT_QUEUE_SIZE: usize = 2048;
+/// Default byte budget of the flight recorder: 16 MiB of spans, by their
+/// [estimated sizes](crate::pipeline::estimated_size). 2048 ordinary request
+/// spans (1 to 5 kB each, with the request attributes capped) take 2 to
+/// 10 MB, so the budget only binds when spans are outsized.
+pub const DEFAULT_FLIGHT_RECORDER_MAX_BYTES: usize = 16 << 20;
+/// Default byte budget of one export queue: 16 MiB of spans (or log records)
+/// waiting or in the batch being exported, for the same reason.
+pub const DEFAULT_EXPORT_QUEUE_MAX_BYTES: usize = 16 << 20;
+/// Smallest byte budget accepted (`TELLTALE_FLIGHT_RECORDER_MAX_BYTES`,
+/// `TELLTALE_EXPORT_QUEUE_MAX_BYTES`): 64 KiB, room for a few spans.
+pub const MIN_MAX_BYTES: u64 = 64 << 10;
+/// Largest byte budget accepted: 16 GiB.
+pub const MAX_MAX_BYTES: u64 = 16 << 30;
 /// Default largest batch handed to an exporter, in spans.
 pub const DEFAULT_EXPORT_BATCH_SIZE: usize = 512;
 /// Default longest wait before a partial batch is exported.

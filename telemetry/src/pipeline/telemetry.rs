@@ -106,6 +106,11 @@ impl Telemetry {
         if let Some(provider) = self.guard.tracer_provider() {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
+        if let Some(metrics) = self.guard.otlp_metrics() {
+            // Beside `install_prometheus`'s recorder, in either order.
+            crate::metrics::otlp::install_otlp_recorder(metrics.recorder().clone())
+                .map_err(InitError::Metrics)?;
+        }
         self.propagators.install();
         Ok(self.guard)
     }
@@ -189,8 +194,12 @@ mod tests {
             service_of(TelemetryBuilder::env_defaults().env(&env).unwrap()).as_deref(),
             Some("from-name")
         );
+        // The specification's fallback: `unknown_service:` + the executable's
+        // name, which is also `process.executable.name`.
         let unknown = service_of(Telemetry::builder()).unwrap();
-        assert!(unknown.starts_with("unknown_service:"), "{unknown}");
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(unknown, format!("unknown_service:{exe}"));
     }
 
     #[test]

@@ -38,13 +38,14 @@ struct Received {
 /// [`telemetry::init`](crate::init) installs it (with W3C Baggage) by default.
 ///
 /// Receiving: [`TraceParent::parse`] and [`W3cTraceState::parse`] (exact
-/// lengths, lowercase hex, future versions, all-zero IDs; the tracestate
-/// grammar with multi-tenant keys, member limits, duplicates). An invalid
-/// `traceparent` extracts nothing (the trace restarts) and its `tracestate`
-/// is not read. The span context's `TraceFlags` carry the sampled flag
-/// (which drives sampling) and the random flag; the reserved bits are
-/// dropped, as the specification says senders MUST set them to zero
-/// ([`TraceParent::flags`] keeps all eight as received).
+/// lengths, lowercase hex, future versions, all-zero IDs; Level 2's
+/// tracestate grammar, where `@` is a key character, and a header with an
+/// invalid member, more than 32 members or a duplicate key discarded whole).
+/// An invalid `traceparent` extracts nothing (the trace restarts) and its
+/// `tracestate` is not read. The span context's `TraceFlags` carry the
+/// sampled flag (which drives sampling) and the random flag; the reserved
+/// bits are dropped, as the specification says senders MUST set them to
+/// zero ([`TraceParent::flags`] keeps all eight as received).
 ///
 /// Sending: version `00`, the span's ID as parent ID, the sampled flag as
 /// decided and the random flag as received (the reserved flags are zero, as
@@ -100,8 +101,8 @@ fn merge(received: &W3cTraceState, given: &TraceState, current: &TraceState) -> 
     if given == current {
         return list;
     }
-    let before = W3cTraceState::parse(&given.header());
-    let after = W3cTraceState::parse(&current.header());
+    let before = W3cTraceState::parse_members(&given.header());
+    let after = W3cTraceState::parse_members(&current.header());
     for (key, _) in before.iter() {
         if after.get(key).is_none() {
             list.remove(key);
@@ -134,7 +135,7 @@ impl TextMapPropagator for TraceContextPropagator {
         injector.set(TRACEPARENT, tp.to_string());
         let list = match received {
             Some(r) => merge(&r.list, &r.given, sc.trace_state()),
-            None => W3cTraceState::parse(&sc.trace_state().header()),
+            None => W3cTraceState::parse_members(&sc.trace_state().header()),
         };
         let header = list.header();
         if !header.is_empty() {
@@ -264,6 +265,40 @@ mod tests {
             out["traceparent"],
             "00-12345678901234567890123456789012-0000000000000007-03"
         );
+    }
+
+    #[test]
+    fn level2_keys_pass_and_an_invalid_member_discards_the_received_list() {
+        let state = "foo@=1,foo@@bar=2,t@vvvvvvvvvvvvvvv=3,bar=4";
+        let out = inject(&extract(&[("traceparent", TP), ("tracestate", state)]));
+        assert_eq!(out["tracestate"], state);
+        for bad in ["@foo=1,bar=2", "foo=,bar=3", "bar=2,FOO=1"] {
+            let out = inject(&extract(&[("traceparent", TP), ("tracestate", bad)]));
+            assert_eq!(out["traceparent"], TP, "{bad:?}");
+            assert!(!out.contains_key("tracestate"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_set_in_code_that_is_invalid_is_left_out_alone() {
+        let cx = extract(&[("traceparent", TP), ("tracestate", "rojo=1,foo@=2")]);
+        let sc = cx.span().span_context().clone();
+        // opentelemetry's TraceState takes an empty value; Level 2 does not.
+        let state = sc
+            .trace_state()
+            .insert("ot", "")
+            .unwrap()
+            .insert("congo", "3")
+            .unwrap();
+        let child = SpanContext::new(
+            sc.trace_id(),
+            SpanId::from(7_u64),
+            sc.trace_flags(),
+            false,
+            state,
+        );
+        let out = inject(&cx.with_remote_span_context(child));
+        assert_eq!(out["tracestate"], "congo=3,rojo=1,foo@=2");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! (which also read [`REDACTED_QUERY_KEYS`] and
 //! [`metrics::env`](crate::metrics::env)).
 
-pub use crate::layer::server::env::REDACTED_QUERY_KEYS;
+pub use crate::layer::server::env::{MAX_ATTRIBUTE_LEN, REDACTED_QUERY_KEYS};
 
 telltale_core::env_vars! {
     /// `TELLTALE_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS`: comma-separated request
@@ -18,6 +18,7 @@ telltale_core::env_vars! {
     PROPAGATE = "TELLTALE_HTTP_CLIENT_PROPAGATE";
     @also [
         REDACTED_QUERY_KEYS,
+        MAX_ATTRIBUTE_LEN,
         crate::metrics::env::NAMING,
         crate::metrics::env::MAX_LABEL_SETS,
         crate::metrics::env::PREFIX,

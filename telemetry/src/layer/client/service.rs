@@ -99,8 +99,10 @@ fn make_span<B>(
         otel.status_code = Empty,
         otel.status_description = Empty,
         http.request.method = known.unwrap_or("_OTHER"),
-        http.request.method_original = known.is_none().then(|| method.as_str()),
-        server.address = host,
+        http.request.method_original = known
+            .is_none()
+            .then(|| crate::layer::limits::cap(method.as_str(), shared.common.max_attribute_len)),
+        server.address = host.map(|h| crate::layer::limits::cap(h, shared.common.max_attribute_len)),
         server.port = port.map(i64::from),
         // gRPC calls follow the RPC conventions, which have no `url.full`.
         url.full = match rpc {
@@ -108,7 +110,13 @@ fn make_span<B>(
             None => shared
                 .common
                 .redactor
-                .full_url(req.uri(), shared.origin.as_ref().map(|o| &o.uri)),
+                .full_url(req.uri(), shared.origin.as_ref().map(|o| &o.uri))
+                .map(|mut url| {
+                    // Capped as the server's request attributes are.
+                    let kept = crate::layer::limits::cap(&url, shared.common.max_attribute_len).len();
+                    url.truncate(kept);
+                    url
+                }),
         },
         http.response.status_code = Empty,
         network.protocol.version = Empty,
@@ -169,7 +177,7 @@ impl<S> ClientTelemetryService<S> {
         }
         let capture = shared.common.capture();
         let inner = &mut self.inner;
-        ResponseFuture::start(span, in_flight, route, Side::Client, capture, || {
+        ResponseFuture::start(span, in_flight, route, Side::Client, capture, None, || {
             inner.call(req)
         })
     }

@@ -33,6 +33,20 @@ telltale_core::env_vars! {
     /// services (`pkg.Service`) whose paths are routes; other gRPC paths get no
     /// route unless the router matched them.
     GRPC_SERVICES = "TELLTALE_HTTP_SERVER_GRPC_SERVICES";
+    /// `TELLTALE_HTTP_MAX_ATTRIBUTE_LEN`: longest value, in characters (1 to
+    /// 1048576, default 2048), of the attributes taken from a request:
+    /// `url.path`, `url.query`, `user_agent.original`, `server.address`,
+    /// `http.request.method_original`, `url.full` and each
+    /// captured header value; longer ones are cut. The client layer reads it
+    /// too.
+    MAX_ATTRIBUTE_LEN = "TELLTALE_HTTP_MAX_ATTRIBUTE_LEN";
+    /// `TELLTALE_REQUEST_LOG`: which finished requests get a log line, `on`,
+    /// `errors` (an `error.type` or a status of 400 and above) or `off`; see
+    /// [`request_log`](crate::layer::request_log).
+    REQUEST_LOG = "TELLTALE_REQUEST_LOG";
+    /// `TELLTALE_REQUEST_LOG_SUCCESS_SAMPLE`: the fraction of successful
+    /// requests logged, `0` to `1` or `0%` to `100%` (failures always are).
+    REQUEST_LOG_SUCCESS_SAMPLE = "TELLTALE_REQUEST_LOG_SUCCESS_SAMPLE";
     @also [
         crate::metrics::env::NAMING,
         crate::metrics::env::MAX_LABEL_SETS,

@@ -7,10 +7,12 @@ use tower_layer::Layer;
 use super::ServerTelemetryService;
 use super::env::{
     CAPTURE_REQUEST_HEADERS, CAPTURE_RESPONSE_HEADERS, GRPC_SERVICES, PUBLIC_ENDPOINT,
-    PUBLIC_ROUTES, SKIP_TRACING, TRACE_HEALTH_CHECKS, TRUSTED_PROXIES,
+    PUBLIC_ROUTES, REQUEST_LOG, REQUEST_LOG_SUCCESS_SAMPLE, SKIP_TRACING, TRACE_HEALTH_CHECKS,
+    TRUSTED_PROXIES,
 };
 use crate::layer::attrs::IpNet;
 use crate::layer::error::BuildError;
+use crate::layer::request_log::{RequestLog, RequestLogger, parse_mode};
 use crate::layer::settings::{Common, Settings, common_setters, layer_common};
 use crate::metrics::{Kind, Scheme};
 
@@ -37,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) public: Box<[Box<str>]>,
     pub(crate) skip: Box<[Box<str>]>,
     pub(crate) grpc_services: Option<Box<[Box<str>]>>,
+    /// The request log line; `None` when off.
+    pub(crate) request_log: Option<Arc<RequestLogger>>,
 }
 
 impl Shared {
@@ -73,6 +77,7 @@ impl fmt::Debug for Shared {
             .field("public_routes", &self.public)
             .field("skip_tracing", &self.skip)
             .field("grpc_services", &self.grpc_services)
+            .field("request_log", &self.request_log)
             .finish()
     }
 }
@@ -88,13 +93,15 @@ layer_common!(
     ServerTelemetryLayer,
     ServerTelemetryLayerBuilder,
     ServerTelemetryService,
-    "A layer with the defaults: spans and metrics on, health checks not traced, default redacted query keys, no trusted proxies, no captured headers. Reads no environment variable."
+    "A layer with the defaults: spans and metrics on, health checks not traced, default redacted query keys, no trusted proxies, no captured headers, no request log line (the presets turn it on). Reads no environment variable."
 );
 
 /// Builds a [`ServerTelemetryLayer`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[must_use]
 pub struct ServerTelemetryLayerBuilder {
+    request_log: RequestLog,
+    request_log_success_sample: f64,
     settings: Settings,
     scheme: Option<Scheme>,
     trusted: Vec<String>,
@@ -105,8 +112,43 @@ pub struct ServerTelemetryLayerBuilder {
     grpc_services: Option<Vec<String>>,
 }
 
+impl Default for ServerTelemetryLayerBuilder {
+    fn default() -> Self {
+        ServerTelemetryLayerBuilder {
+            request_log: RequestLog::Off,
+            request_log_success_sample: 1.0,
+            settings: Settings::default(),
+            scheme: None,
+            trusted: Vec::new(),
+            public_all: false,
+            public: Vec::new(),
+            skip: Vec::new(),
+            trace_health_checks: false,
+            grpc_services: None,
+        }
+    }
+}
+
 impl ServerTelemetryLayerBuilder {
     common_setters!("url.query");
+
+    /// Which finished requests get a log line (see
+    /// [`request_log`](crate::layer::request_log)); `TELLTALE_REQUEST_LOG`
+    /// sets it from the environment. Defaults to [`RequestLog::Off`]; the
+    /// presets (`telltale::ServerStack`) turn it [`On`](RequestLog::On).
+    pub fn request_log(mut self, log: RequestLog) -> Self {
+        self.request_log = log;
+        self
+    }
+
+    /// The fraction of successful requests (status below 400, no
+    /// `error.type`) that get a log line, `0.0` to `1.0` (clamped), exactly
+    /// spread; failures are always logged. `TELLTALE_REQUEST_LOG_SUCCESS_SAMPLE`
+    /// sets it from the environment (`0.1` or `10%`). Defaults to `1.0`.
+    pub fn request_log_success_sample(mut self, ratio: f64) -> Self {
+        self.request_log_success_sample = ratio;
+        self
+    }
 
     /// The `url.scheme` of requests (a server behind TLS termination cannot see
     /// it). Defaults to the request URI's scheme, else `http`.
@@ -212,6 +254,12 @@ impl ServerTelemetryLayerBuilder {
         if let Some(v) = env.parse(GRPC_SERVICES, parse_grpc_services)? {
             self.grpc_services = Some(v);
         }
+        if let Some(v) = env.parse(REQUEST_LOG, parse_mode)? {
+            self.request_log = v;
+        }
+        if let Some(v) = env.percentage(REQUEST_LOG_SUCCESS_SAMPLE)? {
+            self.request_log_success_sample = v;
+        }
         Ok(self)
     }
 
@@ -238,6 +286,7 @@ impl ServerTelemetryLayerBuilder {
                 grpc_services: self
                     .grpc_services
                     .map(|v| v.into_iter().map(Into::into).collect()),
+                request_log: RequestLogger::new(self.request_log, self.request_log_success_sample),
             }),
         })
     }

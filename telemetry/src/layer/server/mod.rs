@@ -91,6 +91,7 @@ mod layer;
 mod service;
 
 pub use super::future::ResponseFuture;
+pub use crate::layer::request_log::RequestLog;
 pub use body::ResponseBody;
 pub use layer::{DEFAULT_HEALTH_PATHS, ServerTelemetryLayer, ServerTelemetryLayerBuilder};
 pub use service::ServerTelemetryService;

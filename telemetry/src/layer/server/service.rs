@@ -17,6 +17,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::layer::Shared;
 use super::{ResponseBody, ResponseFuture};
 use crate::layer::attrs::{client_address, protocol_version, server_host};
+use crate::layer::limits::cap;
 use crate::layer::propagation;
 use crate::layer::record::Route;
 use crate::layer::settings::telemetry_service;
@@ -92,6 +93,10 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
+    // What the client sent is capped: one hostile request must not make
+    // its span huge (see `layer::limits`).
+    let max = shared.common.max_attribute_len;
+    let host = host.map(|h| cap(h, max));
     let correlation = req
         .extensions()
         .get::<CorrelationId>()
@@ -109,10 +114,10 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
         otel.status_code = Empty,
         otel.status_description = Empty,
         http.request.method = known.unwrap_or("_OTHER"),
-        http.request.method_original = known.is_none().then(|| method.as_str()),
-        url.path = path,
+        http.request.method_original = known.is_none().then(|| cap(method.as_str(), max)),
+        url.path = cap(path, max),
         url.scheme = scheme.as_str(),
-        url.query = query.as_deref(),
+        url.query = query.as_deref().map(|q| cap(q, max)),
         http.route = route,
         http.response.status_code = Empty,
         error.type = Empty,
@@ -120,7 +125,7 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
         server.address = host,
         server.port = port.map(i64::from),
         client.address = client.map(display),
-        user_agent.original = user_agent,
+        user_agent.original = user_agent.map(|u| cap(u, max)),
         correlation_id = correlation.as_ref().map(CorrelationId::as_str),
         rpc.system = rpc_service.map(|_| "grpc"),
         rpc.service = rpc_service,
@@ -158,7 +163,8 @@ impl<S> ServerTelemetryService<S> {
         let shared = &*self.shared;
         let grpc = is_grpc(req.headers());
         let route = route_of(shared, &req, grpc);
-        let traced = shared.common.tracing && !shared.skips(req.uri().path(), route.as_str());
+        let skipped = shared.skips(req.uri().path(), route.as_str());
+        let traced = shared.common.tracing && !skipped;
         let in_flight = shared.common.metrics(grpc).map(|m| {
             let scheme = shared.scheme.unwrap_or_else(|| Scheme::from_uri(req.uri()));
             m.start(req.method(), scheme)
@@ -169,8 +175,21 @@ impl<S> ServerTelemetryService<S> {
             Span::none()
         };
         let capture = shared.common.capture();
+        // Health checks and skipped routes get no line, as they get no span.
+        let log = shared
+            .request_log
+            .as_ref()
+            .filter(|_| !skipped)
+            .map(|logger| {
+                logger.start(req.method(), &span, || {
+                    req.extensions()
+                        .get::<CorrelationId>()
+                        .cloned()
+                        .or_else(telltale_core::correlation::current)
+                })
+            });
         let inner = &mut self.inner;
-        ResponseFuture::start(span, in_flight, route, Side::Server, capture, || {
+        ResponseFuture::start(span, in_flight, route, Side::Server, capture, log, || {
             inner.call(req)
         })
     }

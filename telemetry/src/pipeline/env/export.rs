@@ -62,6 +62,14 @@ pub(super) const LOGS_TLS: TlsVars = TlsVars {
     insecure: OTEL_EXPORTER_OTLP_LOGS_INSECURE,
 };
 
+pub(super) const METRICS_TLS: TlsVars = TlsVars {
+    compression: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    certificate: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE,
+    client_key: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY,
+    client_certificate: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+    insecure: OTEL_EXPORTER_OTLP_METRICS_INSECURE,
+};
+
 /// What a signal's compression and TLS variables say (`None`: not set).
 #[derive(Default)]
 pub(super) struct Transport {
@@ -243,6 +251,16 @@ pub(super) fn timeout_millis(s: &str) -> Result<Duration, ParseError> {
         ));
     }
     Ok(if ms == 0 { MAX_EXPORT_DURATION } else { d })
+}
+
+/// An export interval: milliseconds from 1 to one hour (0 would export
+/// without pause).
+pub(super) fn interval_millis(s: &str) -> Result<Duration, ParseError> {
+    let ms: u64 = telltale_core::config::parse_number(s)?;
+    if ms == 0 || Duration::from_millis(ms) > MAX_EXPORT_DURATION {
+        return Err(ParseError::new(1, "milliseconds from 1 to 3600000"));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 /// Milliseconds from 0 to one hour (the specification's delays).

@@ -281,5 +281,5 @@ fn is_configured_sees_any_variable() {
         OTEL_RESOURCE_ATTRIBUTES,
         "a=b"
     )])));
-    assert_eq!(VARS.len(), 57);
+    assert_eq!(VARS.len(), 79);
 }

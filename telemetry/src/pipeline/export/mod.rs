@@ -21,8 +21,9 @@ pub use processor::{BoundedLogProcessor, BoundedSpanProcessor};
 pub(crate) use queue::Reporting;
 
 use super::settings::{
-    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
-    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FAILURE_LOG_INTERVAL, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_MAX_BYTES,
+    DEFAULT_EXPORT_QUEUE_SIZE, DEFAULT_EXPORT_TIMEOUT, DEFAULT_FAILURE_LOG_INTERVAL,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 
 /// Sizes and bounds of a [`BoundedSpanProcessor`].
@@ -30,6 +31,12 @@ use super::settings::{
 pub struct BatchConfig {
     /// Most spans waiting in the queue.
     pub queue_size: usize,
+    /// Most bytes the spans waiting in the queue and the batch being exported
+    /// hold, by their [estimated sizes](crate::pipeline::estimated_size)
+    /// (for log records, their body and attributes). A span that does not
+    /// fit is dropped and counted as `queue_full`, like one past
+    /// [`queue_size`](Self::queue_size).
+    pub max_queue_bytes: usize,
     /// Largest batch handed to the exporter.
     pub batch_size: usize,
     /// Longest wait before a partial batch is exported.
@@ -47,6 +54,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             queue_size: DEFAULT_EXPORT_QUEUE_SIZE,
+            max_queue_bytes: DEFAULT_EXPORT_QUEUE_MAX_BYTES,
             batch_size: DEFAULT_EXPORT_BATCH_SIZE,
             delay: DEFAULT_EXPORT_DELAY,
             export_timeout: DEFAULT_EXPORT_TIMEOUT,
@@ -59,6 +67,8 @@ impl Default for BatchConfig {
 #[derive(Debug, Default)]
 struct Counters {
     queued: AtomicU64,
+    /// Estimated bytes of the queued spans and of the batch being exported.
+    queued_bytes: AtomicU64,
     exported: AtomicU64,
     dropped_queue_full: AtomicU64,
     dropped_export_failed: AtomicU64,
@@ -81,6 +91,7 @@ pub struct ExportStats {
     /// The names of the dropped and exported counters.
     metrics: Arc<(String, String)>,
     capacity: usize,
+    max_bytes: usize,
     counters: Arc<Counters>,
 }
 
@@ -97,6 +108,16 @@ impl ExportStats {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
+    /// Estimated bytes held now by the queued spans and the batch being
+    /// exported (at most the byte budget,
+    /// [`BatchConfig::max_queue_bytes`]).
+    pub fn queued_bytes(&self) -> u64 {
+        self.counters.queued_bytes.load(Ordering::Relaxed)
+    }
+    /// The byte budget of the queue ([`BatchConfig::max_queue_bytes`]).
+    pub fn max_queue_bytes(&self) -> usize {
+        self.max_bytes
+    }
     /// Spans the exporter accepted.
     pub fn exported(&self) -> u64 {
         self.counters.exported.load(Ordering::Relaxed)
@@ -105,7 +126,7 @@ impl ExportStats {
     pub fn dropped(&self) -> u64 {
         self.dropped_queue_full() + self.dropped_export_failed() + self.dropped_shutdown()
     }
-    /// Spans dropped because the queue was full.
+    /// Spans dropped because the queue was full, in spans or in bytes.
     pub fn dropped_queue_full(&self) -> u64 {
         self.counters.dropped_queue_full.load(Ordering::Relaxed)
     }

@@ -129,7 +129,12 @@ macro_rules! processor_common {
 /// The OTLP exporter's own retries (opentelemetry-otlp retries a refused
 /// connection a few times with backoff) happen inside the export timeout.
 ///
-/// Memory is bounded by queue size + one batch in flight.
+/// Memory is bounded twice: in spans (queue size + one batch in flight) and
+/// in bytes ([`BatchConfig::max_queue_bytes`], the spans'
+/// [estimated sizes](crate::pipeline::estimated_size) of the queue and the
+/// batch in flight together), so that outsized spans behind a stalled
+/// collector cannot hold more than the budget. A span that does not fit is
+/// dropped and counted with `reason="queue_full"`.
 ///
 /// ```
 /// use opentelemetry::trace::{Tracer, TracerProvider};
@@ -204,6 +209,9 @@ struct Spans<E>(E);
 
 impl<E: SpanExporter + 'static> Sink for Spans<E> {
     type Item = SpanData;
+    fn size(item: &SpanData) -> usize {
+        crate::pipeline::estimated_size(item)
+    }
     fn export(&mut self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> {
         self.0.export(batch)
     }
@@ -219,6 +227,14 @@ struct Logs<E>(E);
 
 impl<E: LogExporter + 'static> Sink for Logs<E> {
     type Item = (SdkLogRecord, InstrumentationScope);
+    fn size((record, _): &Self::Item) -> usize {
+        std::mem::size_of::<Self::Item>()
+            + record.body().map_or(0, any_value_size)
+            + record
+                .attributes_iter()
+                .map(|(key, value)| key.as_str().len() + any_value_size(value))
+                .sum::<usize>()
+    }
     async fn export(&mut self, batch: Vec<Self::Item>) -> OTelSdkResult {
         let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             batch.iter().map(|(r, s)| (r, s)).collect();
@@ -230,4 +246,21 @@ impl<E: LogExporter + 'static> Sink for Logs<E> {
     fn set_resource(&mut self, resource: &Resource) {
         self.0.set_resource(resource);
     }
+}
+
+/// An estimate of the bytes an OpenTelemetry log value holds (strings,
+/// bytes and nested values), for the log queue's byte budget.
+fn any_value_size(value: &opentelemetry::logs::AnyValue) -> usize {
+    use opentelemetry::logs::AnyValue;
+    std::mem::size_of::<AnyValue>()
+        + match value {
+            AnyValue::String(s) => s.as_str().len(),
+            AnyValue::Bytes(b) => b.len(),
+            AnyValue::ListAny(items) => items.iter().map(any_value_size).sum(),
+            AnyValue::Map(map) => map
+                .iter()
+                .map(|(k, v)| k.as_str().len() + any_value_size(v))
+                .sum(),
+            _ => 0,
+        }
 }

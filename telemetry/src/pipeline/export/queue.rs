@@ -24,6 +24,8 @@ enum Control {
 /// What a worker exports to: a span or a log exporter.
 pub(super) trait Sink: 'static {
     type Item: Send + 'static;
+    /// An estimate of the bytes an item holds, for the queue's byte budget.
+    fn size(item: &Self::Item) -> usize;
     fn export(&mut self, batch: Vec<Self::Item>) -> impl Future<Output = OTelSdkResult>;
     fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult;
     fn set_resource(&mut self, resource: &Resource);
@@ -55,6 +57,7 @@ impl Reporting {
 /// The shared part: bounded channel, control channel, counts.
 pub(super) struct Queue<T> {
     tx: mpsc::Sender<T>,
+    size_of: fn(&T) -> usize,
     control: mpsc::UnboundedSender<Control>,
     pub(super) stats: ExportStats,
     pub(super) config: BatchConfig,
@@ -83,6 +86,7 @@ impl<T: Send + 'static> Queue<T> {
         let max = crate::pipeline::settings::MAX_EXPORT_DURATION;
         let config = BatchConfig {
             queue_size,
+            max_queue_bytes: config.max_queue_bytes.max(1),
             batch_size: config.batch_size.clamp(
                 1,
                 queue_size.min(crate::pipeline::settings::MAX_EXPORT_BATCH_SIZE),
@@ -101,6 +105,7 @@ impl<T: Send + 'static> Queue<T> {
                 telltale_core::metric_name::process_full(metrics.1),
             )),
             capacity: config.queue_size,
+            max_bytes: config.max_queue_bytes,
             counters: Arc::default(),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -164,6 +169,7 @@ impl<T: Send + 'static> Queue<T> {
         })??;
         Ok(Queue {
             tx,
+            size_of: S::size,
             control,
             stats,
             config,
@@ -177,16 +183,28 @@ impl<T: Send + 'static> Queue<T> {
             self.stats.count_dropped("shutdown", 1);
             return;
         }
+        // The byte budget: reserved before sending (and given back when the
+        // span does not go), released by the worker once its batch is done.
+        let size = (self.size_of)(&item) as u64;
+        let counters = &self.stats.counters;
+        let before = counters.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if before.saturating_add(size) > self.config.max_queue_bytes as u64 {
+            counters.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.stats.count_dropped("queue_full", 1);
+            return;
+        }
         // Counted before sending so the worker's decrement never underflows.
-        self.stats.counters.queued.fetch_add(1, Ordering::Relaxed);
+        counters.queued.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(item) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.stats.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                counters.queued.fetch_sub(1, Ordering::Relaxed);
+                counters.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.stats.count_dropped("queue_full", 1);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                counters.queued.fetch_sub(1, Ordering::Relaxed);
+                counters.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.stats.count_dropped("shutdown", 1);
             }
         }
@@ -311,12 +329,23 @@ impl<S: Sink> Worker<S> {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let n = self.batch.len() as u64 + self.stats.queued();
+                self.release(&self.batch);
                 self.batch.clear();
                 self.stats.count_dropped("shutdown", n);
                 return Err(OTelSdkError::Timeout(Duration::ZERO));
             }
             failed |= !self.export(left.min(self.config.export_timeout)).await;
         }
+    }
+
+    /// Gives the bytes of `items` (taken from the queue, not exported) back
+    /// to the budget.
+    fn release(&self, items: &[S::Item]) {
+        let bytes: u64 = items.iter().map(|item| S::size(item) as u64).sum();
+        self.stats
+            .counters
+            .queued_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Exports the current batch; `false` when the exporter failed or timed out.
@@ -326,9 +355,16 @@ impl<S: Sink> Worker<S> {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_size));
         let n = batch.len() as u64;
+        let bytes: u64 = batch.iter().map(|item| S::size(item) as u64).sum();
         // A cause left by an earlier attempt is not this export's.
         let _ = self.cause.take();
         let result = tokio::time::timeout(timeout, self.exporter.export(batch)).await;
+        // The batch is gone (exported, failed or timed out): its bytes leave
+        // the budget.
+        self.stats
+            .counters
+            .queued_bytes
+            .fetch_sub(bytes, Ordering::Relaxed);
         let failure = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(self.cause.take().unwrap_or_else(|| describe(&e))),

@@ -169,6 +169,7 @@ fn absurd_settings_are_bounded_not_panics() {
     let seen = memory.clone();
     let config = BatchConfig {
         queue_size: usize::MAX,
+        max_queue_bytes: usize::MAX,
         batch_size: usize::MAX,
         delay: Duration::MAX,
         export_timeout: Duration::MAX,
@@ -187,4 +188,69 @@ fn absurd_settings_are_bounded_not_panics() {
     provider.tracer("t").in_span("s", |_| {});
     provider.force_flush().unwrap();
     assert_eq!(seen.get_finished_spans().unwrap().len(), 1);
+}
+
+#[test]
+fn byte_budget_drops_and_counts_outsized_spans() {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::Span as _;
+    let gate = Gate {
+        open: Arc::new(tokio::sync::Semaphore::new(0)),
+        seen: Arc::default(),
+    };
+    let exporter = gate.clone();
+    // Room for 1000 spans, but only 256 KiB: about twenty-five 10 kB spans.
+    let config = BatchConfig {
+        queue_size: 1000,
+        max_queue_bytes: 256 << 10,
+        batch_size: 10,
+        delay: Duration::from_millis(1),
+        export_timeout: Duration::from_secs(30),
+        flush_timeout: Duration::from_secs(5),
+        ..BatchConfig::default()
+    };
+    let processor = BoundedSpanProcessor::new("bytes", config, move || Ok(exporter)).unwrap();
+    let stats = processor.stats();
+    assert_eq!(stats.max_queue_bytes(), 256 << 10);
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
+    let tracer = provider.tracer("t");
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        for _ in 0..200 {
+            let mut span = tracer.start("big");
+            span.set_attribute(KeyValue::new("payload", "x".repeat(10_000)));
+            span.end();
+        }
+    });
+    // The budget holds whatever the exporter does.
+    assert!(
+        stats.queued_bytes() <= 256 << 10,
+        "{}",
+        stats.queued_bytes()
+    );
+    assert!(stats.queued() < 30, "{stats:?}");
+    assert!(stats.dropped_queue_full() >= 200 - 30, "{stats:?}");
+    let dropped: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == SPANS_DROPPED_TOTAL
+                && key.key().labels().any(|l| l.value() == "queue_full")
+        })
+        .map(|(.., value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(dropped, stats.dropped_queue_full());
+    gate.open.add_permits(1000);
+    provider.force_flush().unwrap();
+    assert_eq!(stats.exported() + stats.dropped(), 200, "{stats:?}");
+    // Everything exported or dropped: the budget is free again.
+    assert_eq!(stats.queued_bytes(), 0);
+    provider.shutdown().unwrap();
 }

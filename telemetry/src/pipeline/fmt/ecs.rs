@@ -32,6 +32,11 @@ pub(crate) enum Kind {
     /// `client.address`: a keyword, copied to `client.ip` when it is an IP
     /// address (as ECS asks).
     ClientAddress,
+    /// ECS `event.duration` (`long`, nanoseconds) from a float of
+    /// milliseconds (`duration_ms`, as the request log line and console span
+    /// lines write it); a value that is not a number goes to the custom
+    /// namespace.
+    DurationMs,
     /// ECS `ip` (only made from [`Kind::ClientAddress`]).
     Ip,
     /// Not ECS: under the custom namespace, the value as recorded (strings
@@ -78,6 +83,7 @@ pub(crate) fn map(key: &str) -> Mapped {
         // `user` is an object in ECS too.
         "user" | "user.name" => Ecs("user.name", Keyword),
         "user.id" => Ecs("user.id", Keyword),
+        "duration_ms" => Ecs("event.duration", Kind::DurationMs),
         _ => Mapped::Custom,
     }
 }
@@ -124,7 +130,12 @@ pub(crate) fn write_fields(w: &mut impl fmt::Write, pairs: &[(&str, &str)]) -> f
                         None => continue,
                     }
                 }
-                if kind == Kind::Long && value.parse::<i64>().is_err() {
+                let not_a_number = match kind {
+                    Kind::Long => value.parse::<i64>().is_err(),
+                    Kind::DurationMs => !value.parse::<f64>().is_ok_and(f64::is_finite),
+                    _ => false,
+                };
+                if not_a_number {
                     out.push(Out {
                         target: Target::Custom(key),
                         value,
@@ -182,6 +193,11 @@ pub(crate) fn write_fields(w: &mut impl fmt::Write, pairs: &[(&str, &str)]) -> f
             Kind::Keyword | Kind::ClientAddress | Kind::Ip => write_keyword(w, field.value)?,
             Kind::Text => write_quoted(w, field.value)?,
             Kind::Long => w.write_str(field.value)?,
+            Kind::DurationMs => {
+                let ms = field.value.parse::<f64>().unwrap_or(0.0);
+                // Saturating: a float outside i64 becomes its bound.
+                write!(w, "{}", (ms * 1e6).round() as i64)?;
+            }
             Kind::Custom => {
                 if field.value.starts_with('"') {
                     write_capped(w, field.value, KEYWORD_MAX_CHARS)?;

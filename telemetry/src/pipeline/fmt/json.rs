@@ -65,6 +65,7 @@ pub const ECS_VERSION: &str = "8.11.0";
 /// | `user`, `user.name` | `user.name` (`user` is an object in ECS) | keyword |
 /// | `user.id` | `user.id` | keyword |
 /// | `correlation_id` | `http.request.id` (fixed key) | keyword |
+/// | `duration_ms` (a float of milliseconds: the request log line) | `event.duration` (nanoseconds) | long |
 /// | anything else (`http.route`, `rpc.*`, `chaos.*`, your own fields) | `telltale.<name>`, e.g. `telltale.http.route` | as recorded |
 ///
 /// Values: keyword values (and strings under `telltale.*`) are at most 1,024
