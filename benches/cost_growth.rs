@@ -211,11 +211,46 @@ fn router_case(
     })
 }
 
-fn ratio_rows(title: &str, cases: &[(String, Case)], nanos: &[f64]) {
-    table!("\n{title}");
+/// How far a table may grow and still count as flat: 10% (issue 16 item 5).
+const FLAT: f64 = 1.10;
+
+/// The verdict line of a table: `flat within 10%: yes|no (largest ratio R
+/// at WHERE)`, computed from `ratios` (label, ratio to the smallest case).
+/// `scripts/bench` copies it into BENCHMARKS.md as printed.
+fn verdict(what: &str, ratios: &[(String, f64)]) -> String {
+    let (at, largest) = ratios
+        .iter()
+        .cloned()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    format!(
+        "{what}flat within 10%: {} (largest ratio {largest:.2} at {at})",
+        if largest <= FLAT { "yes" } else { "no" }
+    )
+}
+
+/// A table of cases with their time and ratio to the first case, as a
+/// Markdown table (`scripts/bench` copies it into BENCHMARKS.md), and its
+/// verdict.
+fn ratio_rows(title: &str, column: &str, unit: &str, cases: &[(String, Case)], nanos: &[f64]) {
+    table!("\n{title}\n");
+    let first = cases
+        .first()
+        .and_then(|(name, _)| name.split_once('/'))
+        .map_or("", |(_, p)| p.split('_').next().unwrap_or(p));
+    table!("| {column} | ns/{unit} | ratio to {first} |");
+    table!("|---:|---:|---:|");
+    let mut ratios = Vec::new();
     for ((name, _), ns) in cases.iter().zip(nanos) {
-        table!("  {name:<32} {ns:>9.0} ns  x{:.2}", ns / nanos[0]);
+        // `keyed_breakers/100` -> `100`, `telltale/20_captured` -> `20`.
+        let label = name
+            .split_once('/')
+            .map_or(name.as_str(), |(_, p)| p.split('_').next().unwrap_or(p));
+        let ratio = ns / nanos[0];
+        table!("| {label} | {ns:.0} | {ratio:.2} |");
+        ratios.push((format!("{label} {column}"), ratio));
     }
+    table!("\n{}", verdict("", &ratios));
 }
 
 /// Table (a): route templates.
@@ -251,26 +286,22 @@ fn routes(c: &mut Criterion, rt: &'static Runtime) {
     stacks::metrics().run_upkeep();
     let nanos = interleaved(&mut cases);
     table!(
-        "\ncost_growth routes: distinct route templates, requests cycling over all \
-         (median ns/request of interleaved rounds; added = telltale - bare)"
+        "\ncost_growth routes: distinct route templates `/r{{i}}/items/{{id}}`, requests cycling \
+         over all, full telltale stack vs the bare router with the same templates (median \
+         ns/request of interleaved rounds; added = telltale - bare, so axum's own route lookup \
+         is taken out)\n"
     );
-    table!(
-        "  {:>9} {:>10} {:>10} {:>10} {:>12}",
-        "templates",
-        "bare ns",
-        "telltale",
-        "added ns",
-        "added x1"
-    );
+    table!("| templates | bare ns | telltale ns | added ns | added, ratio to 1 |");
+    table!("|---:|---:|---:|---:|---:|");
     let added0 = nanos[1] - nanos[0];
+    let mut ratios = Vec::new();
     for (i, &count) in COUNTS.iter().enumerate() {
         let (b, t) = (nanos[2 * i], nanos[2 * i + 1]);
-        table!(
-            "  {count:>9} {b:>10.0} {t:>10.0} {:>10.0} {:>12.2}",
-            t - b,
-            (t - b) / added0
-        );
+        let ratio = (t - b) / added0;
+        table!("| {count} | {b:.0} | {t:.0} | {:.0} | {ratio:.2} |", t - b);
+        ratios.push((format!("{count} templates"), ratio));
     }
+    table!("\n{}", verdict("added time ", &ratios));
     criterion(c, "routes", &mut cases);
 }
 
@@ -311,8 +342,11 @@ fn breakers(c: &mut Criterion) {
     }
     let nanos = interleaved(&mut cases);
     ratio_rows(
-        "cost_growth breakers: breakers in a keyed registry (by host), calls cycling over all \
-         (median ns/call of interleaved rounds; x = ratio to 1 breaker)",
+        "cost_growth breakers: breakers in a keyed registry (`Registry::breakers`, by host), \
+         calls cycling over all, each through `KeyedBreakerLayer` to a service that answers at \
+         once (median ns/call of interleaved rounds; ratio to 1 breaker)",
+        "breakers",
+        "call",
         &cases,
         &nanos,
     );
@@ -356,9 +390,12 @@ fn headers(c: &mut Criterion, rt: &'static Runtime) {
     let nanos = interleaved(&mut cases);
     ratio_rows(
         &format!(
-            "cost_growth headers: full stack, request with {HEADERS} headers, 0 or {HEADERS} \
-             of them captured (median ns/request; x = ratio to 0 captured)"
+            "cost_growth headers: full telltale stack, request with {HEADERS} headers, 0 or \
+             {HEADERS} of them captured with `capture_request_headers` (median ns/request of \
+             interleaved rounds; ratio to 0 captured)"
         ),
+        "captured",
+        "request",
         &cases,
         &nanos,
     );
@@ -462,40 +499,81 @@ fn attribute_size(c: &mut Criterion, server: &Runtime) {
         wire.push((bytes, spans));
     }
     let nanos = interleaved(&mut cases);
+    // Bytes on the wire per span, measured on a fresh run of each export case.
+    let n = table_size(1_000);
+    let on_wire: Vec<f64> = (0..ATTRIBUTE_SIZES.len())
+        .map(|i| {
+            let before = OTLP_BYTES.load(Ordering::Relaxed);
+            (cases[2 * i + 1].1)(n);
+            (OTLP_BYTES.load(Ordering::Relaxed) - before) as f64 / n as f64
+        })
+        .collect();
     table!(
         "\ncost_growth attribute_size: one span with one string attribute, value length limit \
-         {VALUE_LENGTH_LIMIT} (median ns/span; x = ratio to 16 B)"
+         {VALUE_LENGTH_LIMIT} characters (`OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`), through \
+         `Telemetry::builder()`: flight recorder alone, and flight recorder + OTLP/HTTP export \
+         to a local receiver that discards, flushed every {FLUSH_EVERY} spans (median ns/span \
+         of interleaved rounds; ratios to 16 B; bytes on the wire from {n} more spans per size)\n"
     );
     table!(
-        "  {:>8} {:>12} {:>6} {:>14} {:>6} {:>16}",
-        "bytes",
-        "recorder ns",
-        "x",
-        "+otlp ns",
-        "x",
-        "recorder B/span"
+        "| attribute bytes | recorder ns/span | ratio to 16 B | recorder + OTLP ns/span | \
+         ratio to 16 B | recorder bytes/span (estimate) | OTLP bytes/span received |"
     );
+    table!("|---:|---:|---:|---:|---:|---:|---:|");
     for (i, &len) in ATTRIBUTE_SIZES.iter().enumerate() {
         let (r, e) = (nanos[2 * i], nanos[2 * i + 1]);
         table!(
-            "  {len:>8} {r:>12.0} {:>6.2} {e:>14.0} {:>6.2} {:>16.0}",
+            "| {len} | {r:.0} | {:.2} | {e:.0} | {:.2} | {:.0} | {:.0} |",
             r / nanos[0],
             e / nanos[1],
-            kept[i]
+            kept[i],
+            on_wire[i]
         );
     }
-    // Bytes on the wire per span, measured on a fresh run of each export case.
-    table!("  OTLP/HTTP bytes received per span (1,000 spans per size):");
-    for (i, &len) in ATTRIBUTE_SIZES.iter().enumerate() {
-        let before = OTLP_BYTES.load(Ordering::Relaxed);
-        let n = table_size(1_000);
-        (cases[2 * i + 1].1)(n);
-        let bytes = OTLP_BYTES.load(Ordering::Relaxed) - before;
-        table!(
-            "    {len:>8} B attribute: {:>8.0} B/span",
-            bytes as f64 / n as f64
-        );
-    }
+    // From the limit on, what a span costs and keeps must stop growing.
+    let at_limit = ATTRIBUTE_SIZES
+        .iter()
+        .position(|&len| len >= VALUE_LENGTH_LIMIT as usize)
+        .expect("a size at or above the limit");
+    let from_limit = |values: &dyn Fn(usize) -> f64| -> Vec<(String, f64)> {
+        (at_limit..ATTRIBUTE_SIZES.len())
+            .map(|i| {
+                (
+                    format!("{} B", ATTRIBUTE_SIZES[i]),
+                    values(i) / values(at_limit),
+                )
+            })
+            .collect()
+    };
+    let limit = ATTRIBUTE_SIZES[at_limit];
+    table!(
+        "\n{}",
+        verdict(
+            &format!("from the limit on (ratio to {limit} B): recorder time "),
+            &from_limit(&|i| nanos[2 * i]),
+        )
+    );
+    table!(
+        "{}",
+        verdict(
+            &format!("from the limit on (ratio to {limit} B): recorder + OTLP time "),
+            &from_limit(&|i| nanos[2 * i + 1]),
+        )
+    );
+    table!(
+        "{}",
+        verdict(
+            &format!("from the limit on (ratio to {limit} B): recorder bytes/span "),
+            &from_limit(&|i| kept[i]),
+        )
+    );
+    table!(
+        "{}",
+        verdict(
+            &format!("from the limit on (ratio to {limit} B): OTLP bytes/span "),
+            &from_limit(&|i| on_wire[i]),
+        )
+    );
     black_box(wire);
     criterion(c, "attribute_size", &mut cases);
 }
@@ -516,7 +594,10 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
-            .trim()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     tracing::dispatcher::with_default(&dispatch, || {
         routes(&mut criterion, rt);

@@ -21,6 +21,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
 use telltale_telemetry::layer::ServerTelemetryLayer;
 use telltale_telemetry::metrics::{RedConfig, prometheus_builder};
+use telltale_telemetry::sampling::{PresetTraceIds, SamplerLayer};
 use tower::ServiceExt;
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
@@ -48,17 +49,34 @@ impl SpanProcessor for DropSpans {
 
 /// A subscriber like `telltale_telemetry::init` builds: registry + OpenTelemetry.
 fn subscriber(sampled: bool) -> Dispatch {
+    let sampler = if sampled {
+        Sampler::AlwaysOn
+    } else {
+        Sampler::AlwaysOff
+    };
     let provider = SdkTracerProvider::builder()
         .with_span_processor(DropSpans)
-        .with_sampler(if sampled {
-            Sampler::AlwaysOn
-        } else {
-            Sampler::AlwaysOff
-        })
+        .with_sampler(sampler.clone())
+        .with_id_generator(PresetTraceIds::default())
         .build();
     let tracer = provider.tracer("bench");
+    // As `init` builds it: the sampler asked before spans are built
+    // (`telltale_telemetry::sampling`), and the bridge with its
+    // `tracing_attributes` off (no code location, thread, target or
+    // busy/idle attributes). Every stack in this bench runs on this same
+    // subscriber.
     Dispatch::new(
-        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer)),
+        tracing_subscriber::registry()
+            .with(SamplerLayer::new(sampler))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_tracked_inactivity(false)
+                    .with_target(false)
+                    .with_level(false),
+            ),
     )
 }
 

@@ -18,10 +18,11 @@
 //!   burn for both namings and protocols, breaker flapping, label cap), and
 //!   the chaos alert stays silent for a target in `env="dev"`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,14 +34,16 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
+use support::{
+    call_grpc_health_forever, client_telemetry, exporting_to, grpc_health_server, server_telemetry,
+};
 use telltale::chaos::{Injector, parse_rules};
 use telltale::resilience::{Bulkhead, CircuitBreaker, SlidingWindow};
-use telltale::telemetry::layer::{ClientTelemetryLayer, ServerTelemetryLayer};
+use telltale::telemetry::Protocol;
+use telltale::telemetry::layer::ServerTelemetryLayer;
 use telltale::telemetry::metrics::{Naming, RedConfig, install_prometheus, metrics_router};
-use telltale::telemetry::{LogFormat, Protocol, Telemetry};
 use telltale::{ClientStack, ServerStack};
-use telltale_testkit::prometheus::{HttpClient, client, encode, free_port, get as http_get, serve};
-use tokio::net::TcpListener;
+use telltale_testkit::prometheus::{HttpClient, client, encode, get as http_get, serve};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Upper bound for every wait of this test (the rules need a few
@@ -58,10 +61,6 @@ fn failing_now(start: Instant) -> bool {
     start.elapsed().as_secs() % 3 == 0
 }
 
-fn red(naming: Naming) -> RedConfig {
-    RedConfig::builder().naming(naming).build().unwrap()
-}
-
 fn injector(rules: &str) -> Injector {
     Injector::builder()
         .rules(parse_rules(rules).unwrap())
@@ -74,12 +73,7 @@ fn injector(rules: &str) -> Injector {
 /// two-slot bulkhead, chaos.
 fn http_stack(naming: Naming, name: &str, chaos: &Injector) -> ServerStack {
     ServerStack::new()
-        .telemetry(
-            ServerTelemetryLayer::builder()
-                .red_config(red(naming))
-                .build()
-                .unwrap(),
-        )
+        .telemetry(server_telemetry(naming))
         .breaker(
             CircuitBreaker::builder(name.to_owned())
                 .sliding_window(SlidingWindow::Count(10))
@@ -101,24 +95,12 @@ fn http_stack(naming: Naming, name: &str, chaos: &Injector) -> ServerStack {
 }
 
 async fn grpc_server(naming: Naming, chaos: &Injector) -> SocketAddr {
-    let stack = ServerStack::new()
-        .telemetry(
-            ServerTelemetryLayer::builder()
-                .red_config(red(naming))
-                .build()
-                .unwrap(),
-        )
-        .chaos(chaos);
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(stack.layer())
-            .add_service(health)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    addr
+    grpc_health_server(
+        ServerStack::new()
+            .telemetry(server_telemetry(naming))
+            .chaos(chaos),
+    )
+    .await
 }
 
 /// An OTLP/HTTP receiver of spans and log records that refuses every third
@@ -150,15 +132,8 @@ async fn flaky_otlp_receiver() -> SocketAddr {
 async fn start_everything() -> SocketAddr {
     let handle = install_prometheus(&Default::default()).unwrap();
     let receiver = flaky_otlp_receiver().await;
-    let telemetry = Telemetry::builder()
-        .service_name("deploy-dashboard")
-        .log_format(LogFormat::None)
-        .otlp(
-            format!("http://{receiver}/v1/traces"),
-            Protocol::HttpProtobuf,
-        )
+    let telemetry = exporting_to("deploy-dashboard", receiver)
         .otlp_logs(format!("http://{receiver}/v1/logs"), Protocol::HttpProtobuf)
-        .export_delay(Duration::from_millis(100))
         .export_queue_size(8)
         .export_batch_size(8)
         .build()
@@ -229,12 +204,7 @@ async fn start_everything() -> SocketAddr {
         let client = ServiceBuilder::new()
             .layer(
                 ClientStack::new()
-                    .telemetry(
-                        ClientTelemetryLayer::builder()
-                            .red_config(red(naming))
-                            .build()
-                            .unwrap(),
-                    )
+                    .telemetry(client_telemetry(naming))
                     .layer(),
             )
             .service(hyper.clone());
@@ -272,28 +242,11 @@ async fn start_everything() -> SocketAddr {
         (Naming::OpenTelemetry, grpc_otel),
         (Naming::Classic, grpc_classic),
     ] {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let stack = ClientStack::new().telemetry(
-            ClientTelemetryLayer::builder()
-                .red_config(red(naming))
-                .build()
-                .unwrap(),
-        );
-        let mut client = tonic_health::pb::health_client::HealthClient::new(
-            ServiceBuilder::new().layer(stack.layer()).service(channel),
-        );
-        tokio::spawn(async move {
-            loop {
-                let _ = client
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
+        call_grpc_health_forever(
+            target,
+            ClientStack::new().telemetry(client_telemetry(naming)),
+        )
+        .await;
     }
     metrics
 }
@@ -302,18 +255,8 @@ async fn start_everything() -> SocketAddr {
 /// evaluation every second, file discovery in place of Kubernetes
 /// discovery). Killed on drop.
 struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
+    server: telltale_testkit::prometheus::Prometheus,
     client: HttpClient,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// The shipped configuration, made to run here: file discovery of
@@ -357,92 +300,54 @@ fn config_for_test(targets: &Path) -> String {
 
 impl Prometheus {
     async fn start(metrics: SocketAddr) -> Prometheus {
-        let bin = telltale_testkit::prometheus::find_binary_in(
-            "prometheus",
-            &std::env::var_os("PATH").unwrap_or_default(),
+        let server = telltale_testkit::prometheus::Prometheus::start_configured(
+            &[],
+            MAX_WAIT,
+            |dir| {
+                // Three pods as Kubernetes discovery would describe them: one
+                // annotated for scraping (its container port is not the metrics
+                // port: the annotation is), one not annotated, one finished.
+                let pod = |name: &str, annotated: bool, phase: &str| {
+                    let mut labels = serde_json::json!({
+                        "__meta_kubernetes_namespace": "shop",
+                        "__meta_kubernetes_pod_name": name,
+                        "__meta_kubernetes_pod_phase": phase,
+                        "__meta_kubernetes_pod_label_app_kubernetes_io_name": "checkout",
+                        "__meta_kubernetes_pod_annotation_telltale_io_env": "dev",
+                        "__meta_kubernetes_pod_annotation_prometheus_io_port": metrics.port().to_string(),
+                        "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
+                    });
+                    if annotated {
+                        labels["__meta_kubernetes_pod_annotation_prometheus_io_scrape"] =
+                            "true".into();
+                    }
+                    serde_json::json!({ "targets": ["127.0.0.1:1"], "labels": labels })
+                };
+                let targets = serde_json::json!([
+                    pod("checkout-0", true, "Running"),
+                    pod("checkout-1", false, "Running"),
+                    pod("checkout-migrate", true, "Succeeded"),
+                ]);
+                let targets_file = dir.join("pods.json");
+                std::fs::write(&targets_file, targets.to_string()).unwrap();
+                let config = dir.join("prometheus.yml");
+                std::fs::write(&config, config_for_test(&targets_file)).unwrap();
+                config
+            },
         )
-        .unwrap_or_else(|m| panic!("{m}"));
-        let dir = std::env::temp_dir().join(format!(
-            "telltale-deploy-prometheus-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        // Three pods as Kubernetes discovery would describe them: one
-        // annotated for scraping (its container port is not the metrics
-        // port: the annotation is), one not annotated, one finished.
-        let pod = |name: &str, annotated: bool, phase: &str| {
-            let mut labels = serde_json::json!({
-                "__meta_kubernetes_namespace": "shop",
-                "__meta_kubernetes_pod_name": name,
-                "__meta_kubernetes_pod_phase": phase,
-                "__meta_kubernetes_pod_label_app_kubernetes_io_name": "checkout",
-                "__meta_kubernetes_pod_annotation_telltale_io_env": "dev",
-                "__meta_kubernetes_pod_annotation_prometheus_io_port": metrics.port().to_string(),
-                "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
-            });
-            if annotated {
-                labels["__meta_kubernetes_pod_annotation_prometheus_io_scrape"] = "true".into();
-            }
-            serde_json::json!({ "targets": ["127.0.0.1:1"], "labels": labels })
-        };
-        let targets = serde_json::json!([
-            pod("checkout-0", true, "Running"),
-            pod("checkout-1", false, "Running"),
-            pod("checkout-migrate", true, "Succeeded"),
-        ]);
-        let targets_file = dir.join("pods.json");
-        std::fs::write(&targets_file, targets.to_string()).unwrap();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(&config, config_for_test(&targets_file)).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn prometheus");
-        let mut prom = Prometheus {
-            child,
-            dir,
-            addr,
+        .await;
+        Prometheus {
+            server,
             client: client(),
-        };
-        let deadline = Instant::now() + MAX_WAIT;
-        loop {
-            if let Some(status) = prom.child.try_wait().unwrap() {
-                panic!("prometheus exited with {status}:\n{}", prom.log());
-            }
-            // Not the testkit's `get`: connection refused is expected here.
-            let req = Request::get(format!("http://{}/-/ready", prom.addr))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let ready =
-                tokio::time::timeout(Duration::from_secs(2), prom.client.request(req)).await;
-            if matches!(ready, Ok(Ok(ref res)) if res.status() == StatusCode::OK) {
-                return prom;
-            }
-            assert!(Instant::now() < deadline, "not ready:\n{}", prom.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.server.log()
     }
 
     async fn api(&self, path_and_query: &str) -> Value {
-        let (status, body) = http_get(&self.client, self.addr, path_and_query).await;
+        let (status, body) = http_get(&self.client, self.server.addr, path_and_query).await;
         assert_eq!(status, StatusCode::OK, "{path_and_query}: {body}");
         let json: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["status"], "success", "{path_and_query}: {body}");

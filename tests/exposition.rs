@@ -16,6 +16,8 @@
 //!   itself again in a child process with the variable set): every family
 //!   is `myapp_…`, never `myapp__…`.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,15 +28,15 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::{
+    call_grpc_health_forever, client_telemetry, exporting_to, grpc_health_server, server_telemetry,
+};
 use telltale::chaos::{Injector, parse_rules};
 use telltale::resilience::keyed::{self, KeyedBreakerLayer, KeyedBulkheadLayer, Registry};
 use telltale::resilience::{Bulkhead, CircuitBreaker};
-use telltale::telemetry::layer::{ClientTelemetryLayer, ServerTelemetryLayer};
-use telltale::telemetry::metrics::{Naming, RedConfig, install_prometheus, metrics_router};
-use telltale::telemetry::{LogFormat, Protocol, Telemetry};
+use telltale::telemetry::metrics::{Naming, install_prometheus, metrics_router};
 use telltale::{ClientStack, ServerStack};
 use telltale_testkit::prometheus::{MAX_WAIT, Prometheus, promtool_check_metrics, serve};
-use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// The duration families telltale records, as base names.
@@ -60,18 +62,9 @@ async fn work(Path(id): Path<u64>) -> StatusCode {
     }
 }
 
-fn red(naming: Naming) -> RedConfig {
-    RedConfig::builder().naming(naming).build().unwrap()
-}
-
 fn server_stack(naming: Naming, name: &str, chaos: &Injector) -> ServerStack {
     ServerStack::new()
-        .telemetry(
-            ServerTelemetryLayer::builder()
-                .red_config(red(naming))
-                .build()
-                .unwrap(),
-        )
+        .telemetry(server_telemetry(naming))
         .breaker(CircuitBreaker::builder(name.to_owned()).build().unwrap())
         .bulkhead(
             Bulkhead::builder(name.to_owned())
@@ -85,27 +78,8 @@ fn server_stack(naming: Naming, name: &str, chaos: &Injector) -> ServerStack {
 
 fn client_stack(naming: Naming, name: &str) -> ClientStack {
     ClientStack::new()
-        .telemetry(
-            ClientTelemetryLayer::builder()
-                .red_config(red(naming))
-                .build()
-                .unwrap(),
-        )
+        .telemetry(client_telemetry(naming))
         .breaker(CircuitBreaker::builder(name.to_owned()).build().unwrap())
-}
-
-/// A tonic health server behind a `ServerStack`; returns its address.
-async fn grpc_server(stack: ServerStack) -> SocketAddr {
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(stack.layer())
-            .add_service(health)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    addr
 }
 
 /// An OTLP/HTTP receiver that accepts every export (an empty
@@ -124,16 +98,7 @@ async fn start_everything() -> SocketAddr {
     // The README's quick start: the recorder first, then the components.
     let handle = install_prometheus(&Default::default()).unwrap();
     let receiver = otlp_receiver().await;
-    let telemetry = Telemetry::builder()
-        .service_name("exposition")
-        .log_format(LogFormat::None)
-        .otlp(
-            format!("http://{receiver}/v1/traces"),
-            Protocol::HttpProtobuf,
-        )
-        .export_delay(Duration::from_millis(100))
-        .build()
-        .unwrap();
+    let telemetry = exporting_to("exposition", receiver).build().unwrap();
     std::mem::forget(telemetry.install().unwrap());
 
     // Armed chaos: `status` faults on the OpenTelemetry-named services,
@@ -155,8 +120,8 @@ async fn start_everything() -> SocketAddr {
         router().layer(server_stack(Naming::Classic, "work-classic", &chaos_classic).layer()),
     )
     .await;
-    let grpc_otel = grpc_server(server_stack(Naming::OpenTelemetry, "health", &chaos)).await;
-    let grpc_classic = grpc_server(server_stack(
+    let grpc_otel = grpc_health_server(server_stack(Naming::OpenTelemetry, "health", &chaos)).await;
+    let grpc_classic = grpc_health_server(server_stack(
         Naming::Classic,
         "health-classic",
         &chaos_classic,
@@ -212,23 +177,7 @@ async fn start_everything() -> SocketAddr {
         (Naming::OpenTelemetry, grpc_otel, "health-client"),
         (Naming::Classic, grpc_classic, "health-classic-client"),
     ] {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let stack = client_stack(naming, name);
-        let mut client = tonic_health::pb::health_client::HealthClient::new(
-            ServiceBuilder::new().layer(stack.layer()).service(channel),
-        );
-        tokio::spawn(async move {
-            loop {
-                let _ = client
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
+        call_grpc_health_forever(target, client_stack(naming, name)).await;
     }
     metrics
 }

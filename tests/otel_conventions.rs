@@ -372,15 +372,7 @@ async fn grpc_server_rejections_keep_the_grpc_status_and_name_the_refusal() {
         .build()
         .unwrap();
     let stack = ServerStack::new().telemetry(traced).breaker(breaker);
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(stack.layer())
-            .add_service(health)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let addr = support::grpc_health_server(stack).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -22,7 +22,9 @@
 //!
 //! Both instrumented stacks export through the same kind of OpenTelemetry SDK
 //! tracer provider (see [`subscriber`]: an exporter that discards, behind the
-//! simple or the batch processor) and record metrics into the same Prometheus
+//! simple or the batch processor; or [`otlp_subscriber`]: the SDK's batch
+//! processor and sampler in front of opentelemetry-otlp's exporter, for the
+//! load test) and record metrics into the same Prometheus
 //! recorder ([`metrics`]: installed as the global `metrics` recorder, with
 //! explicit buckets for both crates' duration histograms). Both stacks'
 //! breakers use a count window of 100 calls and both bulkheads 1024 slots with
@@ -41,8 +43,9 @@ use axum::routing::get;
 use http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use tower::ServiceBuilder;
 use tracing::Dispatch;
 use tracing_subscriber::filter::Targets;
@@ -60,11 +63,28 @@ pub(crate) enum Stack {
     Telltale,
     /// The full peer stack.
     Peers,
+    /// The full telltale server stack with spans off: RED metrics, the
+    /// request log line, correlation and resilience only.
+    TelltaleMetricsOnly,
+    /// The full telltale server stack, its requests dropped by the sampler
+    /// (they carry an unsampled `traceparent`, see [`Stack::traceparent`]).
+    TelltaleSampledOut,
 }
 
 impl Stack {
     /// Every stack, bare first.
     pub(crate) const ALL: [Stack; 3] = [Stack::Bare, Stack::Telltale, Stack::Peers];
+
+    /// [`ALL`](Self::ALL), and the telltale stack with spans off and with
+    /// its requests sampled out (issue 16 item 1).
+    #[allow(dead_code)]
+    pub(crate) const WITH_SAMPLING: [Stack; 5] = [
+        Stack::Bare,
+        Stack::Telltale,
+        Stack::Peers,
+        Stack::TelltaleMetricsOnly,
+        Stack::TelltaleSampledOut,
+    ];
 
     /// The stack's name on the command line and in reports.
     pub(crate) fn name(self) -> &'static str {
@@ -72,6 +92,21 @@ impl Stack {
             Stack::Bare => "bare",
             Stack::Telltale => "telltale",
             Stack::Peers => "peers",
+            Stack::TelltaleMetricsOnly => "telltale_metrics_only",
+            Stack::TelltaleSampledOut => "telltale_sampled_out",
+        }
+    }
+
+    /// The `traceparent` its requests carry: an unsampled caller's for the
+    /// two stacks of item 1 (the parent-based sampler then drops the request;
+    /// both carry it so that both parse the same headers), none otherwise.
+    #[allow(dead_code)]
+    pub(crate) fn traceparent(self) -> Option<&'static str> {
+        match self {
+            Stack::TelltaleMetricsOnly | Stack::TelltaleSampledOut => {
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")
+            }
+            _ => None,
         }
     }
 }
@@ -88,7 +123,8 @@ fn base() -> Router {
 pub(crate) fn router(stack: Stack) -> Router {
     match stack {
         Stack::Bare => base(),
-        Stack::Telltale => telltale_router(),
+        Stack::Telltale | Stack::TelltaleSampledOut => telltale_router(true),
+        Stack::TelltaleMetricsOnly => telltale_router(false),
         Stack::Peers => peer_router(),
     }
 }
@@ -98,9 +134,18 @@ const MAX_CONCURRENT: usize = 1024;
 const MAX_WAIT: Duration = Duration::from_secs(1);
 const WINDOW: usize = 100;
 
-fn telltale_router() -> Router {
+fn telltale_router(spans: bool) -> Router {
     use telltale::resilience::{Bulkhead, CircuitBreaker, SlidingWindow};
-    let stack = telltale::stack::ServerStack::new()
+    let mut stack = telltale::stack::ServerStack::new();
+    if !spans {
+        let telemetry = telltale::telemetry::layer::ServerTelemetryLayer::builder()
+            .tracing(false)
+            .request_log(telltale::telemetry::layer::RequestLog::On)
+            .build()
+            .expect("valid telemetry layer");
+        stack = stack.telemetry(telemetry);
+    }
+    let stack = stack
         .breaker(
             CircuitBreaker::builder("hello")
                 .sliding_window(SlidingWindow::Count(WINDOW as u32))
@@ -191,15 +236,142 @@ pub(crate) fn subscriber(batch: bool) -> (Dispatch, SdkTracerProvider) {
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
-    let builder = SdkTracerProvider::builder();
+    // Sampling as `init` sets it up: parent-based, asked before spans are
+    // built (`telltale_telemetry::sampling`; the peer layers ignore it).
+    let sampler = sampler(1.0);
+    let builder = SdkTracerProvider::builder()
+        .with_sampler(sampler.clone())
+        .with_id_generator(telltale_telemetry::sampling::PresetTraceIds::default());
     let provider = if batch {
         builder.with_batch_exporter(DiscardSpans)
     } else {
         builder.with_simple_exporter(DiscardSpans)
     }
     .build();
-    let tracer = provider.tracer("full_stack");
-    let dispatch = Dispatch::new(
+    let sampler = telltale_telemetry::sampling::SamplerLayer::new(sampler);
+    (
+        dispatch(provider.tracer("full_stack"), Some(sampler)),
+        provider,
+    )
+}
+
+/// An OTLP span exporter whose exports run on a tokio runtime of their own.
+///
+/// The SDK's `BatchSpanProcessor` exports on its own thread with
+/// `futures_executor::block_on`, but opentelemetry-otlp's HTTP client (hyper)
+/// needs a tokio runtime; telltale's own pipeline has an export worker for
+/// this, and this is the minimal equivalent for a bare SDK setup, written by
+/// hand because neither crate ships one. Counts the spans exported
+/// successfully ([`spans_exported`]) and those whose export failed
+/// ([`spans_failed`]).
+#[derive(Debug)]
+struct OnRuntime {
+    inner: std::sync::Arc<opentelemetry_otlp::SpanExporter>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Spans whose OTLP export failed, over every provider.
+static SPANS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Spans whose export failed so far ([`otlp_subscriber`] only).
+pub(crate) fn spans_failed() -> u64 {
+    SPANS_FAILED.load(Ordering::Relaxed)
+}
+
+impl SpanExporter for OnRuntime {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let inner = self.inner.clone();
+        let result = self
+            .runtime
+            .spawn(async move { inner.export(batch).await })
+            .await
+            .unwrap_or_else(|e| Err(OTelSdkError::InternalFailure(e.to_string())));
+        let counter = if result.is_ok() {
+            &SPANS_EXPORTED
+        } else {
+            &SPANS_FAILED
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        // Called once, when the provider is built, before any export holds a
+        // clone of the exporter.
+        if let Some(inner) = std::sync::Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
+    }
+}
+
+/// The sampler of [`otlp_subscriber`]: `parentbased_always_on` (the SDK's
+/// default) at `ratio >= 1`, else `parentbased_traceidratio` with `ratio`.
+/// Requests without a `traceparent` are roots, so the ratio decides.
+pub(crate) fn sampler(ratio: f64) -> Sampler {
+    let root = if ratio >= 1.0 {
+        Sampler::AlwaysOn
+    } else {
+        Sampler::TraceIdRatioBased(ratio)
+    };
+    Sampler::ParentBased(Box::new(root))
+}
+
+/// Like [`subscriber`], but spans are sampled by [`sampler`]`(ratio)` and go
+/// through the SDK's `BatchSpanProcessor` (default settings, or the
+/// `OTEL_BSP_*` variables) to opentelemetry-otlp's OTLP/HTTP protobuf exporter
+/// sending to `endpoint` (a full URL such as `http://127.0.0.1:4318/v1/traces`).
+/// Exports run on `runtime` (see [`OnRuntime`]). As `telltale_telemetry::init`
+/// does, the subscriber carries the sampler in a
+/// `telltale_telemetry::sampling::SamplerLayer` and the provider takes its
+/// trace IDs from `PresetTraceIds`, so telltale's request layer can ask the
+/// sampler before it builds a span; the peer layers do not look for them (the
+/// layer does nothing with spans or events, and the ID generator falls back
+/// to random IDs). The same for every stack: the stacks differ only in the
+/// spans they produce.
+pub(crate) fn otlp_subscriber(
+    endpoint: &str,
+    ratio: f64,
+    runtime: tokio::runtime::Handle,
+) -> Result<(Dispatch, SdkTracerProvider), String> {
+    use opentelemetry_otlp::WithExportConfig;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let exporter = {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| format!("OTLP exporter for `{endpoint}`: {e}"))?
+    };
+    let sampler = sampler(ratio);
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler.clone())
+        .with_id_generator(telltale_telemetry::sampling::PresetTraceIds::default())
+        .with_batch_exporter(OnRuntime {
+            inner: std::sync::Arc::new(exporter),
+            runtime,
+        })
+        .build();
+    let sampler = telltale_telemetry::sampling::SamplerLayer::new(sampler);
+    Ok((
+        dispatch(provider.tracer("full_stack"), Some(sampler)),
+        provider,
+    ))
+}
+
+fn dispatch(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+    sampler: Option<telltale_telemetry::sampling::SamplerLayer>,
+) -> Dispatch {
+    Dispatch::new(
         tracing_subscriber::registry()
             .with(
                 // axum-tracing-opentelemetry opens its spans at TRACE on the
@@ -208,9 +380,27 @@ pub(crate) fn subscriber(batch: bool) -> (Dispatch, SdkTracerProvider) {
                     .with_default(tracing::Level::INFO)
                     .with_target("otel::tracing", tracing::Level::TRACE),
             )
-            .with(tracing_opentelemetry::layer().with_tracer(tracer)),
-    );
-    (dispatch, provider)
+            .with(sampler)
+            .with(
+                // The bridge as `telltale_telemetry::init` sets it, for every
+                // stack alike: no code location, thread, target or busy/idle
+                // attributes, and telltale's request log line kept out of the
+                // span events (its span already holds every field).
+                tracing_subscriber::Layer::with_filter(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_location(false)
+                        .with_threads(false)
+                        .with_tracked_inactivity(false)
+                        .with_target(false)
+                        .with_level(false),
+                    tracing_subscriber::filter::filter_fn(|meta| {
+                        !(meta.is_event()
+                            && meta.target() == telltale_telemetry::layer::request_log::TARGET)
+                    }),
+                ),
+            ),
+    )
 }
 
 /// The process's Prometheus recorder, built here (no HTTP listener) and

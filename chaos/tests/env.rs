@@ -57,18 +57,7 @@ fn check(err: &ChaosError, var: &str, value: &str, allowed: &str) {
     let ChaosError::Config(c) = err else {
         panic!("{var}={value:?}: expected a config error, got {err:?}")
     };
-    assert_eq!(c.variable(), var, "{err}");
-    let text = err.to_string();
-    assert!(text.contains(var), "{text}");
-    let quoted: String = value.chars().flat_map(char::escape_debug).collect();
-    assert!(
-        text.contains(&quoted),
-        "{var}={value:?}: the value is quoted: {text}"
-    );
-    assert!(
-        text.contains(allowed),
-        "{var}={value:?}: says what is allowed ({allowed}): {text}"
-    );
+    telltale_testkit::assert_config_error(err, c, var, value, allowed);
 }
 
 #[test]

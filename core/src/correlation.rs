@@ -192,6 +192,35 @@ pub fn with_current<R>(f: impl FnOnce(Option<&CorrelationId>) -> R) -> R {
     }
 }
 
+thread_local! {
+    /// Whether an outer layer listens for the ID settled in its `call`
+    /// ([`listen`]), and the ID announced there.
+    static LISTENER: std::cell::RefCell<Option<Option<CorrelationId>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Tells an outer layer that listens ([`listen`]) which ID this request
+/// settled on. A correlation layer calls it in its `Service::call`; without a
+/// listener it costs a thread-local check.
+pub fn announce(id: &CorrelationId) {
+    LISTENER.with(|l| {
+        if let Some(slot) = l.borrow_mut().as_mut() {
+            *slot = Some(id.clone());
+        }
+    });
+}
+
+/// Runs `call` (an inner service's synchronous `call`) and returns what it
+/// returned with the correlation ID an inner layer [`announce`]d meanwhile:
+/// how an outer layer with no span to carry the ID (the request log line of a
+/// request sampled out before its span was built) learns it.
+pub fn listen<R>(call: impl FnOnce() -> R) -> (R, Option<CorrelationId>) {
+    let outer = LISTENER.with(|l| l.borrow_mut().replace(None));
+    let result = call();
+    let heard = LISTENER.with(|l| std::mem::replace(&mut *l.borrow_mut(), outer));
+    (result, heard.flatten())
+}
+
 /// Runs `fut` with `id` as the current correlation ID.
 pub fn scope<F: Future>(id: CorrelationId, fut: F) -> TaskLocalFuture<CorrelationId, F> {
     CURRENT.scope(id, fut)

@@ -1,7 +1,8 @@
 //! Issue 14, item 6, in process under paused time: a body whose reader
 //! stalls loses its bulkhead slot after the idle timeout and then ends with
 //! `BodyTimeout`; a reader that keeps reading, or a body waiting for its own
-//! producer, keeps it.
+//! producer, keeps it. Issue 16: one reaper task per layer, not one per
+//! response, which ends with its last body and survives its runtime.
 #![cfg(not(loom))]
 
 use std::convert::Infallible;
@@ -108,4 +109,204 @@ async fn readers_that_read_and_slow_producers_keep_the_slot() {
     assert_eq!(bulkhead.available(), 0);
     drop(body);
     assert_eq!(bulkhead.available(), 1);
+}
+
+/// Spawned tasks alive on the current runtime (the test's own future is not
+/// one).
+fn tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Yields until no spawned task is alive (at most 100 times).
+async fn until_no_task() -> usize {
+    for _ in 0..100 {
+        if tasks() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    tasks()
+}
+
+/// Issue 16: no task per response. Single-frame responses start nothing;
+/// twenty stalled streamed bodies share one reaper, which ends each at its
+/// own deadline, in order, and ends itself when none is left.
+#[tokio::test(start_paused = true)]
+async fn one_reaper_per_layer_ends_each_stalled_body_at_its_deadline() {
+    let bulkhead = Bulkhead::builder("t").max_concurrent(100).build().unwrap();
+    let layer = BodyTimeoutLayer::new("t", Some(IDLE));
+    let mut single = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(bulkhead.layer())
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                Bytes::from_static(b"hello"),
+            )))
+        });
+    for _ in 0..50 {
+        let res = (&mut single).oneshot(http::Request::new(())).await.unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello");
+    }
+    assert_eq!(tasks(), 0, "no task for responses that end with a frame");
+
+    let mut streaming = ServiceBuilder::new()
+        .layer(layer)
+        .layer(bulkhead.layer())
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
+        });
+    // Body i hands out its first frame at i seconds, then its reader stalls.
+    let mut bodies = Vec::new();
+    for _ in 0..20 {
+        let res = (&mut streaming)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap();
+        let mut body = res.into_body();
+        assert!(body.frame().await.unwrap().is_ok());
+        bodies.push(body);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(tasks(), 1, "one reaper for all the bodies");
+    assert_eq!(bulkhead.available(), 80);
+    // At 29.5 s, none has been idle for 30 s; then body i goes at i + 30 s.
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    assert_eq!(bulkhead.available(), 80);
+    for released in 1..=20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(bulkhead.available(), 80 + released);
+    }
+    for mut body in bodies {
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.downcast_ref::<BodyTimeout>().is_some(), "{err}");
+        assert!(body.frame().await.is_none());
+    }
+    assert_eq!(until_no_task().await, 0, "the reaper ends with its queue");
+}
+
+/// The reaper keeps neither the layer nor itself alive: once the bodies are
+/// gone (read or dropped) it ends within one timeout, and a later body
+/// starts a new one.
+#[tokio::test(start_paused = true)]
+async fn the_reaper_ends_when_its_bodies_are_gone() {
+    let bulkhead = Bulkhead::builder("t").max_concurrent(4).build().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
+        .layer(bulkhead.layer())
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
+        });
+    for round in 0..2 {
+        let mut body = svc
+            .clone()
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap()
+            .into_body();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert_eq!(tasks(), 1, "round {round}");
+        drop(body);
+        assert_eq!(bulkhead.available(), 4);
+        tokio::time::sleep(IDLE).await;
+        assert_eq!(until_no_task().await, 0, "round {round}");
+    }
+    // A body read to its end is gone for the reaper as well.
+    let body = svc
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap()
+        .into_body();
+    assert_eq!(body.collect().await.unwrap().to_bytes().len(), 50);
+    tokio::time::sleep(IDLE).await;
+    assert_eq!(until_no_task().await, 0);
+}
+
+/// A reaper dropped with its runtime (shut down while it slept) is replaced
+/// on the runtime of the next body: the same layer keeps bounding readers.
+#[test]
+fn a_reaper_lost_with_its_runtime_is_started_again() {
+    let paused_runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let bulkhead = Bulkhead::builder("t").max_concurrent(1).build().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
+        .layer(bulkhead.layer())
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
+        });
+    let first = paused_runtime();
+    first.block_on(async {
+        let mut body = svc
+            .clone()
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap()
+            .into_body();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert_eq!(tasks(), 1);
+        drop(body);
+    });
+    drop(first);
+    paused_runtime().block_on(async {
+        let mut body = svc
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap()
+            .into_body();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert_eq!(tasks(), 1, "a new reaper");
+        tokio::time::sleep(IDLE + Duration::from_millis(1)).await;
+        assert_eq!(bulkhead.available(), 1);
+        assert!(body.frame().await.unwrap().is_err());
+    });
+}
+
+/// On a multi-thread runtime, with bodies stalled from several tasks, every
+/// slot comes back (real time, a short timeout, bounded polling; the timing
+/// of readers that keep reading is tested under paused time above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_are_ended_on_a_multi_thread_runtime() {
+    const SHORT: Duration = Duration::from_millis(100);
+    let bulkhead = Bulkhead::builder("t").max_concurrent(8).build().unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(BodyTimeoutLayer::new("t", Some(SHORT)))
+        .layer(bulkhead.layer())
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(streamed(1_000, Duration::ZERO)))
+        });
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let svc = svc.clone();
+        stalled.push(tokio::spawn(async move {
+            let mut body = svc
+                .oneshot(http::Request::new(()))
+                .await
+                .unwrap()
+                .into_body();
+            assert!(body.frame().await.unwrap().is_ok());
+            body
+        }));
+    }
+    let mut bodies = Vec::new();
+    for task in stalled {
+        bodies.push(task.await.unwrap());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while bulkhead.available() < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "slots not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for mut body in bodies {
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.downcast_ref::<BodyTimeout>().is_some(), "{err}");
+        assert!(body.frame().await.is_none());
+    }
 }

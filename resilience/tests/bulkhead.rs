@@ -221,3 +221,149 @@ async fn full_bulkhead_maps_to_429_when_asked() {
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["retry-after"], "1");
 }
+
+/// Many calls queue at once, more than the reaper expires in one batch: the
+/// max wait is never cut short, every one is rejected within a few
+/// milliseconds of it, and nothing stays queued.
+#[tokio::test(start_paused = true)]
+async fn frequent_waits_keep_the_max_wait() {
+    let b = Bulkhead::builder("burst")
+        .max_concurrent(1)
+        .max_wait(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let held = b.try_acquire().unwrap();
+    let start = tokio::time::Instant::now();
+    let waiters: Vec<_> = (0..64)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let r = b.call(async { Ok::<_, Infallible>(()) }).await;
+                (r, start.elapsed())
+            })
+        })
+        .collect();
+    for w in waiters {
+        let (r, elapsed) = w.await.unwrap();
+        let Err(Error::Full(full)) = r else {
+            panic!("admitted while the only slot was held")
+        };
+        assert!(full.waited >= Duration::from_millis(50), "{full:?}");
+        assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+        assert!(elapsed <= Duration::from_millis(53), "{elapsed:?}");
+    }
+    assert_eq!(b.waiting(), 0);
+    assert_eq!(b.rejected(), 64);
+    drop(held);
+    assert_eq!(b.available(), 1);
+
+    // The same burst with the slot freed midway: those still queued are
+    // served in arrival order, one at a time.
+    let held = b.try_acquire().unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let waiters: Vec<_> = (0..16)
+        .map(|i| {
+            let (b, order) = (b.clone(), order.clone());
+            tokio::spawn(async move {
+                b.call(async move {
+                    order.lock().unwrap().push(i);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    Ok::<_, Infallible>(())
+                })
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(b.waiting(), 16);
+    drop(held);
+    let mut admitted = 0;
+    for w in waiters {
+        admitted += usize::from(w.await.unwrap().is_ok());
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), admitted);
+    assert_eq!(admitted, 16);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert_eq!(b.available(), 1);
+}
+
+/// The bulkhead's timer runs on the runtime of the first call that waited:
+/// after that runtime shuts down, a wait in another runtime still ends at
+/// the max wait.
+#[test]
+fn max_wait_survives_a_runtime_shutdown() {
+    let b = Bulkhead::builder("rt")
+        .max_concurrent(1)
+        .max_wait(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let held = b.try_acquire().unwrap();
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let call = b.call(async { Ok::<_, Infallible>(()) });
+        // Bounded: a wait nobody expires fails here instead of hanging.
+        let r =
+            paused().block_on(async { tokio::time::timeout(Duration::from_secs(5), call).await });
+        let Ok(Err(Error::Full(full))) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(full.waited, Duration::from_millis(20));
+    }
+    drop(held);
+    assert_eq!(b.waiting(), 0);
+    assert_eq!(b.available(), 1);
+}
+
+/// Outside a tokio runtime the max wait cannot be timed: a call that finds
+/// the bulkhead full is rejected at once (no panic, no endless wait).
+#[test]
+fn a_full_bulkhead_outside_a_runtime_rejects_at_once() {
+    let b = Bulkhead::builder("no-rt")
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let held = b.try_acquire().unwrap();
+    let mut call = pin!(b.call(async { Ok::<_, Infallible>(()) }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let Poll::Ready(Err(Error::Full(full))) = call.as_mut().poll(&mut cx) else {
+        panic!("not rejected at once")
+    };
+    assert_eq!(full.waited, Duration::ZERO);
+    assert_eq!(b.waiting(), 0);
+    drop(held);
+    assert_eq!(b.available(), 1);
+}
+
+/// A runtime without timers cannot time the max wait either: a waiting call
+/// is rejected rather than left waiting for ever.
+#[test]
+fn a_runtime_without_timers_rejects_instead_of_waiting_for_ever() {
+    let b = Bulkhead::builder("no-timers")
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let held = b.try_acquire().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let r = rt.block_on(b.call(async { Ok::<_, Infallible>(()) }));
+    assert!(matches!(r, Err(Error::Full(_))), "{r:?}");
+    // Later waits are rejected at once.
+    let r = rt.block_on(b.call(async { Ok::<_, Infallible>(()) }));
+    assert!(matches!(r, Err(Error::Full(_))), "{r:?}");
+    drop(held);
+    assert!(
+        rt.block_on(b.call(async { Ok::<_, Infallible>(()) }))
+            .is_ok()
+    );
+    assert_eq!(b.waiting(), 0);
+}

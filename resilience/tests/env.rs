@@ -157,16 +157,7 @@ fn check(err: BuildError, var: &str, value: &str, allowed: &str) {
     let config = err
         .config()
         .unwrap_or_else(|| panic!("{var}={value}: not a config error: {err}"));
-    assert_eq!(config.variable(), var, "{err}");
-    let text = err.to_string();
-    assert!(
-        text.starts_with(&format!("invalid {var}=\"{value}\"")),
-        "{text}"
-    );
-    assert!(
-        text.contains(allowed),
-        "{var}={value}: states what is allowed ({allowed}): {text}"
-    );
+    telltale_testkit::assert_config_error(&err, config, var, value, allowed);
 }
 
 #[test]

@@ -68,6 +68,7 @@ pub mod layer;
 pub mod metrics;
 pub mod pipeline;
 pub mod propagation;
+pub mod sampling;
 
 pub use metrics::names::{
     LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,

@@ -35,22 +35,36 @@ where
     S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
     B: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static,
 {
-    async fn one<S, B>(svc: S)
+    allocations_with(svc, None).await
+}
+
+/// Allocations per request through `svc`, each sent with `traceparent` when
+/// given, after warm-up.
+async fn allocations_with<S, B>(svc: S, traceparent: Option<&'static str>) -> f64
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static,
+{
+    async fn one<S, B>(svc: S, traceparent: Option<&'static str>)
     where
         S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
         B: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static,
     {
-        let request = Request::get("/orders/7").body(Body::empty()).unwrap();
+        let mut request = Request::get("/orders/7");
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        let request = request.body(Body::empty()).unwrap();
         let response = svc.oneshot(request).await.unwrap();
         let bytes = axum::body::to_bytes(Body::new(response.into_body()), 1024).await;
         assert_eq!(&bytes.unwrap()[..], b"order");
     }
     for _ in 0..500 {
-        one(svc.clone()).await;
+        one(svc.clone(), traceparent).await;
     }
     let region = Region::new(GLOBAL);
     for _ in 0..2_000 {
-        one(svc.clone()).await;
+        one(svc.clone(), traceparent).await;
     }
     region.change().allocations as f64 / 2_000.0
 }
@@ -76,6 +90,111 @@ async fn metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper() {
     );
 }
 
+/// Issue 16 item 1: a request the sampler drops (decided before any span is
+/// built, `telltale_telemetry::sampling`) costs at most three allocations
+/// more than the metrics-only layer: a new trace, a sampled parent dropped
+/// here, and an unsampled parent (the usual downstream case).
+async fn sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_only() {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    use telltale_telemetry::sampling::{PresetTraceIds, SamplerLayer};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    // Drops every request, whatever its parent says.
+    let sampler = Sampler::AlwaysOff;
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler.clone())
+        .with_id_generator(PresetTraceIds::default())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(SamplerLayer::new(sampler))
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("alloc")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
+    let metrics_only = ServerTelemetryLayer::builder()
+        .tracing(false)
+        .red_config(config())
+        .build()
+        .unwrap();
+    let sampled_out = ServerTelemetryLayer::builder()
+        .red_config(config())
+        .build()
+        .unwrap();
+    for traceparent in [
+        None,
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ] {
+        let base = allocations_with(metrics_only.layer(router()), traceparent).await;
+        let dropped = allocations_with(sampled_out.layer(router()), traceparent).await;
+        assert!(
+            dropped <= base + 3.0,
+            "{traceparent:?}: sampled out {dropped} vs metrics only {base}"
+        );
+        println!("  {traceparent:?}: metrics only {base}, sampled out {dropped}");
+    }
+}
+
+/// Issue 16 item 2: the allocations a sampled-in request adds to the
+/// metrics-only layer (its span: the tracing span's bridge data, the
+/// OpenTelemetry span and context, one string per text attribute), locked so
+/// they cannot creep back. Spans end in a processor that drops them, so the
+/// export's own copy is not counted.
+async fn sampled_in_request_allocations_are_locked() {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    use telltale_telemetry::sampling::{PresetTraceIds, SamplerLayer};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    const LOCKED: [f64; 2] = [SAMPLED_IN_ROOT, SAMPLED_IN_CHILD];
+    let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler.clone())
+        .with_id_generator(PresetTraceIds::default())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(SamplerLayer::new(sampler))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("alloc"))
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
+    let metrics_only = ServerTelemetryLayer::builder()
+        .tracing(false)
+        .red_config(config())
+        .build()
+        .unwrap();
+    let sampled_in = ServerTelemetryLayer::builder()
+        .red_config(config())
+        .build()
+        .unwrap();
+    let cases = [
+        None,
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ];
+    for (traceparent, locked) in cases.into_iter().zip(LOCKED) {
+        let base = allocations_with(metrics_only.layer(router()), traceparent).await;
+        let kept = allocations_with(sampled_in.layer(router()), traceparent).await;
+        println!("  {traceparent:?}: metrics only {base}, sampled in {kept}");
+        assert!(
+            kept - base <= locked,
+            "{traceparent:?}: sampled in adds {} (locked at {locked})",
+            kept - base
+        );
+    }
+}
+
+/// Allocations a sampled-in request adds to the metrics-only layer, measured
+/// on 2026-11-26 for a `GET /orders/7` with no other header (a new trace) and
+/// with a `traceparent`: raise only with a reason.
+const SAMPLED_IN_ROOT: f64 = 11.0;
+const SAMPLED_IN_CHILD: f64 = 12.0;
+
 // Allocations are counted process-wide, so this binary runs without libtest's
 // harness (`harness = false` in Cargo.toml): its tests run one after another on
 // the main thread, and no harness thread can allocate inside a measured region.
@@ -88,7 +207,18 @@ fn main() {
         "metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper",
         || runtime.block_on(metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper()),
     );
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    run_one(
+        "sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_only",
+        || {
+            runtime.block_on(
+                sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_only(),
+            )
+        },
+    );
+    run_one("sampled_in_request_allocations_are_locked", || {
+        runtime.block_on(sampled_in_request_allocations_are_locked())
+    });
+    println!("test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
 
 fn run_one(name: &str, test: impl FnOnce()) {

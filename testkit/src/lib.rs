@@ -54,13 +54,23 @@
 //! assert!(capture.lines()[0].contains("WARN"));
 //! ```
 //!
+//! # Checking configuration errors
+//!
+//! Every telltale variable has a validated range, and a rejected value is an
+//! error naming the variable, quoting the value and stating what is allowed.
+//! [`assert_config_error`] (and [`check_config_error`], which returns the
+//! failures instead of panicking) is the one check of that rule that every
+//! crate's env-validation tests use; see [`config_error`].
+//!
 //! [`Interest`]: tracing::subscriber::Interest
 //! [`Interest::sometimes`]: tracing::subscriber::Interest::sometimes
 
 mod capture;
+pub mod config_error;
 mod global;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 
 pub use capture::{Capture, CapturedEvent, SpanRecord};
+pub use config_error::{assert_config_error, check_config_error};
 pub use global::{init, set_default, with_default};

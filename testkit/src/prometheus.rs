@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -177,6 +177,31 @@ impl Prometheus {
     /// [`start`](Self::start) with extra command-line flags, such as
     /// `--enable-feature=exemplar-storage`.
     pub async fn start_with_flags(targets: &[SocketAddr], flags: &[&str]) -> Prometheus {
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: telltale\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    \
+             metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        Self::start_configured(flags, MAX_WAIT, |dir| {
+            let path = dir.join("prometheus.yml");
+            std::fs::write(&path, config).expect("write config");
+            path
+        })
+        .await
+    }
+
+    /// Starts Prometheus with a configuration of the caller's: `configure`
+    /// is given the server's temporary directory (removed on drop; its
+    /// storage is `data/` there) and returns the configuration file it wrote,
+    /// with any file that refers to. Waits at most `ready_within` until the
+    /// server is ready.
+    pub async fn start_configured(
+        flags: &[&str],
+        ready_within: Duration,
+        configure: impl FnOnce(&Path) -> PathBuf,
+    ) -> Prometheus {
         let bin = binary("prometheus");
         let dir = std::env::temp_dir().join(format!(
             "telltale-prometheus-{}-{}",
@@ -187,22 +212,12 @@ impl Prometheus {
                 .as_nanos()
         ));
         std::fs::create_dir_all(dir.join("data")).expect("temp dir");
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: telltale\n    scrape_interval: 1s\n    scrape_timeout: 900ms\n    \
-             metrics_path: /metrics\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        );
-        std::fs::write(dir.join("prometheus.yml"), config).expect("write config");
+        let config = configure(&dir);
         let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
+            .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
@@ -220,7 +235,7 @@ impl Prometheus {
             addr,
             client: client(),
         };
-        prom.wait_ready().await;
+        prom.wait_ready(ready_within).await;
         prom
     }
 
@@ -229,8 +244,8 @@ impl Prometheus {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + MAX_WAIT;
+    async fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("child status") {
                 panic!("prometheus exited early with {status}:\n{}", self.log());
@@ -247,7 +262,7 @@ impl Prometheus {
             }
             assert!(
                 Instant::now() < deadline,
-                "prometheus not ready after {MAX_WAIT:?}:\n{}",
+                "prometheus not ready after {within:?}:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -136,6 +136,8 @@ where
         }
         req.extensions_mut().insert(id.clone());
         tracing::Span::current().record("correlation_id", id.as_str());
+        // For an outer layer with no span to record it on.
+        correlation::announce(&id);
 
         // Echoed in the primary header, and in the alias the caller used.
         let echo = shared

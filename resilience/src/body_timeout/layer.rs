@@ -7,6 +7,7 @@ use metrics::Counter;
 use tower_layer::Layer;
 
 use super::BodyTimeoutService;
+use super::reaper::Reaper;
 
 /// Ends response bodies whose reader is idle longer than a timeout; see the
 /// [module docs](super).
@@ -21,6 +22,8 @@ pub(super) struct Shared {
     pub(super) name: Arc<str>,
     pub(super) idle: Option<Duration>,
     pub(super) timeouts: Counter,
+    /// The one task and queue ending the bodies of stalled readers.
+    pub(super) reaper: Reaper,
 }
 
 impl BodyTimeoutLayer {
@@ -40,6 +43,7 @@ impl BodyTimeoutLayer {
                 name,
                 idle,
                 timeouts,
+                reaper: Reaper::default(),
             }),
         }
     }

@@ -8,8 +8,8 @@
 //! socket's send buffer is full), so without a bound its slot is held for as
 //! long as it stays connected, and 16 such clients hold a 16-slot bulkhead
 //! indefinitely. With the layer, once a body has handed out a frame and the
-//! reader has not asked for the next one within the idle timeout, a watchdog
-//! task drops the inner body (releasing its permits), counts
+//! reader has not asked for the next one within the idle timeout, the
+//! layer's reaper drops the inner body (releasing its permits), counts
 //! `telltale_bulkhead_body_timeouts_total{name}`, emits a WARN event (target
 //! `telltale::bulkhead`) inside the request's span, and the body ends with a
 //! [`BodyTimeout`] error if it is polled again (its source is
@@ -27,11 +27,21 @@
 //! inner body itself (a slow producer, a server-sent event stream) is not
 //! idle time: only a stalled reader is bounded.
 //!
-//! The watchdog is a tokio task per response (spawned only when a timeout is
-//! set and a tokio runtime is running; it ends with the body). Written here
-//! rather than taken from `tower-http`'s `TimeoutBody`, which bounds the wait
-//! for the *inner* body's frames (a slow producer) and is only polled by the
-//! reader, so it never fires while the reader is stalled.
+//! The reaper is one tokio task per layer, not per response: it is started
+//! (on the runtime polling the body) when a body first hands out a frame with
+//! more to come, holds a deadline-ordered queue of weak handles to such
+//! bodies, and ends when the queue is empty, so it keeps neither the layer
+//! nor the runtime alive (at most one timeout after the last body is gone).
+//! A response whose body ends with its first frame (most responses) is never
+//! queued; a streamed body is queued once and checked again at the deadline
+//! of its last frame, so a frame costs one `Instant` read. Per response, the
+//! layer allocates the box of the body (and, once it streams, the state it
+//! shares with the reaper) besides the signal. Without a tokio runtime there
+//! is no timer and bodies are not bounded.
+//!
+//! Written here rather than taken from `tower-http`'s `TimeoutBody`, which
+//! bounds the wait for the *inner* body's frames (a slow producer) and is
+//! only polled by the reader, so it never fires while the reader is stalled.
 //!
 //! ```
 //! use std::time::Duration;
@@ -51,6 +61,7 @@
 
 mod body;
 mod layer;
+mod reaper;
 mod service;
 
 pub use body::{BodyTimeout, ResponseBody};

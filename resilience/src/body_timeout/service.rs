@@ -57,7 +57,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let span = self.shared.idle.map(|_| tracing::Span::current());
-        // The signal the watchdog fires: in the request for the layers
+        // The signal the layer's reaper fires: in the request for the layers
         // inside, in the response for those outside.
         let signal = self.shared.idle.map(|_| {
             let signal = BodyTimeoutSignal::new();
@@ -99,7 +99,11 @@ where
         let shared = this.shared.clone();
         let span = this.span.take();
         let signal = this.signal.take();
-        if let Some(signal) = &signal {
+        // A body at its end from the start is not watched: the layers around
+        // need no signal.
+        if let Some(signal) = &signal
+            && ResponseBody::watches(&shared, res.body())
+        {
             res.extensions_mut().insert(signal.clone());
         }
         Poll::Ready(Ok(

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
 
+use super::slots::{MAX_PERMITS, Slots};
 use super::{Bulkhead, BulkheadMetrics, Shared};
 use crate::error::BuildError;
 use crate::names::{self, described};
@@ -66,7 +67,7 @@ impl BulkheadBuilder {
 
     /// Checks the settings and builds the bulkhead.
     pub fn build(self) -> Result<Bulkhead, BuildError> {
-        if self.max_concurrent == 0 || self.max_concurrent > Semaphore::MAX_PERMITS {
+        if self.max_concurrent == 0 || self.max_concurrent > MAX_PERMITS {
             return Err(BuildError::invalid(
                 "max_concurrent",
                 "must be at least 1 and at most 2^61",
@@ -85,7 +86,7 @@ impl BulkheadBuilder {
         Ok(Bulkhead {
             inner: Arc::new(Shared {
                 events: broadcast::channel(64).0,
-                semaphore: Semaphore::new(self.max_concurrent),
+                slots: Slots::new(self.max_concurrent),
                 max_concurrent: self.max_concurrent,
                 max_wait: self.max_wait,
                 name: self.name,

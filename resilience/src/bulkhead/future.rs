@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
@@ -12,44 +13,34 @@ use tower_service::Service;
 
 use std::sync::Arc;
 
-use tokio::time::{Instant, Sleep};
-
+use super::slots::{Enqueued, Polled};
 use super::{Bulkhead, BulkheadPermit, Shared};
 use crate::error::{BulkheadFull, Error};
 
-/// tokio's acquire future cannot be named: it is boxed, on the waiting path only.
-type Acquire = Pin<Box<dyn Future<Output = BulkheadPermit> + Send>>;
-
-pin_project! {
-    /// The wait for a slot of a full bulkhead, bounded by the max wait (not
-    /// zero). The timer is only set up once a first poll found no slot.
-    pub(crate) struct Wait {
-        inner: Arc<Shared>,
-        acquire: Acquire,
-        started: Instant,
-        #[pin]
-        sleep: Option<Sleep>,
-        waiting: super::stats::Waiting,
-    }
+/// The wait for a slot of a full bulkhead, bounded by the max wait (not
+/// zero): an entry in the bulkhead's queue, expired by the bulkhead's one
+/// timer (see `slots.rs`), so a wait allocates nothing and arms no timer of
+/// its own. Its `Arc` becomes the permit's.
+pub(crate) struct Wait {
+    /// `None` once done.
+    inner: Option<Arc<Shared>>,
+    /// The queue entry, once queued.
+    key: Option<usize>,
 }
 
 impl Wait {
     pub(crate) fn new(inner: Arc<Shared>) -> Self {
-        let owner = inner.clone();
-        let acquire = Box::pin(async move {
-            // Never closed; forgotten and wrapped in the same poll, so a
-            // cancelled wait cannot leak a permit.
-            if let Ok(permit) = owner.semaphore.acquire().await {
-                permit.forget();
-            }
-            owner.wrap()
-        });
         Wait {
-            waiting: super::stats::Waiting::new(inner.clone()),
-            inner,
-            acquire,
-            started: Instant::now(),
-            sleep: None,
+            inner: Some(inner),
+            key: None,
+        }
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(key)) = (&self.inner, self.key) {
+            inner.slots.cancel(key);
         }
     }
 }
@@ -58,21 +49,43 @@ impl Future for Wait {
     type Output = Result<BulkheadPermit, BulkheadFull>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Poll::Ready(permit) = this.acquire.as_mut().poll(cx) {
-            let waited = this.started.elapsed();
-            this.inner.metrics.wait.record(waited.as_secs_f64());
-            return Poll::Ready(Ok(permit));
+        let this = self.get_mut();
+        // Not reached once done: the bulkhead's futures move on after the
+        // output.
+        let Some(inner) = &this.inner else {
+            return Poll::Pending;
+        };
+        match this.key {
+            None => match inner.slots.enqueue(inner, cx.waker()) {
+                Enqueued::Queued(key) => {
+                    this.key = Some(key);
+                    return Poll::Pending;
+                }
+                // A slot came free between the call and this first poll.
+                Enqueued::Permit => inner.metrics.wait.record(0.0),
+                Enqueued::NoTimer => {
+                    let full = inner.reject(Duration::ZERO);
+                    this.inner = None;
+                    return Poll::Ready(Err(full));
+                }
+            },
+            Some(key) => match inner.slots.poll(inner, key, cx.waker()) {
+                Polled::Pending => return Poll::Pending,
+                Polled::Granted(start) => {
+                    inner.metrics.wait.record(start.elapsed().as_secs_f64());
+                }
+                Polled::Expired(start) => {
+                    let full = inner.reject(start.elapsed());
+                    this.inner = None;
+                    return Poll::Ready(Err(full));
+                }
+            },
         }
-        if this.sleep.is_none() {
-            let deadline = *this.started + this.inner.max_wait;
-            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        // Admitted: the wait's `Arc` becomes the permit's.
+        match this.inner.take() {
+            Some(inner) => Poll::Ready(Ok(Shared::wrap_owned(inner))),
+            None => Poll::Pending,
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            ready!(sleep.poll(cx));
-        }
-        let waited = this.started.elapsed();
-        Poll::Ready(Err(this.inner.reject(waited)))
     }
 }
 

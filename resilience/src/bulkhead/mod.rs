@@ -26,6 +26,13 @@
 //! Acquiring in `poll_ready` would make a keyed bulkhead impossible (the key is
 //! in the request) and would let a wait outlive the max wait.
 //!
+//! Waiting calls queue first in, first out. A wait allocates nothing and arms
+//! no timer of its own: one background task per bulkhead (spawned on the
+//! tokio runtime of the first call that waits, again on another runtime if
+//! that one shuts down) rejects the calls whose max wait is over. Outside a
+//! tokio runtime (or in one without timers) the max wait cannot be timed: a
+//! call that finds the bulkhead full is rejected at once.
+//!
 //! Metrics (names in [`names`](crate::names), an optional prefix):
 //! `telltale_bulkhead_available_concurrent_calls{name}`,
 //! `telltale_bulkhead_max_allowed_concurrent_calls{name}`,
@@ -41,6 +48,7 @@ pub mod env;
 mod future;
 mod layer;
 mod service;
+mod slots;
 mod stats;
 
 use std::fmt;
@@ -50,7 +58,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram};
 use telltale_core::{BodyEnd, OnEnd};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
 
 pub use config::BulkheadBuilder;
 use future::Wait;
@@ -79,9 +87,9 @@ pub enum BulkheadEvent {
 pub(crate) struct Shared {
     events: broadcast::Sender<BulkheadEvent>,
     name: Arc<str>,
-    // Permits are taken with `forget` and given back by `BulkheadPermit`'s
-    // drop: a permit then holds one `Arc` (the bulkhead's), not two.
-    semaphore: Semaphore,
+    // Given back by `BulkheadPermit`'s drop: a permit holds one `Arc` (the
+    // bulkhead's).
+    slots: slots::Slots,
     max_concurrent: usize,
     max_wait: Duration,
     metrics: BulkheadMetrics,
@@ -120,7 +128,7 @@ impl fmt::Debug for BulkheadPermit {
 
 impl Drop for BulkheadPermit {
     fn drop(&mut self) {
-        self.inner.semaphore.add_permits(1);
+        self.inner.slots.release();
         self.inner.metrics.available.increment(1.0);
     }
 }
@@ -147,7 +155,7 @@ impl Bulkhead {
     pub fn unlimited(name: impl Into<Arc<str>>) -> Self {
         crate::names::unregistered(|| {
             Self::builder(name)
-                .max_concurrent(Semaphore::MAX_PERMITS)
+                .max_concurrent(slots::MAX_PERMITS)
                 .build()
                 .expect("2^61 slots are valid")
         })
@@ -175,7 +183,7 @@ impl Bulkhead {
 
     /// Free slots now.
     pub fn available(&self) -> usize {
-        self.inner.semaphore.available_permits()
+        self.inner.slots.available()
     }
 
     /// Takes a slot if one is free now, without waiting.
@@ -187,7 +195,9 @@ impl Bulkhead {
     }
 
     pub(crate) fn try_acquire_quiet(&self) -> Option<BulkheadPermit> {
-        self.inner.semaphore.try_acquire().ok()?.forget();
+        if !self.inner.slots.try_acquire() {
+            return None;
+        }
         // Admitted at once: a wait of 0, so the histogram counts every
         // admitted call.
         self.inner.metrics.wait.record(0.0);
@@ -227,12 +237,15 @@ impl Bulkhead {
 }
 
 impl Shared {
-    /// Wraps a permit already taken (and forgotten) from the semaphore.
+    /// Wraps a permit already taken from the slots.
     fn wrap(self: &Arc<Self>) -> BulkheadPermit {
+        Self::wrap_owned(self.clone())
+    }
+
+    /// Like [`wrap`](Self::wrap), with the permit's `Arc` given.
+    fn wrap_owned(self: Arc<Self>) -> BulkheadPermit {
         self.metrics.available.decrement(1.0);
-        BulkheadPermit {
-            inner: self.clone(),
-        }
+        BulkheadPermit { inner: self }
     }
 
     fn reject(&self, waited: Duration) -> BulkheadFull {

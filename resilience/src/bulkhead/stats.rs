@@ -19,15 +19,14 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Bulkhead, Shared};
+use super::Bulkhead;
 
 /// The counters of one bulkhead.
 #[derive(Debug, Default)]
 pub(super) struct Stats {
     rejected: AtomicU64,
-    waiting: AtomicUsize,
 }
 
 impl Stats {
@@ -36,33 +35,17 @@ impl Stats {
     }
 }
 
-/// Counts one waiting call while it lives.
-pub(super) struct Waiting(Arc<Shared>);
-
-impl Waiting {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        shared.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        Waiting(shared)
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.stats.waiting.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl Bulkhead {
     /// Slots taken now (`max_concurrent - available`).
     pub fn in_use(&self) -> usize {
         self.inner
             .max_concurrent
-            .saturating_sub(self.inner.semaphore.available_permits())
+            .saturating_sub(self.inner.slots.available())
     }
 
     /// Calls waiting for a slot now.
     pub fn waiting(&self) -> usize {
-        self.inner.stats.waiting.load(Ordering::Relaxed)
+        self.inner.slots.waiting()
     }
 
     /// Calls rejected because the bulkhead was full, since it was built.

@@ -10,7 +10,7 @@ use telltale_core::{BodyTimeoutSignal, CompletionBody, Outcome, ResponseHead, Si
 
 use super::server::ResponseBody;
 use crate::layer::attrs::{Capture, protocol_version};
-use crate::layer::record::{Record, Route, Settle, classify_error};
+use crate::layer::record::{Record, RequestSpan, Route, Settle, classify_error};
 use crate::layer::request_log::Pending;
 use crate::metrics::InFlight;
 
@@ -31,7 +31,7 @@ impl<F> ResponseFuture<F> {
     /// Calls the inner service with `call` inside the request's span and
     /// records the request; a passthrough when there is nothing to record.
     pub(crate) fn start(
-        span: tracing::Span,
+        span: RequestSpan,
         in_flight: Option<InFlight>,
         route: Route,
         side: Side,
@@ -39,11 +39,13 @@ impl<F> ResponseFuture<F> {
         log: Option<Pending>,
         call: impl FnOnce() -> F,
     ) -> Self {
-        if in_flight.is_none() && span.is_disabled() && log.is_none() {
+        if in_flight.is_none() && span.is_none() && log.is_none() {
             return ResponseFuture::passthrough(call());
         }
         let record = Record {
-            span,
+            span: span.span,
+            recording: span.recording,
+            context: span.context,
             in_flight,
             route,
             side,
@@ -52,9 +54,21 @@ impl<F> ResponseFuture<F> {
             described: false,
             log,
         };
+        let mut record = record;
         let inner = {
-            let _entered = record.span.enter();
-            call()
+            let _entered = record.enter();
+            // A line with no span to carry the correlation ID learns it from
+            // the correlation layer inside, while it settles it.
+            if record.log.as_ref().is_some_and(Pending::awaits_correlation) {
+                let (inner, heard) = telltale_core::correlation::listen(call);
+                drop(_entered);
+                if let Some(log) = record.log.as_mut() {
+                    log.heard(heard);
+                }
+                inner
+            } else {
+                call()
+            }
         };
         ResponseFuture {
             inner,
@@ -91,7 +105,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _entered = this.record.as_ref().map(|r| r.span.enter());
+            let _entered = this.record.as_ref().map(Record::enter);
             ready!(this.inner.poll(cx))
         };
         let Some(mut record) = this.record.take() else {
@@ -108,7 +122,7 @@ where
                     record.span.record("network.protocol.version", version);
                 }
                 record.on_head(ResponseHead::from_response(&response));
-                if let Some(capture) = this.capture.take() {
+                if let Some(capture) = this.capture.take().filter(|_| record.recording) {
                     capture.record(&record.span, response.headers());
                 }
                 // A body timeout inside may end the body before anyone polls

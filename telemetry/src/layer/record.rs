@@ -88,10 +88,60 @@ pub(crate) fn classify_error<E: Any>(err: &E) -> Outcome {
     Outcome::Error { status: None }
 }
 
+/// A request's span, as its layer built it.
+#[derive(Debug)]
+pub(crate) struct RequestSpan {
+    /// The tracing span (`Span::none()` when there is none).
+    pub(crate) span: Span,
+    /// Whether `span` records attributes (see [`Record::recording`]).
+    pub(crate) recording: bool,
+    /// The OpenTelemetry context of a request sampled out before any span
+    /// was built ([`sampling`](crate::sampling)): attached while the request
+    /// runs, so lines and child spans see its trace ID.
+    pub(crate) context: Option<opentelemetry::Context>,
+}
+
+impl RequestSpan {
+    /// A span built the usual way: it records unless it is disabled.
+    pub(crate) fn traced(span: Span) -> Self {
+        RequestSpan {
+            recording: !span.is_disabled(),
+            span,
+            context: None,
+        }
+    }
+
+    /// No span and no context.
+    pub(crate) fn none() -> Self {
+        RequestSpan {
+            span: Span::none(),
+            recording: false,
+            context: None,
+        }
+    }
+
+    /// Whether there is nothing to enter.
+    pub(crate) fn is_none(&self) -> bool {
+        self.span.is_disabled() && self.context.is_none()
+    }
+}
+
+/// The request entered: its span, or its attached context.
+pub(crate) struct Entered<'a> {
+    _span: tracing::span::Entered<'a>,
+    _context: Option<opentelemetry::ContextGuard>,
+}
+
 /// One request's record. Settles exactly once: explicitly, or as cancelled when
 /// dropped unsettled.
 pub(crate) struct Record {
     pub(crate) span: Span,
+    /// Whether the span records attributes: false when it is disabled, and
+    /// when the sampler dropped the request (its OpenTelemetry span only
+    /// carries IDs, so recording fields would convert them for nothing).
+    pub(crate) recording: bool,
+    /// See [`RequestSpan::context`].
+    pub(crate) context: Option<opentelemetry::Context>,
     pub(crate) in_flight: Option<InFlight>,
     pub(crate) route: Route,
     pub(crate) side: Side,
@@ -116,11 +166,19 @@ impl fmt::Debug for Record {
 }
 
 impl Record {
+    /// Enters the span, or attaches the context of a request without one.
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        Entered {
+            _span: self.span.enter(),
+            _context: self.context.as_ref().map(|cx| cx.clone().attach()),
+        }
+    }
+
     /// The response head arrived: records the status now (it is known even if
     /// the body is cut later).
     pub(crate) fn on_head(&mut self, head: ResponseHead) {
         if let Some(path) = self.route.vouch(&head)
-            && !self.span.is_disabled()
+            && self.recording
             && let Some((service, method)) = split_path(path)
         {
             let name = format!("{service}/{method}");
@@ -132,7 +190,7 @@ impl Record {
             self.span.record("rpc.service", service);
             self.span.record("rpc.method", method);
         }
-        if !self.span.is_disabled() {
+        if self.recording {
             self.span.record(
                 "http.response.status_code",
                 i64::from(head.status().as_u16()),
@@ -143,7 +201,7 @@ impl Record {
 
     /// Records a description of an inner error on the span.
     pub(crate) fn describe_error(&mut self, err: &dyn fmt::Display) {
-        if !self.span.is_disabled() {
+        if self.recording {
             self.described = true;
             self.span
                 .record("otel.status_description", tracing::field::display(err));
@@ -160,21 +218,24 @@ impl Record {
         let status: Option<StatusCode> = outcome.status();
         let grpc = outcome.grpc_code();
         let log = self.log.take();
-        if !self.span.is_disabled() {
+        // One clock read for both: the RED record's duration, also the line's.
+        let duration = self.in_flight.as_ref().map(InFlight::elapsed);
+        if !self.span.is_disabled() || self.context.is_some() {
             // Entered once more so that the span's end time (its last exit, for
             // tracing-opentelemetry) is the end of the exchange.
-            let _entered = self.span.enter();
-            if self.head.is_none()
+            let _entered = self.enter();
+            if self.recording
+                && self.head.is_none()
                 && let Some(status) = status
             {
                 self.span
                     .record("http.response.status_code", i64::from(status.as_u16()));
             }
-            if let Some(code) = grpc {
+            if let Some(code) = grpc.filter(|_| self.recording) {
                 self.span
                     .record("rpc.grpc.status_code", i64::from(code.as_i32()));
             }
-            if let Some(error_type) = error_type {
+            if let Some(error_type) = error_type.filter(|_| self.recording) {
                 self.span.record("error.type", error_type);
                 // A description already set the status to Error with its text.
                 if !self.described {
@@ -192,17 +253,18 @@ impl Record {
             }
             // Inside the span: the line carries its fields and trace ID.
             if let Some(log) = log {
-                log.finish(&outcome, self.route.as_str(), error_type);
+                log.finish(&outcome, self.route.as_str(), error_type, duration);
             }
         } else if let Some(log) = log {
-            log.finish(&outcome, self.route.as_str(), error_type);
+            log.finish(&outcome, self.route.as_str(), error_type, duration);
         }
         if let Some(mut in_flight) = self.in_flight.take() {
             // A sampled request's duration becomes its bucket's exemplar.
-            if in_flight.wants_exemplar() && !self.span.is_disabled() {
+            if in_flight.wants_exemplar() && self.recording {
                 in_flight.exemplar_from(self.span.context().span().span_context());
             }
-            in_flight.finish(self.route.as_str(), status, grpc, error_type);
+            let duration = duration.unwrap_or_else(|| in_flight.elapsed());
+            in_flight.finish_with(duration, self.route.as_str(), status, grpc, error_type);
         }
         // Close the span now (unless the application kept clones of it).
         self.span = Span::none();

@@ -28,8 +28,11 @@
 //! not worth a line each; `TELLTALE_HTTP_SERVER_TRACE_HEALTH_CHECKS=true`
 //! brings both back). With spans off
 //! ([`tracing(false)`](crate::layer::server::ServerTelemetryLayerBuilder::tracing))
-//! lines are written without a trace ID, with the correlation ID an outer
-//! layer set.
+//! lines are written without a trace ID. A request sampled out before its
+//! span was built ([`sampling`](crate::sampling)) keeps its trace ID but has
+//! no span fields. Without a span, the line carries the correlation ID an
+//! outer layer set, or the one the correlation layer inside settled on
+//! ([`announce`](telltale_core::correlation::announce)).
 //! The line is left out of the span's OpenTelemetry events by
 //! [`init`](crate::init)'s pipeline (the span already holds every field).
 //!
@@ -73,7 +76,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use telltale_core::config::ParseError;
@@ -166,18 +169,22 @@ impl RequestLogger {
         })
     }
 
-    /// What a request keeps until it ends: its start, its method and, when
-    /// it has no span, the correlation ID known at the start.
+    /// What a request keeps until it ends: its start (unless `timed`: the
+    /// request's RED record already measures it and hands the duration to
+    /// [`Pending::finish`], one clock for both), its method and, when it has
+    /// no span, the correlation ID known at the start.
     pub(crate) fn start(
         self: &Arc<Self>,
         method: &Method,
         span: &Span,
+        timed: bool,
         correlation: impl FnOnce() -> Option<CorrelationId>,
     ) -> Pending {
         Pending {
             logger: self.clone(),
-            started: Instant::now(),
+            started: (!timed).then(Instant::now),
             method: method.clone(),
+            spanless: span.is_disabled(),
             correlation: if span.is_disabled() {
                 correlation()
             } else {
@@ -205,7 +212,11 @@ impl RequestLogger {
 /// One request's part of the log line, kept from its start to its end.
 pub(crate) struct Pending {
     logger: Arc<RequestLogger>,
-    started: Instant,
+    /// The start, when no RED record measures the request.
+    started: Option<Instant>,
+    /// Whether the request has no span (spans off, or sampled out before it
+    /// was built): the line then carries the correlation ID itself.
+    spanless: bool,
     method: Method,
     correlation: Option<CorrelationId>,
 }
@@ -215,6 +226,21 @@ impl fmt::Debug for Pending {
         f.debug_struct("Pending")
             .field("method", &self.method)
             .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// Whether the line has no correlation ID yet and no span to get one
+    /// from: it listens for the one an inner layer settles on.
+    pub(crate) fn awaits_correlation(&self) -> bool {
+        self.correlation.is_none() && self.spanless
+    }
+
+    /// The correlation ID an inner layer settled on, if one did.
+    pub(crate) fn heard(&mut self, id: Option<CorrelationId>) {
+        if self.correlation.is_none() {
+            self.correlation = id;
+        }
     }
 }
 
@@ -239,12 +265,14 @@ macro_rules! line {
 impl Pending {
     /// Writes the line of a request that ended with `outcome`, unless the
     /// mode or the sample leaves it out. Call it inside the request's span
-    /// (when it has one).
+    /// (when it has one). `duration` is the RED record's, when the request
+    /// has one.
     pub(crate) fn finish(
         self,
         outcome: &Outcome,
         route: Option<&str>,
         error_type: Option<&'static str>,
+        duration: Option<Duration>,
     ) {
         let status: Option<StatusCode> = outcome.status();
         let failed = error_type.is_some() || status.is_some_and(|s| s.as_u16() >= 400);
@@ -256,7 +284,10 @@ impl Pending {
         if !keep {
             return;
         }
-        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let duration = duration
+            .or_else(|| self.started.map(|s| s.elapsed()))
+            .unwrap_or_default();
+        let ms = duration.as_secs_f64() * 1000.0;
         let known = known_method(&self.method);
         let method = known.unwrap_or("_OTHER");
         let original = known.is_none().then(|| self.method.as_str());

@@ -1,38 +1,38 @@
 //! [`TelemetryBuilder`]: every setting of the pipeline, its
 //! [`build`](TelemetryBuilder::build) and [`init`](TelemetryBuilder::init).
+//!
+//! `build` puts together what its submodules make: `resource` (the
+//! OpenTelemetry resource and `service.name`), `exporters` (what every
+//! exporter starts with: batching, failure reporting, counts), `logs` (log
+//! lines and the OTLP logger provider) and `traces` (the tracer provider and
+//! its processors); OTLP metrics are `otlp_metrics`' own.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::SdkLoggerProvider;
-use opentelemetry_sdk::resource::TelemetryResourceDetector;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
 
 use super::error::InitError;
-use super::export::transport::LastCause;
-use super::export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, Reporting};
-use super::filter::{DEFAULT_TRACE_FILTER, log_filter, otel_filter};
-use super::flight_recorder::FlightRecorder;
-use super::fmt::{JsonFields, JsonFormat, OtelIdsLayer, PrettyFormat, Profile};
+use super::filter::{DEFAULT_TRACE_FILTER, log_filter};
+use super::fmt::Profile;
 use super::guard::TelemetryGuard;
-use super::otlp::{otlp_exporter, otlp_log_exporter};
 use super::otlp_logs::OtlpLogLayer;
 use super::settings::{
     Compression, DEFAULT_EXPORT_BATCH_SIZE, DEFAULT_EXPORT_DELAY, DEFAULT_EXPORT_QUEUE_SIZE,
-    DEFAULT_EXPORT_TIMEOUT, DEFAULT_FILTER, DEFAULT_FLIGHT_RECORDER_CAPACITY,
-    DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExportExtras, LogFormat, OtlpConfig, Protocol,
-    Sampler,
+    DEFAULT_FILTER, DEFAULT_MAX_FIELD_LEN, DEFAULT_SHUTDOWN_TIMEOUT, ExportExtras, LogFormat,
+    OtlpConfig, Protocol, Sampler,
 };
-use super::stdout::StdoutExporter;
 use super::telemetry::Telemetry;
+
+mod exporters;
+mod logs;
+mod resource;
+mod traces;
 
 type BoxLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -211,14 +211,7 @@ impl TelemetryBuilder {
     /// ([`otlp`](Self::otlp), [`otlp_logs`](Self::otlp_logs)).
     pub fn otlp_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value) = (name.into(), value.into());
-        for otlp in [
-            &mut self.otlp,
-            &mut self.otlp_logs,
-            &mut self.metrics_export.otlp,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for otlp in self.otlp_configs() {
             otlp.headers.push((name.clone(), value.clone()));
         }
         self
@@ -227,14 +220,7 @@ impl TelemetryBuilder {
     /// Bound of one OTLP export request. Defaults to 10 s. Has no effect on
     /// an exporter not set yet.
     pub fn otlp_timeout(mut self, timeout: Duration) -> Self {
-        for otlp in [
-            &mut self.otlp,
-            &mut self.otlp_logs,
-            &mut self.metrics_export.otlp,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for otlp in self.otlp_configs() {
             otlp.timeout = timeout;
         }
         self
@@ -244,14 +230,7 @@ impl TelemetryBuilder {
     /// Defaults to [`Compression::None`]. Has no effect on an exporter not
     /// set yet.
     pub fn otlp_compression(mut self, compression: Compression) -> Self {
-        for otlp in [
-            &mut self.otlp,
-            &mut self.otlp_logs,
-            &mut self.metrics_export.otlp,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for otlp in self.otlp_configs() {
             otlp.compression = compression;
         }
         self
@@ -263,14 +242,7 @@ impl TelemetryBuilder {
     /// has no effect on an exporter not set yet. Needs the `tls` feature.
     pub fn otlp_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         let pem = pem.into();
-        for otlp in [
-            &mut self.otlp,
-            &mut self.otlp_logs,
-            &mut self.metrics_export.otlp,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for otlp in self.otlp_configs() {
             otlp.tls.ca_certificate = Some(pem.clone());
         }
         self
@@ -287,14 +259,7 @@ impl TelemetryBuilder {
         key_pem: impl Into<Vec<u8>>,
     ) -> Self {
         let identity = (certificate_pem.into(), key_pem.into());
-        for otlp in [
-            &mut self.otlp,
-            &mut self.otlp_logs,
-            &mut self.metrics_export.otlp,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for otlp in self.otlp_configs() {
             otlp.tls.client_identity = Some(identity.clone());
         }
         self
@@ -523,81 +488,12 @@ impl TelemetryBuilder {
             }
         }
         let extras = std::mem::take(&mut self.export_extras);
-        let mut diagnostics = Vec::new();
-        let service_name = self.service_name.clone().or_else(|| {
-            self.resource
-                .iter()
-                .find(|kv| kv.key.as_str() == "service.name")
-                .map(|kv| kv.value.to_string())
-        });
-        let executable = executable_name();
-        let service_name =
-            service_name.unwrap_or_else(|| default_service_name(executable.as_deref()));
+        let mut started = exporters::Started::default();
+        let executable = resource::executable_name();
+        let service_name = self.resolved_service_name(executable.as_deref());
+        let resource = self.otel_resource(executable, service_name.clone());
 
-        let mut stats = Vec::new();
-        let mut recorder = None;
-        let mut resource = Resource::builder_empty()
-            .with_detector(Box::new(TelemetryResourceDetector))
-            .with_attributes(self.resource.iter().cloned());
-        // The executable's name on its own (what `unknown_service:` is
-        // followed by), unless the user set the attribute.
-        if let Some(exe) = &executable
-            && !self
-                .resource
-                .iter()
-                .any(|kv| kv.key.as_str() == "process.executable.name")
-        {
-            resource = resource.with_attribute(opentelemetry::KeyValue::new(
-                "process.executable.name",
-                exe.clone(),
-            ));
-        }
-        let resource = resource.with_service_name(service_name.clone()).build();
-        let config = |export_timeout| BatchConfig {
-            queue_size: self.queue_size,
-            max_queue_bytes: self.export_queue_max_bytes,
-            batch_size: self.batch_size,
-            delay: self.export_delay,
-            export_timeout,
-            flush_timeout: self.shutdown_timeout,
-            failure_log_interval: extras.failure_log_interval,
-        };
-        let reporting = |what, otlp: &OtlpConfig| Reporting {
-            endpoint: Some(otlp.endpoint.clone()),
-            ..Reporting::new(what)
-        };
-        let logger_provider = match self.otlp_logs.clone() {
-            Some(otlp) if !self.sdk_disabled => {
-                let logs = extras.logs;
-                let config = BatchConfig {
-                    queue_size: logs.queue_size.unwrap_or(self.queue_size),
-                    batch_size: logs.batch_size.unwrap_or(self.batch_size),
-                    delay: logs.delay.unwrap_or(self.export_delay),
-                    ..config(logs.export_timeout.unwrap_or(otlp.timeout))
-                };
-                let reporting = reporting("log records", &otlp);
-                let cause: LastCause = reporting.cause.clone();
-                let processor = BoundedLogProcessor::with_reporting(
-                    "otlp_logs",
-                    config,
-                    reporting,
-                    move || otlp_log_exporter(otlp, cause),
-                )
-                .map_err(|source| InitError::Exporter {
-                    exporter: "otlp_logs",
-                    source,
-                })?;
-                diagnostics.push(processor.diagnostics());
-                stats.push(processor.stats());
-                Some(
-                    SdkLoggerProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_log_processor(processor)
-                        .build(),
-                )
-            }
-            _ => None,
-        };
+        let logger_provider = self.logger_provider(&resource, &extras, &mut started)?;
         let otlp_metrics = if self.sdk_disabled {
             None
         } else {
@@ -605,123 +501,25 @@ impl TelemetryBuilder {
                 &resource,
                 extras.failure_log_interval,
                 self.shutdown_timeout,
-                &mut diagnostics,
+                &mut started.diagnostics,
             )?
         };
-        let provider = if self.sdk_disabled {
-            None
+        let (provider, recorder) = if self.sdk_disabled {
+            (None, None)
         } else {
-            // Always set: the SDK's own reading of `OTEL_SPAN_*_COUNT_LIMIT`
-            // takes any value silently; these are the checked ones.
-            let mut builder = SdkTracerProvider::builder()
-                .with_resource(resource)
-                .with_sampler(self.sampler.to_sdk())
-                .with_span_limits(self.span_limits.to_sdk());
-            // The value length limit, applied by telltale before each
-            // processor keeps a span (the SDK has none).
-            let max_len = self.span_limits.attribute_value_length.map(|n| n as usize);
-            macro_rules! add {
-                ($processor:expr) => {
-                    builder = match max_len {
-                        Some(max) => builder
-                            .with_span_processor(super::limits::Truncating::new($processor, max)),
-                        None => builder.with_span_processor($processor),
-                    }
-                };
-            }
-            let has_exporter = self.otlp.is_some() || self.stdout_exporter;
-            let capacity = self.flight_recorder_capacity.unwrap_or(if has_exporter {
-                0
-            } else {
-                DEFAULT_FLIGHT_RECORDER_CAPACITY
-            });
-            if capacity > 0 {
-                let r = FlightRecorder::with_max_bytes(capacity, self.flight_recorder_max_bytes);
-                add!(r.clone());
-                recorder = Some(r);
-            }
-            if let Some(otlp) = self.otlp.clone() {
-                let timeout = extras.spans.export_timeout.unwrap_or(otlp.timeout);
-                let reporting = reporting("spans", &otlp);
-                let cause: LastCause = reporting.cause.clone();
-                let processor = BoundedSpanProcessor::with_reporting(
-                    "otlp",
-                    config(timeout),
-                    reporting,
-                    move || otlp_exporter(otlp, cause),
-                )
-                .map_err(|source| InitError::Exporter {
-                    exporter: "otlp",
-                    source,
-                })?;
-                diagnostics.push(processor.diagnostics());
-                stats.push(processor.stats());
-                add!(processor);
-            }
-            if self.stdout_exporter {
-                let (log_format, max_field_len) = (self.log_format, self.max_field_len);
-                let processor = BoundedSpanProcessor::new(
-                    "stdout",
-                    config(DEFAULT_EXPORT_TIMEOUT),
-                    move || {
-                        // Spans in the log lines' format: stdout stays one format.
-                        Ok(StdoutExporter::new(log_format).max_len(max_field_len))
-                    },
-                )
-                .map_err(|source| InitError::Exporter {
-                    exporter: "stdout",
-                    source,
-                })?;
-                stats.push(processor.stats());
-                add!(processor);
-            }
-            Some(builder.build())
+            let traces = self.traces(resource, &extras, &mut started)?;
+            (Some(traces.provider), traces.recorder)
         };
 
         let mut layers: Vec<BoxLayer> = Vec::new();
         if let Some(provider) = &provider {
-            layers.push(Box::new(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer_with_scope(instrumentation_scope()))
-                    .with_location(self.tracing_attributes)
-                    .with_threads(self.tracing_attributes)
-                    .with_tracked_inactivity(self.tracing_attributes)
-                    .with_target(self.tracing_attributes)
-                    .with_level(false)
-                    .with_filter(otel_filter(&self.trace_filter)),
-            ));
+            layers.push(self.otel_layer(provider));
         }
-        let writer = self.writer.unwrap_or_else(|| {
+        let writer = self.writer.take().unwrap_or_else(|| {
             tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
         });
-        let mut ids = OtelIdsLayer::unbound();
-        match self.log_format {
-            LogFormat::Json(profile) => {
-                let format = JsonFormat::new(profile)
-                    .service_name(service_name)
-                    .max_len(self.max_field_len);
-                ids = format.ids_layer();
-                layers.push(Box::new(
-                    tracing_subscriber::fmt::layer()
-                        .fmt_fields(JsonFields::new(self.max_field_len))
-                        .event_format(format)
-                        .with_writer(writer)
-                        .with_filter(log_filter(&self.filter, &self.trace_filter)),
-                ));
-            }
-            LogFormat::Pretty => {
-                let format = PrettyFormat::new(self.ansi).max_len(self.max_field_len);
-                ids = format.ids_layer();
-                layers.push(Box::new(
-                    tracing_subscriber::fmt::layer()
-                        .fmt_fields(JsonFields::new(self.max_field_len))
-                        .event_format(format)
-                        .with_writer(writer)
-                        .with_filter(log_filter(&self.filter, &self.trace_filter)),
-                ));
-            }
-            LogFormat::None => {}
-        }
+        let (lines, ids) = self.log_lines(service_name, writer);
+        layers.extend(lines);
         let otlp_logs = OtlpLogLayer::new(logger_provider.as_ref().map(|p| {
             opentelemetry::logs::LoggerProvider::logger_with_scope(p, instrumentation_scope())
         }));
@@ -735,7 +533,7 @@ impl TelemetryBuilder {
         let dispatch = Dispatch::new(subscriber);
         // The export workers' lines (and the SDK's internal logs on their
         // threads) go to this pipeline's log output.
-        for d in &diagnostics {
+        for d in &started.diagnostics {
             d.set(&dispatch);
         }
         tracing::dispatcher::with_default(&dispatch, || {
@@ -749,7 +547,7 @@ impl TelemetryBuilder {
                 provider,
                 logger_provider,
                 recorder,
-                stats,
+                started.stats,
                 self.shutdown_timeout,
             )
             .with_otlp_metrics(otlp_metrics),
@@ -760,6 +558,18 @@ impl TelemetryBuilder {
     /// Builds and installs the pipeline globally; see [`Telemetry::install`].
     pub fn init(self) -> Result<TelemetryGuard, InitError> {
         self.build()?.install()
+    }
+
+    /// Every OTLP exporter set so far (spans, log records, metrics): what
+    /// the shared OTLP settings apply to.
+    fn otlp_configs(&mut self) -> impl Iterator<Item = &mut OtlpConfig> {
+        [
+            &mut self.otlp,
+            &mut self.otlp_logs,
+            &mut self.metrics_export.otlp,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -773,24 +583,5 @@ fn carry(previous: Option<OtlpConfig>, endpoint: String, protocol: Protocol) -> 
             ..p
         },
         None => OtlpConfig::new(endpoint, protocol),
-    }
-}
-
-/// The executable's file name without extension (`process.executable.name`),
-/// when known.
-fn executable_name() -> Option<String> {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .filter(|s| !s.is_empty())
-}
-
-/// The `service.name` the OpenTelemetry resource semantic conventions make an
-/// SDK fall back to: `unknown_service:` followed by the executable's name, or
-/// `unknown_service` alone when that is not available.
-fn default_service_name(executable: Option<&str>) -> String {
-    match executable {
-        Some(exe) => format!("unknown_service:{exe}"),
-        None => "unknown_service".to_owned(),
     }
 }

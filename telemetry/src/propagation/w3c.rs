@@ -161,7 +161,13 @@ impl TextMapPropagator for TraceContextPropagator {
             true,
             given.clone(),
         );
-        cx.with_remote_span_context(sc).with_value(Received {
+        let cx = cx.with_remote_span_context(sc);
+        // Nothing beyond the span context to keep (no list, no random flag
+        // for the SDK to clear): two allocations per request saved.
+        if list.is_empty() && tp.flags() & FLAG_RANDOM == 0 {
+            return cx;
+        }
+        cx.with_value(Received {
             trace_id: tp.trace_id(),
             flags: tp.flags(),
             list,

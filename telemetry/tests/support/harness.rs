@@ -33,6 +33,28 @@ impl Harness {
         // Through the testkit's global dispatcher: deterministic under
         // parallel tests.
         let guard = telltale_testkit::set_default(subscriber);
+        Self::finish(exporter, guard)
+    }
+
+    /// Like [`new`](Self::new), with `sampler` decided before spans are
+    /// built, as `init`'s pipeline does (`telltale_telemetry::sampling`).
+    #[allow(dead_code)]
+    pub fn with_sampler(sampler: opentelemetry_sdk::trace::Sampler) -> Self {
+        use telltale_telemetry::sampling::{PresetTraceIds, SamplerLayer};
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .with_sampler(sampler.clone())
+            .with_id_generator(PresetTraceIds::default())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(SamplerLayer::new(sampler))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let guard = telltale_testkit::set_default(subscriber);
+        Self::finish(exporter, guard)
+    }
+
+    fn finish(exporter: InMemorySpanExporter, guard: tracing::dispatcher::DefaultGuard) -> Self {
         let config = RedConfig::default();
         let recorder = prometheus_builder(&config).build_recorder();
         let metrics = recorder.handle();

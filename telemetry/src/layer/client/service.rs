@@ -15,10 +15,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::ResponseFuture;
 use super::layer::{Origin, Shared};
 use crate::layer::propagation;
-use crate::layer::record::Route;
+use crate::layer::record::{RequestSpan, Route};
 use crate::layer::server::ResponseBody;
 use crate::layer::settings::telemetry_service;
 use crate::metrics::Scheme;
+use crate::sampling::{self, Early};
 
 /// The service built by [`ClientTelemetryLayer`](super::ClientTelemetryLayer).
 #[derive(Clone)]
@@ -155,17 +156,36 @@ impl<S> ClientTelemetryService<S> {
             .common
             .metrics(grpc)
             .map(|m| m.start_client(req.method(), Scheme::from_uri(req.uri()), host, port));
-        let span = if shared.common.tracing {
-            make_span(shared, &req, rpc, host, port)
-        } else {
+        // A call made for a request the sampler dropped before building its
+        // span is decided the same way: no span, its own span ID for the
+        // `traceparent` it sends (see `crate::sampling`).
+        let mut dropped = None;
+        let span = if !shared.common.tracing {
             Span::none()
+        } else {
+            match sampling::decide_client() {
+                Some(Early::Dropped(cx)) => {
+                    dropped = Some(cx);
+                    Span::none()
+                }
+                Some(Early::Kept(keep)) => {
+                    let span = make_span(shared, &req, rpc, host, port);
+                    // Started while the decision's trace ID is preset.
+                    let _ = span.context();
+                    drop(keep);
+                    span
+                }
+                None => make_span(shared, &req, rpc, host, port),
+            }
         };
         let route = match rpc {
             Some(_) => Route::Grpc(req.uri().clone()),
             None => Route::None,
         };
         if shared.propagate {
-            let mut cx = if span.is_disabled() {
+            let mut cx = if let Some(cx) = &dropped {
+                cx.clone()
+            } else if span.is_disabled() {
                 Span::current().context()
             } else {
                 span.context()
@@ -177,6 +197,14 @@ impl<S> ClientTelemetryService<S> {
         }
         let capture = shared.common.capture();
         let inner = &mut self.inner;
+        let span = match dropped {
+            Some(context) => RequestSpan {
+                span,
+                recording: false,
+                context: Some(context),
+            },
+            None => RequestSpan::traced(span),
+        };
         ResponseFuture::start(span, in_flight, route, Side::Client, capture, None, || {
             inner.call(req)
         })

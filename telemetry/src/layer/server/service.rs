@@ -1,7 +1,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
@@ -11,7 +11,7 @@ use telltale_core::http::known_method;
 use telltale_core::{CorrelationId, Side};
 use tower_service::Service;
 use tracing::Span;
-use tracing::field::Empty;
+use tracing::field::{Empty, Field, Value, display};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::layer::Shared;
@@ -19,9 +19,10 @@ use super::{ResponseBody, ResponseFuture};
 use crate::layer::attrs::{client_address, protocol_version, server_host};
 use crate::layer::limits::cap;
 use crate::layer::propagation;
-use crate::layer::record::Route;
+use crate::layer::record::{RequestSpan, Route};
 use crate::layer::settings::telemetry_service;
 use crate::metrics::Scheme;
+use crate::sampling::{self, Early, Parent};
 
 /// The service built by [`ServerTelemetryLayer`](super::ServerTelemetryLayer).
 #[derive(Clone)]
@@ -73,13 +74,165 @@ fn peer_ip<B>(req: &Request<B>) -> Option<IpAddr> {
     req.extensions().get::<SocketAddr>().map(SocketAddr::ip)
 }
 
-fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bool) -> Span {
+/// The request span's fields, looked up once: the span is created with every
+/// field empty and filled with one `record_all` once the sampler has kept it.
+struct SpanFields {
+    method: Field,
+    method_original: Field,
+    path: Field,
+    scheme: Field,
+    query: Field,
+    route: Field,
+    protocol: Field,
+    server_address: Field,
+    server_port: Field,
+    client_address: Field,
+    user_agent: Field,
+    correlation: Field,
+    rpc_system: Field,
+    rpc_service: Field,
+    rpc_method: Field,
+}
+
+impl SpanFields {
+    fn of(span: &Span) -> Option<&'static SpanFields> {
+        static FIELDS: OnceLock<Option<SpanFields>> = OnceLock::new();
+        FIELDS
+            .get_or_init(|| {
+                let set = span.metadata()?.fields();
+                Some(SpanFields {
+                    method: set.field("http.request.method")?,
+                    method_original: set.field("http.request.method_original")?,
+                    path: set.field("url.path")?,
+                    scheme: set.field("url.scheme")?,
+                    query: set.field("url.query")?,
+                    route: set.field("http.route")?,
+                    protocol: set.field("network.protocol.version")?,
+                    server_address: set.field("server.address")?,
+                    server_port: set.field("server.port")?,
+                    client_address: set.field("client.address")?,
+                    user_agent: set.field("user_agent.original")?,
+                    correlation: set.field("correlation_id")?,
+                    rpc_system: set.field("rpc.system")?,
+                    rpc_service: set.field("rpc.service")?,
+                    rpc_method: set.field("rpc.method")?,
+                })
+            })
+            .as_ref()
+    }
+}
+
+/// The request's span.
+///
+/// The sampler decides before anything is built when the subscriber carries
+/// a [`SamplerLayer`](crate::sampling::SamplerLayer) (telltale's pipeline
+/// adds one): a dropped request gets no tracing span, only an OpenTelemetry
+/// context with its trace ID (see [`sampling`](crate::sampling)).
+///
+/// Otherwise the span is created with its fields empty and its
+/// OpenTelemetry span is started at once, so the SDK's sampler decides
+/// before any attribute is converted; a span it drops keeps its IDs and
+/// records nothing. Only a recording span gets the request's attributes, in
+/// one `record_all`. With no OpenTelemetry layer in the subscriber (the span
+/// has no valid trace ID), the fields are recorded for the log formatters.
+fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bool) -> RequestSpan {
+    let path = req.uri().path();
+    let remote = propagation::extract(req.headers());
+    let public = remote.is_some() && shared.is_public(path, route);
+    let parent = match &remote {
+        Some(cx) if !public => Parent::Remote(cx),
+        Some(_) => Parent::Root,
+        None => Parent::Contextual,
+    };
+    // Held until the OpenTelemetry span has started (it presets the SDK's
+    // trace ID for a kept new trace).
+    let _kept = match sampling::decide_server(parent) {
+        Some(Early::Dropped(context)) => {
+            return RequestSpan {
+                span: Span::none(),
+                recording: false,
+                context: Some(context),
+            };
+        }
+        Some(Early::Kept(keep)) => Some(keep),
+        None => None,
+    };
+    let span = tracing::info_span!(
+        target: "telltale::server",
+        "HTTP request",
+        otel.name = Empty,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        http.request.method = Empty,
+        http.request.method_original = Empty,
+        url.path = Empty,
+        url.scheme = Empty,
+        url.query = Empty,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        error.type = Empty,
+        network.protocol.version = Empty,
+        server.address = Empty,
+        server.port = Empty,
+        client.address = Empty,
+        user_agent.original = Empty,
+        correlation_id = Empty,
+        rpc.system = Empty,
+        rpc.service = Empty,
+        rpc.method = Empty,
+        rpc.grpc.status_code = Empty,
+        resilience.rejected = Empty,
+        resilience.circuit_breaker.name = Empty,
+        resilience.circuit_breaker.state = Empty,
+        resilience.circuit_breaker.retry_after_ms = Empty,
+        resilience.bulkhead.name = Empty,
+        resilience.bulkhead.waited_ms = Empty,
+    );
+    if span.is_disabled() {
+        return RequestSpan::traced(span);
+    }
+    if let Some(cx) = remote {
+        if public {
+            let _ = span.set_parent(opentelemetry::Context::new());
+            span.add_link(cx.span().span_context().clone());
+        } else {
+            let _ = span.set_parent(cx);
+        }
+    }
+    // Starts the OpenTelemetry span: the SDK's sampler decides here.
+    let cx = span.context();
+    let otel = cx.span();
+    if otel.span_context().is_valid() && !otel.is_recording() {
+        return RequestSpan {
+            span,
+            recording: false,
+            context: None,
+        };
+    }
+    record_request(shared, req, route, grpc, &span, &otel);
+    shared.common.request_headers.record(&span, req.headers());
+    RequestSpan::traced(span)
+}
+
+/// Records the request's attributes on a span the sampler kept.
+fn record_request<B>(
+    shared: &Shared,
+    req: &Request<B>,
+    route: Option<&str>,
+    grpc: bool,
+    span: &Span,
+    otel: &opentelemetry::trace::SpanRef<'_>,
+) {
+    let Some(f) = SpanFields::of(span) else {
+        return;
+    };
     let method = req.method();
     let known = known_method(method);
     let uri = req.uri();
     let path = uri.path();
     let rpc = if grpc { split_path(path) } else { None };
-    let name: Cow<'_, str> = match (rpc, known, route) {
+    let name: Cow<'static, str> = match (rpc, known, route) {
         (Some((service, m)), _, Some(_)) => Cow::Owned(format!("{service}/{m}")),
         (_, Some(m), Some(r)) => Cow::Owned(format!("{m} {r}")),
         (_, Some(m), None) => Cow::Borrowed(m),
@@ -106,51 +259,35 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
         Some((s, m)) if route.is_some() => (Some(s), Some(m)),
         _ => (None, None),
     };
-    let span = tracing::info_span!(
-        target: "telltale::server",
-        "HTTP request",
-        otel.name = &*name,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-        http.request.method = known.unwrap_or("_OTHER"),
-        http.request.method_original = known.is_none().then(|| cap(method.as_str(), max)),
-        url.path = cap(path, max),
-        url.scheme = scheme.as_str(),
-        url.query = query.as_deref().map(|q| cap(q, max)),
-        http.route = route,
-        http.response.status_code = Empty,
-        error.type = Empty,
-        network.protocol.version = protocol_version(req.version()),
-        server.address = host,
-        server.port = port.map(i64::from),
-        client.address = client.map(display),
-        user_agent.original = user_agent.map(|u| cap(u, max)),
-        correlation_id = correlation.as_ref().map(CorrelationId::as_str),
-        rpc.system = rpc_service.map(|_| "grpc"),
-        rpc.service = rpc_service,
-        rpc.method = rpc_method,
-        rpc.grpc.status_code = Empty,
-        resilience.rejected = Empty,
-        resilience.circuit_breaker.name = Empty,
-        resilience.circuit_breaker.state = Empty,
-        resilience.circuit_breaker.retry_after_ms = Empty,
-        resilience.bulkhead.name = Empty,
-        resilience.bulkhead.waited_ms = Empty,
-    );
-    if span.is_disabled() {
-        return span;
+    let method_original = known.is_none().then(|| cap(method.as_str(), max));
+    let path = cap(path, max);
+    let query = query.as_deref().map(|q| cap(q, max));
+    let user_agent = user_agent.map(|u| cap(u, max));
+    let client = client.map(display);
+    let correlation = correlation.as_ref().map(CorrelationId::as_str);
+    let port = port.map(i64::from);
+    let values: [(&Field, Option<&dyn Value>); 15] = [
+        (&f.method, Some(&known.unwrap_or("_OTHER"))),
+        (&f.method_original, Some(&method_original)),
+        (&f.path, Some(&path)),
+        (&f.scheme, Some(&scheme.as_str())),
+        (&f.query, Some(&query)),
+        (&f.route, Some(&route)),
+        (&f.protocol, Some(&protocol_version(req.version()))),
+        (&f.server_address, Some(&host)),
+        (&f.server_port, Some(&port)),
+        (&f.client_address, Some(&client)),
+        (&f.user_agent, Some(&user_agent)),
+        (&f.correlation, Some(&correlation)),
+        (&f.rpc_system, Some(&rpc_service.map(|_| "grpc"))),
+        (&f.rpc_service, Some(&rpc_service)),
+        (&f.rpc_method, Some(&rpc_method)),
+    ];
+    if let Some(meta) = span.metadata() {
+        span.record_all(&meta.fields().value_set(&values));
     }
-    if let Some(cx) = propagation::extract(req.headers()) {
-        if shared.is_public(path, route) {
-            let _ = span.set_parent(opentelemetry::Context::new());
-            span.add_link(cx.span().span_context().clone());
-        } else {
-            let _ = span.set_parent(cx);
-        }
-    }
-    shared.common.request_headers.record(&span, req.headers());
-    span
+    // A started OpenTelemetry span ignores a recorded `otel.name`.
+    otel.update_name(name);
 }
 
 telemetry_service!(ServerTelemetryService);
@@ -172,7 +309,7 @@ impl<S> ServerTelemetryService<S> {
         let span = if traced {
             make_span(shared, &req, route.as_str(), grpc)
         } else {
-            Span::none()
+            RequestSpan::none()
         };
         let capture = shared.common.capture();
         // Health checks and skipped routes get no line, as they get no span.
@@ -181,7 +318,7 @@ impl<S> ServerTelemetryService<S> {
             .as_ref()
             .filter(|_| !skipped)
             .map(|logger| {
-                logger.start(req.method(), &span, || {
+                logger.start(req.method(), &span.span, in_flight.is_some(), || {
                     req.extensions()
                         .get::<CorrelationId>()
                         .cloned()
