@@ -62,21 +62,12 @@ fn subscriber(sampled: bool) -> Dispatch {
     let tracer = provider.tracer("bench");
     // As `init` builds it: the sampler asked before spans are built
     // (`telltale_telemetry::sampling`), and the bridge with its
-    // `tracing_attributes` off (no code location, thread, target or
-    // busy/idle attributes). Every stack in this bench runs on this same
+    // `tracing_attributes` off. Every stack in this bench runs on this same
     // subscriber.
     Dispatch::new(
         tracing_subscriber::registry()
             .with(SamplerLayer::new(sampler))
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_location(false)
-                    .with_threads(false)
-                    .with_tracked_inactivity(false)
-                    .with_target(false)
-                    .with_level(false),
-            ),
+            .with(support::stacks::bridge(tracer)),
     )
 }
 

@@ -367,6 +367,30 @@ pub(crate) fn otlp_subscriber(
     ))
 }
 
+/// The tracing → OpenTelemetry bridge as `telltale_telemetry::init` sets it,
+/// for every stack alike: no code location, thread, target or busy/idle
+/// attributes, and telltale's request log line kept out of the span events
+/// (its span already holds every field).
+pub(crate) fn bridge<S>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::Layer::with_filter(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_target(false)
+            .with_level(false),
+        tracing_subscriber::filter::filter_fn(|meta| {
+            !(meta.is_event() && meta.target() == telltale_telemetry::layer::request_log::TARGET)
+        }),
+    )
+}
+
 fn dispatch(
     tracer: opentelemetry_sdk::trace::SdkTracer,
     sampler: Option<telltale_telemetry::sampling::SamplerLayer>,
@@ -381,25 +405,7 @@ fn dispatch(
                     .with_target("otel::tracing", tracing::Level::TRACE),
             )
             .with(sampler)
-            .with(
-                // The bridge as `telltale_telemetry::init` sets it, for every
-                // stack alike: no code location, thread, target or busy/idle
-                // attributes, and telltale's request log line kept out of the
-                // span events (its span already holds every field).
-                tracing_subscriber::Layer::with_filter(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(tracer)
-                        .with_location(false)
-                        .with_threads(false)
-                        .with_tracked_inactivity(false)
-                        .with_target(false)
-                        .with_level(false),
-                    tracing_subscriber::filter::filter_fn(|meta| {
-                        !(meta.is_event()
-                            && meta.target() == telltale_telemetry::layer::request_log::TARGET)
-                    }),
-                ),
-            ),
+            .with(bridge(tracer)),
     )
 }
 

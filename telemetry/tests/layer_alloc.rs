@@ -90,36 +90,58 @@ async fn metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper() {
     );
 }
 
-/// Issue 16 item 1: a request the sampler drops (decided before any span is
-/// built, `telltale_telemetry::sampling`) costs at most three allocations
-/// more than the metrics-only layer: a new trace, a sampled parent dropped
-/// here, and an unsampled parent (the usual downstream case).
-async fn sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_only() {
+/// A subscriber as `init` builds it (the sampler asked before spans are
+/// built, the bridge without code-location, thread, target and busy/idle
+/// attributes) around `sampler`, spans ending unexported; and the
+/// metrics-only and the spans-on server layers to compare on it.
+fn sampling_setup(
+    sampler: opentelemetry_sdk::trace::Sampler,
+) -> (
+    tracing::subscriber::DefaultGuard,
+    ServerTelemetryLayer,
+    ServerTelemetryLayer,
+) {
     use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
     use telltale_telemetry::sampling::{PresetTraceIds, SamplerLayer};
     use tracing_subscriber::layer::SubscriberExt;
 
-    // Drops every request, whatever its parent says.
-    let sampler = Sampler::AlwaysOff;
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler.clone())
         .with_id_generator(PresetTraceIds::default())
         .build();
     let subscriber = tracing_subscriber::registry()
         .with(SamplerLayer::new(sampler))
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("alloc")));
-    let _guard = tracing::subscriber::set_default(subscriber);
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("alloc"))
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false),
+        );
+    let guard = tracing::subscriber::set_default(subscriber);
     let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
     let metrics_only = ServerTelemetryLayer::builder()
         .tracing(false)
         .red_config(config())
         .build()
         .unwrap();
-    let sampled_out = ServerTelemetryLayer::builder()
+    let spans = ServerTelemetryLayer::builder()
         .red_config(config())
         .build()
         .unwrap();
+    (guard, metrics_only, spans)
+}
+
+/// Issue 16 item 1: a request the sampler drops (decided before any span is
+/// built, `telltale_telemetry::sampling`) costs at most three allocations
+/// more than the metrics-only layer: a new trace, a sampled parent dropped
+/// here, and an unsampled parent (the usual downstream case).
+async fn sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_only() {
+    // Drops every request, whatever its parent says.
+    let (_guard, metrics_only, sampled_out) =
+        sampling_setup(opentelemetry_sdk::trace::Sampler::AlwaysOff);
     for traceparent in [
         None,
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
@@ -141,38 +163,10 @@ async fn sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_o
 /// they cannot creep back. Spans end in a processor that drops them, so the
 /// export's own copy is not counted.
 async fn sampled_in_request_allocations_are_locked() {
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-    use telltale_telemetry::sampling::{PresetTraceIds, SamplerLayer};
-    use tracing_subscriber::layer::SubscriberExt;
-
+    use opentelemetry_sdk::trace::Sampler;
     const LOCKED: [f64; 2] = [SAMPLED_IN_ROOT, SAMPLED_IN_CHILD];
-    let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler.clone())
-        .with_id_generator(PresetTraceIds::default())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(SamplerLayer::new(sampler))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("alloc"))
-                .with_location(false)
-                .with_threads(false)
-                .with_tracked_inactivity(false)
-                .with_target(false),
-        );
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
-    let metrics_only = ServerTelemetryLayer::builder()
-        .tracing(false)
-        .red_config(config())
-        .build()
-        .unwrap();
-    let sampled_in = ServerTelemetryLayer::builder()
-        .red_config(config())
-        .build()
-        .unwrap();
+    let (_guard, metrics_only, sampled_in) =
+        sampling_setup(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     let cases = [
         None,
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
