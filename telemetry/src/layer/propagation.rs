@@ -21,6 +21,28 @@ struct HeaderExtractor<'a> {
     joined: Vec<(&'a str, Option<String>)>,
 }
 
+/// The header names telltale's propagators read, parsed once: a lookup by
+/// `&str` parses the name again on every call (several per request).
+static KNOWN: [HeaderName; 9] = [
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("baggage"),
+    HeaderName::from_static("b3"),
+    HeaderName::from_static("x-b3-traceid"),
+    HeaderName::from_static("x-b3-spanid"),
+    HeaderName::from_static("x-b3-parentspanid"),
+    HeaderName::from_static("x-b3-sampled"),
+    HeaderName::from_static("x-b3-flags"),
+];
+
+/// Every value of the header `key` (none when `key` is not a header name).
+fn values<'h>(headers: &'h HeaderMap, key: &str) -> GetAll<'h, HeaderValue> {
+    match KNOWN.iter().find(|name| name.as_str() == key) {
+        Some(name) => headers.get_all(name),
+        None => headers.get_all(key),
+    }
+}
+
 /// The values of one header joined, or `None` when one is not visible ASCII.
 fn join(values: GetAll<'_, HeaderValue>) -> Option<String> {
     let mut out = String::new();
@@ -37,9 +59,9 @@ impl<'a> HeaderExtractor<'a> {
     fn new(headers: &'a HeaderMap, fields: impl Iterator<Item = &'a str>) -> Self {
         let joined = fields
             .filter_map(|field| {
-                let values = headers.get_all(field);
-                let mut iter = values.iter();
-                (iter.next().is_some() && iter.next().is_some()).then(|| (field, join(values)))
+                let all = values(headers, field);
+                let mut iter = all.iter();
+                (iter.next().is_some() && iter.next().is_some()).then(|| (field, join(all)))
             })
             .collect();
         HeaderExtractor { headers, joined }
@@ -55,7 +77,10 @@ impl Extractor for HeaderExtractor<'_> {
         {
             return value.as_deref();
         }
-        self.headers.get(key).and_then(|v| v.to_str().ok())
+        values(self.headers, key)
+            .iter()
+            .next()
+            .and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -63,13 +88,11 @@ impl Extractor for HeaderExtractor<'_> {
     }
 
     fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let values: Vec<&str> = self
-            .headers
-            .get_all(key)
+        let list: Vec<&str> = values(self.headers, key)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        (!values.is_empty()).then_some(values)
+        (!list.is_empty()).then_some(list)
     }
 }
 
@@ -94,7 +117,10 @@ pub(crate) fn extract(headers: &HeaderMap) -> Option<Context> {
 fn extract_with(p: &dyn TextMapPropagator, headers: &HeaderMap) -> Option<Context> {
     // Skip the extraction (and its allocations) when none of the
     // propagator's fields is present.
-    if !p.fields().any(|f| headers.contains_key(f)) {
+    if !p
+        .fields()
+        .any(|f| values(headers, f).iter().next().is_some())
+    {
         return None;
     }
     let extractor = HeaderExtractor::new(headers, p.fields());

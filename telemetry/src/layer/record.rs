@@ -220,7 +220,8 @@ impl Record {
         let log = self.log.take();
         // One clock read for both: the RED record's duration, also the line's.
         let duration = self.in_flight.as_ref().map(InFlight::elapsed);
-        if !self.span.is_disabled() || self.context.is_some() {
+        // (A request without a span needs its context only for the line.)
+        if !self.span.is_disabled() || (self.context.is_some() && log.is_some()) {
             // Entered once more so that the span's end time (its last exit, for
             // tracing-opentelemetry) is the end of the exchange.
             let _entered = self.enter();
