@@ -71,8 +71,10 @@ impl Future for Wait {
             },
             Some(key) => match inner.slots.poll(inner, key, cx.waker()) {
                 Polled::Pending => return Poll::Pending,
-                Polled::Granted(start) => {
-                    inner.metrics.wait.record(start.elapsed().as_secs_f64());
+                Polled::Granted { start, end } => {
+                    let end = end.unwrap_or_else(tokio::time::Instant::now);
+                    let waited = end.saturating_duration_since(start);
+                    inner.metrics.wait.record(waited.as_secs_f64());
                 }
                 Polled::Expired(start) => {
                     let full = inner.reject(start.elapsed());
@@ -184,7 +186,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: RespState<S, Req>,
+        pub(crate) state: RespState<S, Req>,
     }
 }
 
@@ -194,16 +196,13 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        // Waiting for a slot with the ready service and the request.
-        Waiting { #[pin] wait: Wait, service: Option<S>, request: Option<Req> },
+        // Waiting for a slot with the ready service and the request. The
+        // service is not in an `Option` and the request is taken straight
+        // into the call: the request is the largest part of this future, and
+        // every move of it on the waiting path costs (issue 16).
+        Waiting { #[pin] wait: Wait, service: S, request: Option<Req> },
         Called { #[pin] fut: S::Future, permit: Option<BulkheadPermit> },
         Rejected { error: Option<BulkheadFull> },
-    }
-}
-
-impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(crate) fn new(state: RespState<S, Req>) -> Self {
-        ResponseFuture { state }
     }
 }
 
@@ -237,8 +236,11 @@ where
                 } => {
                     let next = match ready!(wait.poll(cx)) {
                         Ok(permit) => {
-                            let mut service = service.take().expect("polled after completion");
-                            let request = request.take().expect("polled after completion");
+                            // Always there: the state moves on right below.
+                            // (Were it not, the permit would go back here.)
+                            let Some(request) = request.take() else {
+                                return Poll::Pending;
+                            };
                             RespState::Called {
                                 fut: service.call(request),
                                 permit: Some(permit),

@@ -39,7 +39,10 @@
 //! `telltale_bulkhead_rejected_calls_total{name}`, and the histogram
 //! `telltale_bulkhead_wait_duration_seconds{name}` of every admitted call's
 //! wait for a slot (0 when admitted at once; rejected calls are counted by
-//! the rejected counter, not here). A rejection records
+//! the rejected counter, not here). A wait is timed from the call's arrival
+//! to a moment between the hand-over of its slot and the call's resumption:
+//! a later arrival's clock reading when there is one, so that under
+//! contention a wait reads the clock once. A rejection records
 //! `resilience.bulkhead.name` and `resilience.rejected` on the current span
 //! (when declared) and emits a DEBUG event (target `telltale::bulkhead`).
 

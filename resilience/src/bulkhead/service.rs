@@ -52,25 +52,31 @@ pub(crate) fn call_through<S, ReqBody, B>(
 where
     S: Service<Request<ReqBody>, Response = Response<B>> + Clone,
 {
-    ResponseFuture::new(match bulkhead.try_acquire_quiet() {
-        Some(permit) => RespState::Called {
-            fut: inner.call(req),
-            permit: Some(permit),
+    if let Some(permit) = bulkhead.try_acquire_quiet() {
+        return ResponseFuture {
+            state: RespState::Called {
+                fut: inner.call(req),
+                permit: Some(permit),
+            },
+        };
+    }
+    if bulkhead.max_wait().is_zero() {
+        return ResponseFuture {
+            state: RespState::Rejected {
+                error: Some(bulkhead.inner.reject(std::time::Duration::ZERO)),
+            },
+        };
+    }
+    // Keep the ready service for this request; leave a clone behind.
+    let clone = inner.clone();
+    let ready = std::mem::replace(inner, clone);
+    ResponseFuture {
+        state: RespState::Waiting {
+            wait: bulkhead.wait(),
+            service: ready,
+            request: Some(req),
         },
-        None if bulkhead.max_wait().is_zero() => RespState::Rejected {
-            error: Some(bulkhead.inner.reject(std::time::Duration::ZERO)),
-        },
-        None => {
-            // Keep the ready service for this request; leave a clone behind.
-            let clone = inner.clone();
-            let ready = std::mem::replace(inner, clone);
-            RespState::Waiting {
-                wait: bulkhead.wait(),
-                service: Some(ready),
-                request: Some(req),
-            }
-        }
-    })
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BulkheadService<S>

@@ -19,10 +19,17 @@
 //! taken when the bulkhead is full. While waiters are queued no permit is
 //! free (a release hands its permit straight to the oldest waiter), so a new
 //! caller cannot overtake the queue.
+//!
+//! A wait reads the clock once, on arrival (its deadline). Its end, for the
+//! wait histogram, is the latest arrival's reading when that was taken after
+//! the wait was handed its permit (and, being in the queue by the time the
+//! waiter looks, before the waiter resumed): under contention another call
+//! arrives between every hand-over and the resumption of the waiter it woke,
+//! so that second clock read is saved. Otherwise the waiter reads the clock.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 use std::time::Duration;
@@ -45,6 +52,9 @@ pub(super) struct Slots {
     /// Free permits `<< 1`, `| QUEUED` while waiters are queued.
     state: AtomicUsize,
     queue: Mutex<Queue>,
+    /// Permits handed to waiters so far (changed under the lock, read before
+    /// an arrival reads the clock: see [`Queue::stamp`]).
+    grants: AtomicU64,
     /// Wakes a parked reaper when waiters queue up again.
     reaper_wake: Arc<Notify>,
 }
@@ -57,6 +67,9 @@ struct Queue {
     /// Entries waiting (not granted, expired or cancelled).
     waiting: usize,
     reaper: Reaper,
+    /// The latest arrival's clock reading, with [`Slots::grants`] as it was
+    /// before that reading: every grant counted there happened before it.
+    stamp: Option<(Instant, u64)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -78,6 +91,8 @@ struct Entry {
     /// Arrival.
     start: Instant,
     state: EntryState,
+    /// Once granted: [`Slots::grants`] counting this grant.
+    grant: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -95,8 +110,12 @@ enum EntryState {
 pub(super) enum Polled {
     /// Still waiting (its waker is registered).
     Pending,
-    /// Granted a permit after waiting since the given instant.
-    Granted(Instant),
+    /// Granted a permit after waiting since `start`; `end`, when known, is a
+    /// clock reading taken after the grant (else the waiter reads the clock).
+    Granted {
+        start: Instant,
+        end: Option<Instant>,
+    },
     /// Rejected after waiting since the given instant (max wait reached, or
     /// the max wait cannot be enforced).
     Expired(Instant),
@@ -121,7 +140,9 @@ impl Slots {
                 order: VecDeque::new(),
                 waiting: 0,
                 reaper: Reaper::Absent,
+                stamp: None,
             }),
+            grants: AtomicU64::new(0),
             reaper_wake: Arc::new(Notify::new()),
         }
     }
@@ -186,7 +207,12 @@ impl Slots {
             while let Some(key) = q.order.pop_front() {
                 let entry = &mut q.entries[key];
                 if entry.state == EntryState::Waiting {
+                    let grants = self.grants.load(Ordering::Relaxed) + 1;
+                    // Release: an arrival that reads this count before its
+                    // clock reading sees the grant as done before it.
+                    self.grants.store(grants, Ordering::Release);
                     entry.state = EntryState::Granted;
+                    entry.grant = grants;
                     granted = Some(entry.waker.take());
                     q.waiting -= 1;
                     break;
@@ -217,7 +243,9 @@ impl Slots {
     /// A waiter's first poll: takes a free permit, or queues the waiter
     /// (starting the reaper if none runs).
     pub(super) fn enqueue(&self, shared: &Arc<Shared>, waker: &Waker) -> Enqueued {
-        // Read before taking the lock, to keep the lock short.
+        // Read before taking the lock, to keep the lock short; the grants
+        // count before the clock (see `Queue::stamp`).
+        let grants = self.grants.load(Ordering::Acquire);
         let start = Instant::now();
         let mut q = self.lock();
         let mut s = self.state.load(Ordering::Relaxed);
@@ -263,7 +291,12 @@ impl Slots {
             waker: Some(waker.clone()),
             start,
             state: EntryState::Waiting,
+            grant: 0,
         });
+        // Readings are taken outside the lock: keep the latest.
+        if q.stamp.is_none_or(|(at, _)| at <= start) {
+            q.stamp = Some((start, grants));
+        }
         q.order.push_back(key);
         q.waiting += 1;
         drop(q);
@@ -315,7 +348,17 @@ impl Slots {
                 }
                 Polled::Pending
             }
-            EntryState::Granted => Polled::Granted(q.entries.remove(key).start),
+            EntryState::Granted => {
+                let entry = q.entries.remove(key);
+                let end = match q.stamp {
+                    Some((at, grants)) if grants >= entry.grant => Some(at),
+                    _ => None,
+                };
+                Polled::Granted {
+                    start: entry.start,
+                    end,
+                }
+            }
             EntryState::Expired => Polled::Expired(q.entries.remove(key).start),
             EntryState::Cancelled => {
                 // Only the waiter itself cancels, and it is done then.
