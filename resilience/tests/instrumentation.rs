@@ -158,6 +158,80 @@ async fn breaker_metrics() {
     assert_eq!(phase.state("open"), 0.0);
 }
 
+/// The rate gauges are written only when a rate changes, yet always show
+/// the rates of the current window: after a reset, after a window that
+/// stayed the same, and after many threads settled calls at once.
+#[test]
+fn rate_gauges_follow_the_window() {
+    let recorder = DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    let b = metrics::with_local_recorder(&recorder, || {
+        CircuitBreaker::builder("db")
+            .metric_prefix("app")
+            .sliding_window(SlidingWindow::Count(2))
+            .minimum_calls(2)
+            .failure_rate_threshold(1.0)
+            .build()
+            .unwrap()
+    });
+    let rates = |phase: &Phase| {
+        let l = [("name", "db")];
+        (
+            phase.gauge("app_telltale_circuitbreaker_failure_rate", &l),
+            phase.gauge("app_telltale_circuitbreaker_slow_call_rate", &l),
+        )
+    };
+    for _ in 0..2 {
+        b.try_acquire().unwrap().record(Verdict::Success);
+    }
+    assert_eq!(rates(&Phase::take(&snap)), (0.0, 0.0));
+    // The same window again and again: the gauges keep their value.
+    for _ in 0..5 {
+        b.try_acquire().unwrap().record(Verdict::Success);
+    }
+    b.try_acquire().unwrap().record(Verdict::Failure);
+    assert_eq!(rates(&Phase::take(&snap)), (0.5, 0.0));
+    b.reset();
+    assert_eq!(rates(&Phase::take(&snap)), (-1.0, -1.0), "an empty window");
+    // The rates come back to what they were before the reset: written again.
+    for _ in 0..2 {
+        b.try_acquire().unwrap().record(Verdict::Success);
+    }
+    assert_eq!(rates(&Phase::take(&snap)), (0.0, 0.0));
+
+    // Four threads settle calls at once, with results changing the rates
+    // all the time (metrics only: counted, never opened): the gauges end at
+    // the rates of the final window.
+    let b = metrics::with_local_recorder(&recorder, || {
+        CircuitBreaker::builder("db")
+            .metric_prefix("app")
+            .sliding_window(SlidingWindow::Count(7))
+            .minimum_calls(3)
+            .initial_state(State::MetricsOnly)
+            .build()
+            .unwrap()
+    });
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let b = &b;
+            s.spawn(move || {
+                for i in 0..2_000u32 {
+                    let verdict = if (i * 7 + t) % 5 < 2 {
+                        Verdict::Failure
+                    } else {
+                        Verdict::Success
+                    };
+                    b.try_acquire().unwrap().record(verdict);
+                }
+            });
+        }
+    });
+    assert_eq!(b.state(), State::MetricsOnly, "counted, never opened");
+    let (failure, slow) = b.rates().expect("a full window");
+    let phase = Phase::take(&snap);
+    assert_eq!(rates(&phase), (failure, slow));
+}
+
 #[tokio::test(start_paused = true)]
 async fn bulkhead_metrics() {
     telltale_testkit::init();

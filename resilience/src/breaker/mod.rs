@@ -101,10 +101,10 @@ pub use history::{BreakerSettings, TRANSITION_LOG_CAPACITY, TransitionRecord};
 pub use layer::CircuitBreakerLayer;
 pub use permit::BreakerPermit;
 pub use service::CircuitBreakerService;
-pub(crate) use service::call_through;
+pub(crate) use service::call_through_at;
 pub use state::{Reason, State};
 
-use self::metrics::BreakerMetrics;
+use self::metrics::{BreakerMetrics, CallMetrics};
 use self::state::{Admit, Core, Lane, Params, Reject, Settled, Transition};
 use self::window::{Kind, Sample};
 use crate::error::CircuitOpen;
@@ -190,15 +190,25 @@ pub enum BreakerEvent {
 }
 
 /// The state shared by the clones of one breaker (and its permits).
+///
+/// `repr(C)` keeps the declared order: what every call reads or writes comes
+/// first, right after the `Arc`'s reference counts (which every call touches
+/// too), so that a call touches a few adjacent cache lines of its breaker
+/// (plus the window slot it writes and its `calls_total` counter); names,
+/// the other metric handles, events, settings and history follow, touched on
+/// transitions, rejections and reads only. With many breakers called in turn
+/// (a keyed registry), the memory a call touches is what decides its cost.
+#[repr(C)]
 pub(crate) struct Shared {
-    name: Arc<str>,
-    core: Core,
     origin: Instant,
     slow_nanos: u64,
+    count_rejections: bool,
+    calls: CallMetrics,
+    core: Core,
     policy: FailurePolicy,
     abandoned: AbandonedPolicy,
-    count_rejections: bool,
     metrics: BreakerMetrics,
+    name: Arc<str>,
     events: broadcast::Sender<BreakerEvent>,
     settings: BreakerSettings,
     history: history::TransitionLog,
@@ -263,13 +273,12 @@ impl CircuitBreaker {
         let initial = builder.initial();
         let (events, _) = broadcast::channel(builder.event_capacity.max(1));
         let settings = BreakerSettings::of(&builder);
+        let (calls, metrics) =
+            BreakerMetrics::new(builder.metric_prefix.as_deref(), &builder.name, initial);
         CircuitBreaker {
             inner: Arc::new(Shared {
-                metrics: BreakerMetrics::new(
-                    builder.metric_prefix.as_deref(),
-                    &builder.name,
-                    initial,
-                ),
+                calls,
+                metrics,
                 core: Core::new(kind, params, initial),
                 origin: Instant::now(),
                 slow_nanos: builder.slow_nanos(),
@@ -324,8 +333,14 @@ impl CircuitBreaker {
     /// Asks to make a call. The returned permit must be given the call's result
     /// (or dropped, which follows the [`AbandonedPolicy`]).
     pub fn try_acquire(&self) -> Result<BreakerPermit, CircuitOpen> {
+        self.try_acquire_at(Instant::now())
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with the clock already read (the
+    /// keyed service reads it once for the registry and the breaker).
+    pub(crate) fn try_acquire_at(&self, now: Instant) -> Result<BreakerPermit, CircuitOpen> {
         let inner = &self.inner;
-        let now = inner.now();
+        let now = inner.nanos_at(now);
         let correlation = telltale_core::correlation::current();
         let result = inner
             .core
@@ -417,7 +432,11 @@ impl CircuitBreaker {
 
 impl Shared {
     fn now(&self) -> u64 {
-        config::nanos(Instant::now().saturating_duration_since(self.origin))
+        self.nanos_at(Instant::now())
+    }
+
+    fn nanos_at(&self, at: Instant) -> u64 {
+        config::nanos(at.saturating_duration_since(self.origin))
     }
 
     fn reject(&self, reject: Reject) -> CircuitOpen {
@@ -458,8 +477,8 @@ impl Shared {
         self.metrics.count_transition(t.from, t.to);
         self.metrics.set_state(self.core.current().1);
         if t.to == State::Closed || t.to == State::MetricsOnly {
-            self.metrics.failure_rate.set(-1.0);
-            self.metrics.slow_call_rate.set(-1.0);
+            // The window was just emptied: the rates read -1 again.
+            self.publish_rates();
         }
         let (failure_rate, slow_call_rate) = match t.reason {
             Reason::FailureRate {
@@ -545,15 +564,17 @@ impl Shared {
                     });
                 if let Settled::Counted(snap) = s {
                     if failed {
-                        self.metrics.failed.increment(1);
+                        self.calls.failed.increment(1);
                     } else {
-                        self.metrics.successful.increment(1);
+                        self.calls.successful.increment(1);
                     }
                     if slow {
-                        self.metrics.slow.increment(1);
+                        self.calls.slow.increment(1);
                     }
                     if let (Some(snap), Lane::Window) = (snap, admit.lane) {
-                        self.update_rates(snap);
+                        if self.calls.rates.changed(self.rates_of(snap)) {
+                            self.publish_rates();
+                        }
                     }
                 }
                 s
@@ -564,14 +585,22 @@ impl Shared {
         }
     }
 
-    fn update_rates(&self, snap: window::Snapshot) {
+    /// The failure and slow-call rates the gauges show for `snap`: -1 below
+    /// the minimum calls.
+    fn rates_of(&self, snap: window::Snapshot) -> (f64, f64) {
         if snap.total >= self.core_minimum_calls() {
-            self.metrics.failure_rate.set(snap.failure_rate());
-            self.metrics.slow_call_rate.set(snap.slow_rate());
+            (snap.failure_rate(), snap.slow_rate())
         } else {
-            self.metrics.failure_rate.set(-1.0);
-            self.metrics.slow_call_rate.set(-1.0);
+            (-1.0, -1.0)
         }
+    }
+
+    /// Sets the rate gauges to the rates of the current window (see
+    /// [`metrics::Rates`]).
+    fn publish_rates(&self) {
+        self.metrics.publish_rates(&self.calls.rates, || {
+            self.rates_of(self.core.window_snapshot())
+        });
     }
 
     fn core_minimum_calls(&self) -> u32 {

@@ -3,7 +3,7 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use telltale_core::{BodyTimeoutSignal, BoxError};
+use telltale_core::BoxError;
 use tower_service::Service;
 
 use super::{CircuitBreaker, ResponseBody, ResponseFuture};
@@ -53,7 +53,20 @@ pub(crate) fn call_through<S, Req>(
 where
     S: Service<Req>,
 {
-    match breaker.try_acquire() {
+    call_through_at(inner, breaker, req, tokio::time::Instant::now())
+}
+
+/// [`call_through`] with the clock already read.
+pub(crate) fn call_through_at<S, Req>(
+    inner: &mut S,
+    breaker: &CircuitBreaker,
+    req: Req,
+    now: tokio::time::Instant,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Req>,
+{
+    match breaker.try_acquire_at(now) {
         Ok(permit) => ResponseFuture::new(Ok(permit), inner.call(req)),
         Err(open) => ResponseFuture::rejected(open),
     }
@@ -76,8 +89,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // A body timeout outside says when it ends the body it drops.
-        let signal = req.extensions().get::<BodyTimeoutSignal>().cloned();
-        call_through(&mut self.inner, &self.breaker, req).with_signal(signal)
+        call_through(&mut self.inner, &self.breaker, req)
     }
 }

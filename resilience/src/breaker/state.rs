@@ -201,13 +201,15 @@ pub(crate) enum Settled {
     Late,
 }
 
-/// The numbers the state machine runs on.
+/// The numbers the state machine runs on (`repr(C)`: those a closed breaker
+/// reads on every call first).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
 pub(crate) struct Params {
-    pub(crate) failure_rate: f64,
-    pub(crate) slow_call_rate: f64,
     pub(crate) minimum_calls: u32,
     pub(crate) probes: u32,
+    pub(crate) failure_rate: f64,
+    pub(crate) slow_call_rate: f64,
     pub(crate) probe_deadline_nanos: u64,
     pub(crate) wait: WaitParams,
 }
@@ -287,9 +289,15 @@ fn set_deadline(word: &AtomicU64, generation: u32, nanos: u64) {
 /// The breaker's shared state machine. Time is passed in as nanoseconds since
 /// the breaker's origin so the same code runs under tokio's paused clock and
 /// under loom.
+///
+/// In declaration order (`repr(C)`): the state word, the window and the
+/// parameters a closed breaker reads on every call come first; the probe
+/// counter and deadlines, used while open or half-open, last.
+#[repr(C)]
 pub(crate) struct Core {
     state: AtomicU64,
     window: Window,
+    params: Params,
     probes: AtomicU64,
     /// End of the open wait, tagged with the open generation.
     open_until: AtomicU64,
@@ -297,7 +305,6 @@ pub(crate) struct Core {
     probe_deadline: AtomicU64,
     /// Opens since the last close (drives the open-wait backoff).
     opens: AtomicU64,
-    params: Params,
 }
 
 impl fmt::Debug for Core {

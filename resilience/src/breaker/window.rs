@@ -77,13 +77,16 @@ pub(crate) enum Kind {
     Time { buckets: u64, bucket_nanos: u64 },
 }
 
+/// In declaration order (`repr(C)`): the two words every record writes, then
+/// what it reads.
+#[repr(C)]
 pub(crate) struct Window {
-    kind: Kind,
-    slots: Box<[AtomicU64]>,
     agg: AtomicU64,
     /// Count window: the next call's position. Time window: the newest bucket
     /// number swept so far.
     pos: AtomicU64,
+    slots: Box<[AtomicU64]>,
+    kind: Kind,
     slot_cap: u64,
 }
 

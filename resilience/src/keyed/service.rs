@@ -100,8 +100,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let breaker = self.registry.get(self.key.key(&req).as_deref());
-        breaker::call_through(&mut self.inner, &breaker, req)
+        // One clock read for the registry (last use) and the breaker.
+        let now = tokio::time::Instant::now();
+        let breaker = match self.key.key(&req) {
+            Some(key) => self.registry.get_at(&key, now),
+            None => self.registry.overflow().clone(),
+        };
+        breaker::call_through_at(&mut self.inner, &breaker, req, now)
     }
 }
 

@@ -14,10 +14,17 @@ pub(super) const ID_NONE: u32 = u32::MAX;
 pub(super) const ID_OVERFLOW: u32 = u32::MAX - 1;
 pub(super) const GRPC_NONE: u8 = u8::MAX;
 
-/// Strings (routes, server addresses) mapped to small ids, at most `cap` of them.
+/// The hasher of routes and server addresses: foldhash, seeded at random per
+/// map. The strings can come from requests (a gRPC path), but a map holds at
+/// most `cap` of them and the seed is not observable, which is what foldhash's
+/// "minimal DoS resistance" covers; hashing a route costs a few nanoseconds
+/// instead of SipHash's tens, on every request.
+type StrHash = foldhash::fast::RandomState;
+
+/// Strings (server addresses) mapped to small ids, at most `cap` of them.
 /// Lookups of known strings take a read lock and allocate nothing.
 pub(super) struct Interner {
-    map: RwLock<HashMap<Arc<str>, u32>>,
+    map: RwLock<HashMap<Arc<str>, u32, StrHash>>,
     names: RwLock<Vec<Arc<str>>>,
     cap: usize,
 }
@@ -25,7 +32,7 @@ pub(super) struct Interner {
 impl Interner {
     pub(super) fn new(cap: usize) -> Self {
         Interner {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
             names: RwLock::new(Vec::new()),
             // Ids stay below the reserved values.
             cap: cap.min(ID_OVERFLOW as usize),
@@ -65,6 +72,107 @@ impl Interner {
             .unwrap_or_else(PoisonError::into_inner)
             .push(name.clone());
         map.insert(name, id);
+        id
+    }
+}
+
+/// Label sets recorded per route, found with one hash of the route.
+const SETS_PER_ROUTE: usize = 8;
+
+/// Routes mapped to small ids, at most `cap` of them (as an [`Interner`]), each
+/// with the handles of the label sets already recorded under it (up to
+/// [`SETS_PER_ROUTE`]), so that a request of a known route and label set takes
+/// one read lock, hashes its route once, compares a few small keys, and finds
+/// its handles next to its route: no second map, and with thousands of routes,
+/// little memory touched per request. The [`SeriesMap`] stays the authority
+/// (cap, overflow sets): a label set is cached under its route once the
+/// series map resolved it, and a resolution never changes afterwards.
+pub(super) struct Routes<V> {
+    map: RwLock<HashMap<Arc<str>, Route<V>, StrHash>>,
+    cap: usize,
+}
+
+/// A route's id and the label sets recorded under it: the key, the handles,
+/// and whether they are an overflow set's.
+struct Route<V> {
+    id: u32,
+    sets: Vec<(SeriesKey, V, bool)>,
+}
+
+impl<V: Clone> Routes<V> {
+    pub(super) fn new(cap: usize) -> Self {
+        Routes {
+            map: RwLock::new(HashMap::default()),
+            // Ids stay below the reserved values.
+            cap: cap.min(ID_OVERFLOW as usize),
+        }
+    }
+
+    /// Runs `hit` on the handles of `key` under `route` (`key.route` is set
+    /// here) and returns whether they are an overflow set's. Handles not
+    /// cached yet come from `resolve` (the series map) with the route's id.
+    pub(super) fn with<R>(
+        &self,
+        route: Option<&str>,
+        mut key: SeriesKey,
+        resolve: impl FnOnce(SeriesKey) -> (V, bool),
+        hit: impl Fn(&V) -> R,
+    ) -> (R, bool) {
+        let Some(route) = route else {
+            key.route = ID_NONE;
+            let (v, overflow) = resolve(key);
+            return (hit(&v), overflow);
+        };
+        let id = {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            match map.get(route) {
+                Some(entry) => {
+                    key.route = entry.id;
+                    if let Some((_, v, overflow)) = entry.sets.iter().find(|(k, ..)| *k == key) {
+                        return (hit(v), *overflow);
+                    }
+                    Some(entry.id)
+                }
+                None => None,
+            }
+        };
+        let id = match id {
+            Some(id) => id,
+            None => self.intern(route),
+        };
+        key.route = id;
+        let (v, overflow) = resolve(key);
+        let r = hit(&v);
+        if id != ID_OVERFLOW {
+            let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = map.get_mut(route)
+                && entry.sets.len() < SETS_PER_ROUTE
+                && !entry.sets.iter().any(|(k, ..)| *k == key)
+            {
+                entry.sets.push((key, v, overflow));
+            }
+        }
+        (r, overflow)
+    }
+
+    /// The id of a route not seen yet (or seen by another request meanwhile),
+    /// [`ID_OVERFLOW`] once `cap` routes are known.
+    fn intern(&self, route: &str) -> u32 {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = map.get(route) {
+            return entry.id;
+        }
+        if map.len() >= self.cap {
+            return ID_OVERFLOW;
+        }
+        let id = map.len() as u32;
+        map.insert(
+            Arc::from(route),
+            Route {
+                id,
+                sets: Vec::new(),
+            },
+        );
         id
     }
 }
@@ -214,6 +322,17 @@ impl<V: Clone> SeriesMap<V> {
             .unwrap_or_else(PoisonError::into_inner)
             .map
             .len()
+    }
+
+    /// The handles for `key` (created with `create` when the label set is new)
+    /// and whether they are an overflow set's (see [`with`](Self::with)).
+    pub(super) fn resolve(
+        &self,
+        key: SeriesKey,
+        values: &LabelValues<'_>,
+        create: impl Fn(&SeriesKey, &LabelValues<'_>) -> V,
+    ) -> (V, bool) {
+        self.with(key, values, create, V::clone)
     }
 
     /// Runs `hit` on the handles for `key`, creating them with `create` when the

@@ -356,6 +356,50 @@ fn cardinality_is_capped_with_an_overflow_label_and_counter() {
     assert!(text.contains(&format!("# TYPE {OVERFLOW_METRIC} counter")));
 }
 
+/// Requests repeating a route and label set (found next to their route after
+/// the first one) are counted like the first, overflow sets and overflow
+/// counter included, and so are more label sets under one route than it keeps
+/// at hand.
+#[test]
+fn repeated_label_sets_count_like_the_first() {
+    let (m, h) = setup(Kind::HttpServer, RedConfig::builder().max_label_sets(2));
+    for _ in 0..3 {
+        for code in [200u16, 201, 202] {
+            let s = StatusCode::from_u16(code).unwrap();
+            m.start(&Method::GET, Scheme::Http)
+                .finish(Some("/a"), Some(s), None, None);
+        }
+    }
+    let text = h.render();
+    assert_eq!(
+        series(&text, "http_server_request_duration_seconds_count"),
+        [
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/a",http_response_status_code="200",url_scheme="http"} 3"#,
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/a",http_response_status_code="201",url_scheme="http"} 3"#,
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="__overflow__",http_response_status_code="202",url_scheme="http"} 3"#,
+        ]
+    );
+    assert_eq!(
+        series(&text, OVERFLOW_METRIC),
+        [format!(
+            r#"{OVERFLOW_METRIC}{{metric="http_server_request_duration_seconds"}} 3"#
+        )]
+    );
+
+    let (m, h) = setup(Kind::HttpServer, RedConfig::builder());
+    let codes = 200u16..220;
+    for _ in 0..3 {
+        for code in codes.clone() {
+            let s = StatusCode::from_u16(code).unwrap();
+            m.start(&Method::GET, Scheme::Http)
+                .finish(Some("/b"), Some(s), None, None);
+        }
+    }
+    let lines = series(&h.render(), "http_server_request_duration_seconds_count");
+    assert_eq!(lines.len(), codes.len(), "{lines:#?}");
+    assert!(lines.iter().all(|l| l.ends_with("} 3")), "{lines:#?}");
+}
+
 #[test]
 fn overflow_sets_are_bounded_too() {
     // Cap 2, reserve 2: one folded overflow set, then only the catch-all.
