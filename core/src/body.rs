@@ -8,16 +8,18 @@
 //!   reporting [`is_end_stream`](http_body::Body::is_end_stream)),
 //! - a trailers frame,
 //! - a body error,
-//! - drop before any of those (cancelled, client disconnect).
+//! - drop before any of those (cancelled, client disconnect; or a body idle
+//!   timeout outside ended the body, [`BodyEnd::TimedOut`]).
 //!
-//! A layer that ends a body on purpose says why with a
-//! [`BodyTimeoutSignal`]: a body idle timeout (telltale-resilience's
-//! `BodyTimeoutLayer`) ends the body of a reader that stopped reading, and the
-//! layers around it may never see that body polled again (the stalled reader
-//! is the reason). The signal reaches them anyway, and
-//! [`BodyTimeoutSignal::resolve`] turns the error or drop that follows into
-//! [`BodyEnd::TimedOut`], so that spans, RED metrics and breakers classify it
-//! as [`Outcome::BodyTimeout`](crate::Outcome::BodyTimeout).
+//! A layer that ends a body on purpose says why. A body idle timeout
+//! (telltale-resilience's `BodyTimeoutLayer`) ends the body of a reader that
+//! stopped reading: it drops the body inside it with [`drop_timed_out`], so
+//! the [`CompletionBody`]s in there (a breaker's) end with
+//! [`BodyEnd::TimedOut`] rather than [`BodyEnd::Dropped`]; and the layers
+//! outside, which may never see the body polled again (the stalled reader is
+//! the reason), learn it from a [`BodyTimeoutSignal`]. Spans, RED metrics and
+//! breakers then classify it as
+//! [`Outcome::BodyTimeout`](crate::Outcome::BodyTimeout).
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -57,7 +59,8 @@ pub enum BodyEnd<'a> {
     Error,
     /// A layer ended the body because its reader stopped reading for longer
     /// than a bound: the body failed with [`BodyTimedOut`] in its error's
-    /// chain, or was dropped by that layer (see [`BodyTimeoutSignal`]).
+    /// chain, or was dropped by that layer (see [`BodyTimeoutSignal::resolve`]
+    /// for the layers outside it, [`drop_timed_out`] for those inside).
     TimedOut,
     /// The body was dropped before its end: the caller went away.
     Dropped,
@@ -103,25 +106,40 @@ impl fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
-/// Tells every layer of one exchange that a layer ended the response body
-/// because its reader stopped reading, when it happens, even if the body is
-/// never polled again.
+/// Tells the layers outside a body idle timeout that it ended the response
+/// body because its reader stopped reading, when it happens, even if the body
+/// is never polled again.
 ///
 /// The layer that may end the body (telltale-resilience's
-/// `BodyTimeoutLayer`) creates it, puts a clone in the request's extensions
-/// (for the layers inside it, whose bodies it drops) and in the response's
-/// extensions (for the layers outside it), and calls [`fire`](Self::fire)
-/// before it drops the body. A layer outside registers what to do then with
+/// `BodyTimeoutLayer`) creates one only when the body can stall: when the body
+/// hands out a frame with more to come. It then [`offer`](Self::offer)s it,
+/// during that same poll, to the layers outside that [`listen`](Self::listen)
+/// while they poll the body (a [`CompletionBody`] does when its [`OnEnd`]
+/// [asks](OnEnd::listens_for_timeout)), and calls [`fire`](Self::fire) before
+/// it drops the body. A layer outside registers what to do then with
 /// [`on_fire`](Self::on_fire) (telltale's telemetry layer ends the request's
-/// span and metrics there, with `error.type` `body_timeout`); any layer maps
-/// the error or drop it sees afterwards with [`resolve`](Self::resolve).
+/// span and metrics there, with `error.type` `body_timeout`) and maps the
+/// error or drop it sees afterwards with [`resolve`](Self::resolve). A
+/// response whose body ends with its first frame (most responses) never has
+/// one, and costs nothing.
+///
+/// The hand-over is a thread-local, as the request's correlation ID reaches
+/// an outer layer ([`correlation::listen`](crate::correlation::listen)), so
+/// that nothing is allocated for a response that never streams: a layer
+/// between the two that polls the body on another task hides the signal from
+/// the layers outside it (they then see the timeout only as the body's error
+/// or drop, if the reader ever polls again).
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use telltale_core::body::{BodyEnd, BodyTimeoutSignal};
 ///
-/// let signal = BodyTimeoutSignal::new();
+/// // The layer outside listens while it polls the body; the one inside
+/// // offers the signal when the body starts streaming.
+/// let ((), heard) = BodyTimeoutSignal::listen(|| BodyTimeoutSignal::new().offer());
+/// let signal = heard.unwrap();
+///
 /// let told = Arc::new(AtomicBool::new(false));
 /// let flag = told.clone();
 /// signal.on_fire(move || flag.store(true, Ordering::SeqCst));
@@ -131,6 +149,9 @@ impl std::error::Error for BodyTimedOut {}
 /// assert!(told.load(Ordering::SeqCst));
 /// assert!(matches!(signal.resolve(BodyEnd::Dropped), BodyEnd::TimedOut));
 /// assert!(matches!(signal.resolve(BodyEnd::Error), BodyEnd::TimedOut));
+///
+/// // Nobody listening: the offer is a thread-local check.
+/// BodyTimeoutSignal::new().offer();
 /// ```
 #[derive(Clone, Default)]
 pub struct BodyTimeoutSignal {
@@ -207,6 +228,102 @@ impl BodyTimeoutSignal {
             other => other,
         }
     }
+
+    /// Hands a clone of the signal to the layers outside that
+    /// [`listen`](Self::listen) now (while they poll the body that calls
+    /// this). Called by the layer that may end the body, in the poll in which
+    /// its body starts streaming; with nobody listening it costs a
+    /// thread-local check.
+    pub fn offer(&self) {
+        let _ = LISTENER.try_with(|l| {
+            if let Some(heard) = l.borrow_mut().as_mut() {
+                *heard = Some(self.clone());
+            }
+        });
+    }
+
+    /// Runs `poll` (a poll of an inner body) and returns what it returned,
+    /// with the signal a layer inside [`offer`](Self::offer)ed meanwhile (the
+    /// last one, if several did). A listener around this one hears it too.
+    pub fn listen<R>(poll: impl FnOnce() -> R) -> (R, Option<BodyTimeoutSignal>) {
+        // Restores the outer listener even if `poll` panics.
+        struct Restore(Option<Option<BodyTimeoutSignal>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let outer = self.0.take();
+                let _ = LISTENER.try_with(|l| *l.borrow_mut() = outer);
+            }
+        }
+        let outer = LISTENER.try_with(|l| l.borrow_mut().replace(None));
+        let mut restore = Restore(outer.ok().flatten());
+        let result = poll();
+        let heard = LISTENER
+            .try_with(|l| l.borrow_mut().take())
+            .ok()
+            .flatten()
+            .flatten();
+        if let (Some(signal), Some(outer)) = (&heard, restore.0.as_mut()) {
+            *outer = Some(signal.clone());
+        }
+        drop(restore);
+        (result, heard)
+    }
+}
+
+thread_local! {
+    /// Whether a layer outside listens for a [`BodyTimeoutSignal`]
+    /// ([`BodyTimeoutSignal::listen`]), and the signal offered meanwhile.
+    static LISTENER: std::cell::RefCell<Option<Option<BodyTimeoutSignal>>> =
+        const { std::cell::RefCell::new(None) };
+
+    /// Whether [`drop_timed_out`] is dropping a body on this thread.
+    static DROPPING_TIMED_OUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Drops `body`, a response body that a layer ends because its reader
+/// stopped reading for longer than a bound (after [`BodyTimeoutSignal::fire`]):
+/// every [`CompletionBody`] inside it that is dropped before its end reports
+/// [`BodyEnd::TimedOut`] instead of [`BodyEnd::Dropped`], so that a breaker
+/// inside records the call as a body timeout, not as a caller that went away.
+///
+/// Written with a thread-local rather than a signal in the request's
+/// extensions: the bodies inside are dropped right here, on this thread, so
+/// nothing needs to be allocated per request for them to know.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use http_body_util::Full;
+/// use telltale_core::body::{BodyEnd, CompletionBody, drop_timed_out};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// let body = CompletionBody::new(Full::new(bytes::Bytes::from_static(b"hi")), move |end: BodyEnd<'_>| {
+///     sink.lock().unwrap().push(format!("{end:?}"));
+/// });
+/// drop_timed_out(body);
+/// assert_eq!(*seen.lock().unwrap(), ["TimedOut"]);
+/// ```
+pub fn drop_timed_out<T>(body: T) {
+    // Resets the flag even if a drop panics.
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = DROPPING_TIMED_OUT.try_with(|d| d.set(self.0));
+        }
+    }
+    let _reset = Reset(
+        DROPPING_TIMED_OUT
+            .try_with(|d| d.replace(true))
+            .unwrap_or(false),
+    );
+    drop(body);
+}
+
+/// Whether [`drop_timed_out`] is dropping a body on this thread now.
+fn dropping_timed_out() -> bool {
+    DROPPING_TIMED_OUT
+        .try_with(std::cell::Cell::get)
+        .unwrap_or(false)
 }
 
 /// Called once when a [`CompletionBody`] ends.
@@ -215,6 +332,29 @@ impl BodyTimeoutSignal {
 pub trait OnEnd {
     /// Receives the end of the body. Called at most once.
     fn on_end(self, end: BodyEnd<'_>);
+
+    /// Whether the [`CompletionBody`] should [listen](BodyTimeoutSignal::listen)
+    /// for the [`BodyTimeoutSignal`] of a body idle timeout inside while it
+    /// polls the body, and hand it to
+    /// [`on_timeout_watch`](Self::on_timeout_watch). `false` by default: a
+    /// callback that only needs the end learns a timeout from
+    /// [`BodyEnd::TimedOut`] when the body is dropped inside the timeout
+    /// ([`drop_timed_out`]), or from the body's error.
+    fn listens_for_timeout(&self) -> bool {
+        false
+    }
+
+    /// Called when a body idle timeout inside starts watching the body (it
+    /// handed out a frame with more to come): `signal` fires when the timeout
+    /// ends the body, which the reader may never poll again. Returns the
+    /// callback to call at the end. By default, `self` unchanged.
+    fn on_timeout_watch(self, signal: BodyTimeoutSignal) -> Self
+    where
+        Self: Sized,
+    {
+        let _ = signal;
+        self
+    }
 }
 
 impl<F> OnEnd for F
@@ -250,6 +390,8 @@ pin_project! {
             if let Some(on_end) = this.on_end.take() {
                 if this.inner.is_end_stream() {
                     on_end.on_end(BodyEnd::Complete { trailers: None });
+                } else if dropping_timed_out() {
+                    on_end.on_end(BodyEnd::TimedOut);
                 } else {
                     on_end.on_end(BodyEnd::Dropped);
                 }
@@ -311,7 +453,16 @@ impl<B: Body, C: OnEnd> Body for CompletionBody<B, C> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let result = ready!(this.inner.poll_frame(cx));
+        let result = if this.on_end.as_ref().is_some_and(OnEnd::listens_for_timeout) {
+            let inner = this.inner;
+            let (result, signal) = BodyTimeoutSignal::listen(|| inner.poll_frame(cx));
+            if let Some(signal) = signal {
+                *this.on_end = this.on_end.take().map(|c| c.on_timeout_watch(signal));
+            }
+            ready!(result)
+        } else {
+            ready!(this.inner.poll_frame(cx))
+        };
         if let Some(on_end) = this.on_end.take() {
             match &result {
                 None => on_end.on_end(BodyEnd::Complete { trailers: None }),
@@ -481,5 +632,121 @@ mod tests {
             CompletionBody::passthrough(Full::new(Bytes::new()));
         assert!(body.is_settled());
         assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    /// A body that offers a signal with its first frame, as a body idle
+    /// timeout does when its body starts streaming.
+    struct Offering<B> {
+        inner: B,
+        signal: Option<BodyTimeoutSignal>,
+    }
+
+    impl<B: Body + Unpin> Body for Offering<B> {
+        type Data = B::Data;
+        type Error = B::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            if let Some(signal) = self.signal.take() {
+                signal.offer();
+            }
+            Pin::new(&mut self.inner).poll_frame(cx)
+        }
+    }
+
+    /// Listens, and logs what it hears and how the body ends.
+    struct Listening(Log);
+
+    impl OnEnd for Listening {
+        fn on_end(self, end: BodyEnd<'_>) {
+            self.0.lock().unwrap().push(format!("{end:?}"));
+        }
+
+        fn listens_for_timeout(&self) -> bool {
+            true
+        }
+
+        fn on_timeout_watch(self, signal: BodyTimeoutSignal) -> Self {
+            let log = self.0.clone();
+            log.lock().unwrap().push("heard".to_owned());
+            signal.on_fire(move || log.lock().unwrap().push("fired".to_owned()));
+            self
+        }
+    }
+
+    fn two_frames() -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Item>>> {
+        stream(vec![
+            Ok(Frame::data(Bytes::from("a"))),
+            Ok(Frame::data(Bytes::from("b"))),
+        ])
+    }
+
+    #[tokio::test]
+    async fn a_listening_callback_hears_the_signal_offered_while_it_polls() {
+        let log: Log = Arc::default();
+        let signal = BodyTimeoutSignal::new();
+        let inner = Offering {
+            inner: two_frames(),
+            signal: Some(signal.clone()),
+        };
+        let mut body = CompletionBody::new(inner, Listening(log.clone()));
+        assert!(body.frame().await.unwrap().is_ok());
+        assert_eq!(taken(&log), ["heard"]);
+        signal.fire();
+        assert_eq!(taken(&log), ["heard", "fired"]);
+        drop(body);
+        assert_eq!(taken(&log), ["heard", "fired", "Dropped"]);
+        // Offered with nobody listening: nothing is kept for later.
+        signal.offer();
+        let ((), heard) = BodyTimeoutSignal::listen(|| ());
+        assert!(heard.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_callback_that_does_not_listen_hears_nothing() {
+        let (log, cb) = recorder();
+        let inner = Offering {
+            inner: two_frames(),
+            signal: Some(BodyTimeoutSignal::new()),
+        };
+        let mut body = CompletionBody::new(inner, cb);
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.frame().await.is_none());
+        assert_eq!(taken(&log), ["complete"]);
+    }
+
+    #[test]
+    fn nested_listeners_both_hear_the_offer() {
+        let signal = BodyTimeoutSignal::new();
+        let ((inner_heard, ()), outer_heard) = BodyTimeoutSignal::listen(|| {
+            let ((), heard) = BodyTimeoutSignal::listen(|| signal.offer());
+            (heard, ())
+        });
+        for heard in [inner_heard, outer_heard] {
+            let heard = heard.expect("heard");
+            heard.fire();
+        }
+        assert!(signal.fired());
+        // Without an offer, a listener hears nothing.
+        let ((), heard) = BodyTimeoutSignal::listen(|| ());
+        assert!(heard.is_none());
+    }
+
+    #[test]
+    fn bodies_dropped_by_a_timeout_report_it_and_only_those() {
+        let (log, cb) = recorder();
+        drop_timed_out(CompletionBody::new(two_frames(), cb));
+        assert_eq!(taken(&log), ["timed out"]);
+        // A body at its end when dropped is complete, timeout or not.
+        let (log, cb) = recorder();
+        drop_timed_out(CompletionBody::new(Empty::<Bytes>::new(), cb));
+        assert_eq!(taken(&log), ["complete"]);
+        // Afterwards, a drop is a drop again.
+        let (log, cb) = recorder();
+        drop(CompletionBody::new(two_frames(), cb));
+        assert_eq!(taken(&log), ["dropped"]);
     }
 }

@@ -5,12 +5,15 @@
 //! (`TELLTALE_METRICS_PREFIX`), built once per process.
 //!
 //! Every key is static (the full names are built once and kept for the
-//! process, the labels are literals), so emitting allocates nothing; the
-//! recorder in effect at the time of the request receives the increment.
+//! process, the labels are literals). A server layer registers each series
+//! it counts with the recorder current at its first increment, and keeps the
+//! handle (as telltale-telemetry's RED metrics keep theirs), so that counting
+//! allocates nothing: registering can (the Prometheus recorder makes a new
+//! handle, one allocation, each time it is asked for one).
 
 use std::sync::OnceLock;
 
-use ::metrics::counter;
+use ::metrics::{Counter, counter};
 use telltale_core::InvalidCorrelationId;
 
 /// The full names of [`REJECTED_TOTAL`] and [`GENERATED_TOTAL`] under the
@@ -51,19 +54,6 @@ pub(crate) fn describe() {
     );
 }
 
-pub(crate) fn rejected(rejection: &InvalidCorrelationId) {
-    // Literal labels make static keys (no allocation per increment).
-    let name = names().0;
-    match rejection {
-        InvalidCorrelationId::Empty => counter!(name, "reason" => "empty").increment(1),
-        InvalidCorrelationId::TooLong { .. } => counter!(name, "reason" => "too_long").increment(1),
-        InvalidCorrelationId::InvalidCharacter { .. } => {
-            counter!(name, "reason" => "invalid_character").increment(1)
-        }
-        other => counter!(name, "reason" => other.reason()).increment(1),
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Generated {
     Missing,
@@ -71,12 +61,39 @@ pub(crate) enum Generated {
     Untrusted,
 }
 
-pub(crate) fn generated(why: Generated) {
-    let name = names().1;
-    match why {
-        Generated::Missing => counter!(name, "reason" => "missing").increment(1),
-        Generated::Rejected => counter!(name, "reason" => "rejected").increment(1),
-        Generated::Untrusted => counter!(name, "reason" => "untrusted").increment(1),
+/// The counters of one server layer, each registered at its first increment
+/// and kept (see the [module docs](self)).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// `generated_total` by [`Generated`]: `missing`, `rejected`, `untrusted`.
+    generated: [OnceLock<Counter>; 3],
+    /// `rejected_total` by the built-in reasons: `empty`, `too_long`,
+    /// `invalid_character` (a custom rule's reason is looked up each time).
+    rejected: [OnceLock<Counter>; 3],
+}
+
+impl Counters {
+    pub(crate) fn generated(&self, why: Generated) {
+        let (i, reason) = match why {
+            Generated::Missing => (0, "missing"),
+            Generated::Rejected => (1, "rejected"),
+            Generated::Untrusted => (2, "untrusted"),
+        };
+        self.generated[i]
+            .get_or_init(|| counter!(names().1, "reason" => reason))
+            .increment(1);
+    }
+
+    pub(crate) fn rejected(&self, rejection: &InvalidCorrelationId) {
+        let i = match rejection {
+            InvalidCorrelationId::Empty => 0,
+            InvalidCorrelationId::TooLong { .. } => 1,
+            InvalidCorrelationId::InvalidCharacter { .. } => 2,
+            other => return counter!(names().0, "reason" => other.reason()).increment(1),
+        };
+        self.rejected[i]
+            .get_or_init(|| counter!(names().0, "reason" => rejection.reason()))
+            .increment(1);
     }
 }
 

@@ -2,17 +2,21 @@
 //! stalls loses its bulkhead slot after the idle timeout and then ends with
 //! `BodyTimeout`; a reader that keeps reading, or a body waiting for its own
 //! producer, keeps it. Issue 16: one reaper task per layer, not one per
-//! response, which ends with its last body and survives its runtime.
+//! response, which ends with its last body and survives its runtime; the
+//! layers around learn of a timeout although nothing is made for them
+//! before a body streams.
 #![cfg(not(loom))]
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Frame;
-use http_body_util::{BodyExt, StreamBody};
-use telltale_resilience::Bulkhead;
+use http_body_util::{BodyExt, Either, Full, StreamBody};
+use telltale_core::{BodyEnd, BodyTimeoutSignal, CompletionBody, FailurePolicy, OnEnd};
 use telltale_resilience::body_timeout::{BodyTimeout, BodyTimeoutLayer};
+use telltale_resilience::{Bulkhead, CircuitBreaker};
 use tower::{ServiceBuilder, ServiceExt};
 
 type Chunk = Result<Frame<Bytes>, Infallible>;
@@ -309,4 +313,105 @@ async fn stalled_bodies_are_ended_on_a_multi_thread_runtime() {
         assert!(err.downcast_ref::<BodyTimeout>().is_some(), "{err}");
         assert!(body.frame().await.is_none());
     }
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// The end of the body outside the layer, as telltale's telemetry layer
+/// sees it: it listens for the layer's signal while it polls the body.
+struct Outside(Log);
+
+impl OnEnd for Outside {
+    fn on_end(self, end: BodyEnd<'_>) {
+        self.0.lock().unwrap().push(format!("end {end:?}"));
+    }
+
+    fn listens_for_timeout(&self) -> bool {
+        true
+    }
+
+    fn on_timeout_watch(self, signal: BodyTimeoutSignal) -> Self {
+        self.0.lock().unwrap().push("watched".to_owned());
+        let log = self.0.clone();
+        signal.on_fire(move || log.lock().unwrap().push("fired".to_owned()));
+        self
+    }
+}
+
+fn seen(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layers_around_learn_of_the_timeout_without_another_poll() {
+    // Body timeouts count as failures here, so that the breaker's window
+    // shows how it saw the end (a caller going away counts as nothing).
+    let breaker = CircuitBreaker::builder("t")
+        .failure_policy(FailurePolicy::default().body_timeouts(true))
+        .build()
+        .unwrap();
+    let layered = |log: Log, n: usize| {
+        ServiceBuilder::new()
+            .map_response(move |res: http::Response<_>| {
+                res.map(|body| CompletionBody::new(body, Outside(log.clone())))
+            })
+            .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
+            .layer(breaker.layer())
+            .service_fn(move |_req: http::Request<()>| async move {
+                // `n == 1`: a body that knows it ends with its frame.
+                let body = match n {
+                    1 => Either::Left(Full::new(Bytes::from_static(b"chunk"))),
+                    _ => Either::Right(streamed(n, Duration::ZERO)),
+                };
+                Ok::<_, Infallible>(http::Response::new(body))
+            })
+    };
+
+    // A body that ends with its first frame: nobody is told anything.
+    let log = Log::default();
+    let res = layered(log.clone(), 1)
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    assert!(res.extensions().get::<BodyTimeoutSignal>().is_none());
+    let collected = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&collected[..], b"chunk");
+    assert_eq!(seen(&log), ["end Complete { trailers: None }"]);
+    assert_eq!(breaker.snapshot().failed, 0);
+
+    // A streamed body: the layer outside is handed the signal with the first
+    // frame, before the reader can stall.
+    let log = Log::default();
+    let res = layered(log.clone(), 100)
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    assert!(body.frame().await.unwrap().is_ok());
+    assert_eq!(seen(&log), ["watched"]);
+    let calls = breaker.snapshot().calls;
+    // The reader stalls: at the bound the layer outside is told at once,
+    // and the breaker inside records a body timeout (a failure under this
+    // policy), not a caller that went away; nobody polled the body.
+    tokio::time::sleep(IDLE + Duration::from_millis(1)).await;
+    assert_eq!(seen(&log), ["watched", "fired"]);
+    let snapshot = breaker.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failed), (calls + 1, 1));
+    // Polled again: the error, then the end, seen once outside.
+    let err = body.frame().await.unwrap().unwrap_err();
+    assert!(err.downcast_ref::<BodyTimeout>().is_some());
+    drop(body);
+    assert_eq!(seen(&log), ["watched", "fired", "end Error"]);
+
+    // A reader that goes away is no body timeout for the breaker.
+    let log = Log::default();
+    let res = layered(log.clone(), 100)
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    assert!(body.frame().await.unwrap().is_ok());
+    drop(body);
+    assert_eq!(seen(&log), ["watched", "end Dropped"]);
+    assert_eq!(breaker.snapshot().failed, 1);
 }

@@ -183,6 +183,74 @@ async fn sampled_in_request_allocations_are_locked() {
     }
 }
 
+/// Issue 16 item 5: a captured request header costs what its attribute
+/// needs and no more: its value's copy and the one-element list holding it
+/// (the attribute key is built once, with the layer). Locked at two
+/// allocations per captured header, sampled in, 20 headers in the request.
+async fn a_captured_header_costs_two_allocations() {
+    use opentelemetry_sdk::trace::Sampler;
+    const HEADERS: usize = 20;
+    let names: Vec<String> = (0..HEADERS).map(|i| format!("x-bench-{i:02}")).collect();
+    let (_guard, _, plain) = sampling_setup(Sampler::AlwaysOn);
+    let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
+    let capturing = ServerTelemetryLayer::builder()
+        .red_config(config())
+        .capture_request_headers(names.clone())
+        .build()
+        .unwrap();
+    let headers: &'static [(String, String)] = Vec::leak(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), format!("value-{i:02}-abcdefgh")))
+            .collect(),
+    );
+    let base = allocations_with_headers(plain.layer(router()), headers).await;
+    let captured = allocations_with_headers(capturing.layer(router()), headers).await;
+    println!("  0 captured {base}, {HEADERS} captured {captured}");
+    assert!(
+        captured - base <= 2.0 * HEADERS as f64,
+        "{HEADERS} captured headers add {} allocations",
+        captured - base
+    );
+}
+
+/// Allocations per request through `svc`, each sent with `headers`, after
+/// warm-up (the request is built outside the measured part).
+async fn allocations_with_headers<S, B>(svc: S, headers: &'static [(String, String)]) -> f64
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static,
+{
+    let request = || {
+        let mut request = Request::get("/orders/7");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    async fn one<S, B>(svc: S, request: Request<Body>)
+    where
+        S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+        B: http_body::Body<Data = bytes::Bytes, Error = axum::Error> + Send + 'static,
+    {
+        let response = svc.oneshot(request).await.unwrap();
+        let bytes = axum::body::to_bytes(Body::new(response.into_body()), 1024).await;
+        assert_eq!(&bytes.unwrap()[..], b"order");
+    }
+    for _ in 0..500 {
+        one(svc.clone(), request()).await;
+    }
+    let mut total = 0;
+    for _ in 0..2_000 {
+        let request = request();
+        let region = Region::new(GLOBAL);
+        one(svc.clone(), request).await;
+        total += region.change().allocations;
+    }
+    total as f64 / 2_000.0
+}
+
 /// Allocations a sampled-in request adds to the metrics-only layer, measured
 /// on 2026-11-26 for a `GET /orders/7` with no other header (a new trace) and
 /// with a `traceparent`: raise only with a reason.
@@ -212,7 +280,10 @@ fn main() {
     run_one("sampled_in_request_allocations_are_locked", || {
         runtime.block_on(sampled_in_request_allocations_are_locked())
     });
-    println!("test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    run_one("a_captured_header_costs_two_allocations", || {
+        runtime.block_on(a_captured_header_costs_two_allocations())
+    });
+    println!("test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
 
 fn run_one(name: &str, test: impl FnOnce()) {

@@ -601,6 +601,78 @@ async fn captured_headers_and_correlation_id() {
     );
 }
 
+/// The values of a captured header as the span holds them (a string array,
+/// as the semantic conventions define `http.request.header.<key>`).
+fn header_values(span: &opentelemetry_sdk::trace::SpanData, key: &str) -> Vec<String> {
+    match attr(span, key) {
+        Some(Value::Array(opentelemetry::Array::String(values))) => {
+            values.iter().map(|v| v.as_str().to_owned()).collect()
+        }
+        other => panic!("{key} captured as {other:?}"),
+    }
+}
+
+/// A header sent more than once is one attribute holding every value in the
+/// order received, on the server and the client, for request and response
+/// headers; names are matched case-insensitively and a header that is absent
+/// gets no attribute.
+#[tokio::test]
+async fn captured_headers_keep_every_value_in_order_on_both_sides() {
+    let h = Harness::new();
+    let server = h
+        .server()
+        .capture_request_headers(["X-Tenant", "x-absent"])
+        .capture_response_headers(["x-served-by"])
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/multi",
+            get(|| async {
+                let mut res = http::Response::new(Body::from("ok"));
+                for v in ["a", "b"] {
+                    res.headers_mut().append("x-served-by", v.parse().unwrap());
+                }
+                res
+            }),
+        )
+        .layer(server);
+    let addr = serve(app).await;
+    let client = ServiceBuilder::new()
+        .layer(
+            ClientTelemetryLayer::builder()
+                .red_config(h.config.clone())
+                .capture_request_headers(["x-tenant"])
+                .capture_response_headers(["X-Served-By"])
+                .build()
+                .unwrap(),
+        )
+        .service(hyper_client());
+    let mut req = Request::get(format!("http://{addr}/multi"))
+        .body(Full::default())
+        .unwrap();
+    for v in ["acme", "beta", "gamma"] {
+        req.headers_mut().append("x-tenant", v.parse().unwrap());
+    }
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+
+    let server_span = h.wait_spans(SpanKind::Server, 1).await.remove(0);
+    let client_span = h.wait_spans(SpanKind::Client, 1).await.remove(0);
+    for span in [&server_span, &client_span] {
+        assert_eq!(
+            header_values(span, "http.request.header.x-tenant"),
+            ["acme", "beta", "gamma"]
+        );
+        assert_eq!(
+            header_values(span, "http.response.header.x-served-by"),
+            ["a", "b"]
+        );
+    }
+    assert!(attr(&server_span, "http.request.header.x-absent").is_none());
+}
+
 #[test]
 fn from_env_reads_variables_and_rejects_bad_values() {
     telltale_testkit::init();

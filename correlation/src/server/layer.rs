@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) rule: AnyRule,
     /// Plain-text body of the response to a request without the header.
     pub(crate) missing_message: Bytes,
+    /// The layer's counters, registered once each.
+    pub(crate) counters: crate::metrics::Counters,
 }
 
 layer_common! {
@@ -253,6 +255,7 @@ impl CorrelationLayerBuilder {
                 echo: self.echo,
                 rule: self.rule,
                 missing_message: Bytes::from(missing),
+                counters: crate::metrics::Counters::default(),
             }),
         })
     }

@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::ResponseBody;
 use super::future::{Refusal, ResponseFuture};
 use super::layer::Shared;
-use crate::metrics::{self, Generated};
+use crate::metrics::Generated;
 
 /// Middleware that gives every request a [`CorrelationId`]: see the
 /// [module docs](super).
@@ -97,7 +97,7 @@ where
                         message: shared.missing_message.clone(),
                     });
                 }
-                metrics::generated(Generated::Missing);
+                shared.counters.generated(Generated::Missing);
                 (CorrelationId::generate(), true)
             }
             Incoming::Rejected {
@@ -105,7 +105,7 @@ where
                 rejection,
                 len,
             } => {
-                metrics::rejected(&rejection);
+                shared.counters.rejected(&rejection);
                 // Never the value itself: only where, how long, and why.
                 tracing::debug!(
                     header = header.as_str(),
@@ -120,11 +120,11 @@ where
                         message: format!("invalid {header} header: {rejection}\n").into(),
                     });
                 }
-                metrics::generated(Generated::Rejected);
+                shared.counters.generated(Generated::Rejected);
                 (CorrelationId::generate(), true)
             }
             Incoming::Untrusted => {
-                metrics::generated(Generated::Untrusted);
+                shared.counters.generated(Generated::Untrusted);
                 (CorrelationId::generate(), true)
             }
         };

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
+use telltale_core::body::drop_timed_out;
 use telltale_core::{BodyTimedOut, BodyTimeoutSignal, BoxError};
 use tokio::time::Instant;
 
@@ -50,7 +51,7 @@ impl std::error::Error for BodyTimeout {
 ///
 /// It is `Unpin` whatever the inner body: the inner body is boxed (which
 /// also lets a watched body move to the state it shares with the layer's
-/// reaper).
+/// reaper once it streams).
 pub struct ResponseBody<B> {
     inner: Inner<B>,
 }
@@ -68,10 +69,11 @@ enum Inner<B> {
 enum State<B> {
     /// Owned here alone: no frame handed out yet, or only the last one.
     /// Boxed so that it can move to [`Watched`] when its reader becomes due.
+    /// Nothing else is allocated until then: the [`BodyTimeoutSignal`] is
+    /// made when the body streams, the only moment a reader can stall it.
     Owned {
         body: Pin<Box<B>>,
         span: Option<tracing::Span>,
-        signal: Option<BodyTimeoutSignal>,
     },
     /// Shared with the layer's reaper since a frame was handed out with more
     /// to come.
@@ -105,12 +107,14 @@ enum Slot<B> {
     /// entry for it (at most one). The request's span and the signal live
     /// as long as the body: the span's clone here must not keep it open once
     /// the body ended (the stalled reader may stay connected for long).
+    /// `signal`: offered to the layers outside when the body started
+    /// streaming, fired before the body is dropped.
     Live {
         body: Pin<Box<B>>,
         reader_since: Option<Instant>,
         queued: bool,
         span: tracing::Span,
-        signal: Option<BodyTimeoutSignal>,
+        signal: BodyTimeoutSignal,
     },
     /// The reaper ended it; the error is reported once.
     TimedOut,
@@ -153,22 +157,21 @@ impl<B: Send + 'static> Watch for Watched<B> {
                 return deadline;
             }
         }
-        // The layers around learn it first (the telemetry layer ends the
+        // The layers outside learn it first (the telemetry layer ends the
         // request's span and metrics with `body_timeout`; the reader may
         // never poll the body again), then the layers inside see their bodies
         // dropped by a timeout. Fired under the slot's lock, so that a reader
         // polling now sees the timeout only once the signal has fired.
-        if let Some(signal) = signal {
-            signal.fire();
-        }
+        signal.fire();
         let ended = std::mem::replace(&mut *slot, Slot::TimedOut);
         drop(slot);
         let Slot::Live { body, span, .. } = ended else {
             return None;
         };
         // Dropping the inner body releases what it holds (a bulkhead slot, a
-        // breaker permit, a chaos slot).
-        drop(body);
+        // breaker permit, a chaos slot); the bodies in there that report
+        // their end (a breaker's) report a body timeout.
+        drop_timed_out(body);
         shared.timeouts.increment(1);
         tracing::warn!(
             target: "telltale::bulkhead",
@@ -195,24 +198,18 @@ where
     B: Body,
 {
     /// Whether the layer watches a response with this body (else it passes
-    /// through untouched, and the layers around need no signal).
-    pub(super) fn watches(shared: &Shared, body: &B) -> bool {
+    /// through untouched).
+    fn watches(shared: &Shared, body: &B) -> bool {
         shared.idle.is_some() && !body.is_end_stream()
     }
 
-    pub(super) fn new(
-        body: B,
-        shared: Arc<Shared>,
-        span: Option<tracing::Span>,
-        signal: Option<BodyTimeoutSignal>,
-    ) -> Self {
+    pub(super) fn new(body: B, shared: Arc<Shared>, span: Option<tracing::Span>) -> Self {
         let inner = if Self::watches(&shared, &body) {
             Inner::Watched {
                 shared,
                 state: State::Owned {
                     body: Box::pin(body),
                     span,
-                    signal,
                 },
             }
         } else {
@@ -242,8 +239,12 @@ where
             // tokio runtime there is no timer: the body stays unwatched.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let now = Instant::now();
-                if let State::Owned { body, span, signal } = std::mem::replace(state, State::Ended)
-                {
+                if let State::Owned { body, span } = std::mem::replace(state, State::Ended) {
+                    // The layers outside polling this body now (telltale's
+                    // telemetry layer) take the signal before this frame
+                    // reaches the reader, so before the reader can stall.
+                    let signal = BodyTimeoutSignal::new();
+                    signal.offer();
                     let deadline = shared.idle.and_then(|idle| now.checked_add(idle));
                     let watched = Arc::new(Watched {
                         slot: Mutex::new(Slot::Live {

@@ -16,16 +16,25 @@
 //! [`telltale_core::BodyTimedOut`]).
 //!
 //! The layers around learn it at once, although the stalled reader may never
-//! poll the body again: the layer puts a [`telltale_core::BodyTimeoutSignal`]
-//! in the request's extensions (for the layers inside, such as a breaker,
-//! whose bodies it drops) and in the response's (for the layers outside, such
-//! as telltale's telemetry layer) and fires it before dropping the body. The
-//! request's span and RED metrics then end with `error.type=body_timeout`,
-//! and a breaker inside records the call as ignored
-//! (`telltale_core::Outcome::BodyTimeout`, not a failure under the default
-//! `FailurePolicy`). Time spent waiting for the
-//! inner body itself (a slow producer, a server-sent event stream) is not
-//! idle time: only a stalled reader is bounded.
+//! poll the body again. Only a body that streams can stall (a reader stalls
+//! a body between two frames), so only then is anything made for them: when
+//! the body first hands out a frame with more to come, the layer makes a
+//! [`telltale_core::BodyTimeoutSignal`] and offers it
+//! ([`BodyTimeoutSignal::offer`](telltale_core::BodyTimeoutSignal::offer))
+//! to the layers outside that are polling the body at that moment (telltale's
+//! telemetry layer, through its `CompletionBody`), before that frame reaches
+//! the reader. On a timeout it fires the signal, then drops the inner body
+//! with [`telltale_core::body::drop_timed_out`], so that the layers inside
+//! (a breaker) see their bodies end as [`BodyEnd::TimedOut`](telltale_core::BodyEnd::TimedOut)
+//! rather than as a caller that went away. The request's span and RED
+//! metrics then end with `error.type=body_timeout`, and a breaker inside
+//! records the call as ignored (`telltale_core::Outcome::BodyTimeout`, not a
+//! failure under the default `FailurePolicy`). A layer between this one and
+//! the telemetry layer that polls the body on another task hides the signal:
+//! the telemetry layer then sees the timeout only if the reader polls again
+//! (the body's error) or goes away. Time spent waiting for the inner body
+//! itself (a slow producer, a server-sent event stream) is not idle time:
+//! only a stalled reader is bounded.
 //!
 //! The reaper is one tokio task per layer, not per response: it is started
 //! (on the runtime polling the body) when a body first hands out a frame with
@@ -35,9 +44,10 @@
 //! A response whose body ends with its first frame (most responses) is never
 //! queued; a streamed body is queued once and checked again at the deadline
 //! of its last frame, so a frame costs one `Instant` read. Per response, the
-//! layer allocates the box of the body (and, once it streams, the state it
-//! shares with the reaper) besides the signal. Without a tokio runtime there
-//! is no timer and bodies are not bounded.
+//! layer allocates the box of the body, and nothing else unless the body
+//! streams: then the state it shares with the reaper and the signal
+//! (nothing goes into the request's or the response's extensions). Without
+//! a tokio runtime there is no timer and bodies are not bounded.
 //!
 //! Written here rather than taken from `tower-http`'s `TimeoutBody`, which
 //! bounds the wait for the *inner* body's frames (a slow producer) and is

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use telltale_core::{BodyTimeoutSignal, BoxError};
+use telltale_core::BoxError;
 use tower_service::Service;
 
 use super::ResponseBody;
@@ -55,20 +55,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The request's span, for the event of a timeout. Nothing else until
+        // the body streams (see the body's `State::Owned`).
         let span = self.shared.idle.map(|_| tracing::Span::current());
-        // The signal the layer's reaper fires: in the request for the layers
-        // inside, in the response for those outside.
-        let signal = self.shared.idle.map(|_| {
-            let signal = BodyTimeoutSignal::new();
-            req.extensions_mut().insert(signal.clone());
-            signal
-        });
         ResponseFuture {
             inner: self.inner.call(req),
             shared: self.shared.clone(),
             span,
-            signal,
         }
     }
 }
@@ -81,7 +75,6 @@ pin_project! {
         inner: F,
         shared: Arc<Shared>,
         span: Option<tracing::Span>,
-        signal: Option<BodyTimeoutSignal>,
     }
 }
 
@@ -95,19 +88,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut res = ready!(this.inner.poll(cx))?;
+        let res = ready!(this.inner.poll(cx))?;
         let shared = this.shared.clone();
         let span = this.span.take();
-        let signal = this.signal.take();
-        // A body at its end from the start is not watched: the layers around
-        // need no signal.
-        if let Some(signal) = &signal
-            && ResponseBody::watches(&shared, res.body())
-        {
-            res.extensions_mut().insert(signal.clone());
-        }
-        Poll::Ready(Ok(
-            res.map(|body| ResponseBody::new(body, shared, span, signal))
-        ))
+        Poll::Ready(Ok(res.map(|body| ResponseBody::new(body, shared, span))))
     }
 }

@@ -1,6 +1,6 @@
 //! The response body of the breaker service: the result settles when it ends.
 
-use telltale_core::{BodyEnd, BodyTimeoutSignal, CompletionBody, OnEnd, ResponseHead};
+use telltale_core::{BodyEnd, CompletionBody, OnEnd, ResponseHead};
 
 use super::BreakerPermit;
 
@@ -10,21 +10,18 @@ use super::BreakerPermit;
 pub type ResponseBody<B> = CompletionBody<B, SettleOnEnd>;
 
 /// Records a breaker result when a [`ResponseBody`] ends.
+///
+/// A body timeout outside the breaker drops the body it ends with
+/// `telltale_core::body::drop_timed_out`: the end is then
+/// [`BodyEnd::TimedOut`], not a caller that went away.
 #[derive(Debug)]
 pub struct SettleOnEnd {
     pub(crate) permit: BreakerPermit,
     pub(crate) head: ResponseHead,
-    /// The signal of a body timeout outside the breaker: a body it drops
-    /// ended by a timeout, not by a caller that went away.
-    pub(crate) signal: Option<BodyTimeoutSignal>,
 }
 
 impl OnEnd for SettleOnEnd {
     fn on_end(self, end: BodyEnd<'_>) {
-        let end = match &self.signal {
-            Some(signal) => signal.resolve(end),
-            None => end,
-        };
         self.permit.record_outcome(&self.head.finish(&end));
     }
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{BodyTimeoutSignal, BoxError, CompletionBody, ResponseHead};
+use telltale_core::{BoxError, CompletionBody, ResponseHead};
 
 use super::body::{ResponseBody, SettleOnEnd};
 use super::{BreakerPermit, Verdict};
@@ -125,7 +125,6 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: CallState<F, ()>,
-        signal: Option<BodyTimeoutSignal>,
     }
 }
 
@@ -133,21 +132,12 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(permit: Result<BreakerPermit, CircuitOpen>, fut: F) -> Self {
         ResponseFuture {
             inner: CallState::new(permit, fut, ()),
-            signal: None,
         }
-    }
-
-    /// The body timeout signal of the request (see
-    /// [`BodyTimeoutSignal`]), for the response body's result.
-    pub(crate) fn with_signal(mut self, signal: Option<BodyTimeoutSignal>) -> Self {
-        self.signal = signal;
-        self
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         ResponseFuture {
             inner: CallState::Rejected { error: Some(error) },
-            signal: None,
         }
     }
 }
@@ -196,14 +186,7 @@ where
                             other => other,
                         };
                         Poll::Ready(Ok(response.map(|body| match permit {
-                            Some(permit) => CompletionBody::new(
-                                body,
-                                SettleOnEnd {
-                                    permit,
-                                    head,
-                                    signal: this.signal.take(),
-                                },
-                            ),
+                            Some(permit) => CompletionBody::new(body, SettleOnEnd { permit, head }),
                             None => CompletionBody::passthrough(body),
                         })))
                     }

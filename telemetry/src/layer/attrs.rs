@@ -7,8 +7,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, Uri, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, Version, header};
+use opentelemetry::trace::{SpanRef, TraceContextExt};
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 use telltale_core::http::split_host_port;
 
@@ -298,6 +300,13 @@ impl Redactor {
 }
 
 /// Request or response headers to record as `http.{request,response}.header.<name>`.
+///
+/// What a captured header costs per request is kept to what the attribute
+/// itself needs: the attribute keys are built once, here (a clone is a
+/// reference count), each value is copied once (cut to the cap first, and
+/// decoded without a copy when it is UTF-8, as header values nearly always
+/// are) into a list sized for it, and all of a request's headers reach the
+/// OpenTelemetry span in one call, under one lock, once it has started.
 #[derive(Clone, Debug)]
 pub(crate) struct Capture {
     headers: Box<[(HeaderName, Key)]>,
@@ -310,7 +319,10 @@ impl Capture {
         Capture {
             headers: names
                 .iter()
-                .map(|n| (n.clone(), Key::new(format!("{prefix}{}", n.as_str()))))
+                .map(|n| {
+                    let key: Arc<str> = format!("{prefix}{}", n.as_str()).into();
+                    (n.clone(), Key::from(key))
+                })
                 .collect(),
             max_len,
         }
@@ -320,10 +332,31 @@ impl Capture {
         self.headers.is_empty()
     }
 
-    /// Sets the captured headers present in `headers` on `span`.
+    /// Sets the captured headers present in `headers` on `span`'s
+    /// OpenTelemetry span, starting it if it has not started yet.
     pub(crate) fn record(&self, span: &tracing::Span, headers: &HeaderMap) {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        if span.is_disabled() {
+        if span.is_disabled() || self.is_empty() {
+            return;
+        }
+        self.record_on(&span.context().span(), headers);
+    }
+
+    /// Sets the captured headers present in `headers` on a started
+    /// OpenTelemetry span, in one call (nothing when it does not record).
+    pub(crate) fn record_on(&self, span: &SpanRef<'_>, headers: &HeaderMap) {
+        if self.is_empty() || !span.is_recording() {
+            return;
+        }
+        span.set_attributes(self.attributes(headers));
+    }
+
+    /// Sets the captured headers present in `headers` on `span` before its
+    /// OpenTelemetry span starts (so that the SDK's sampler sees them), one
+    /// attribute at a time: the bridge offers no call for several.
+    pub(crate) fn record_unstarted(&self, span: &tracing::Span, headers: &HeaderMap) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if span.is_disabled() || self.is_empty() {
             return;
         }
         for kv in self.attributes(headers) {
@@ -332,28 +365,46 @@ impl Capture {
     }
 
     /// The captured headers present in `headers`, as string-array attributes.
-    pub(crate) fn attributes(&self, headers: &HeaderMap) -> Vec<KeyValue> {
-        let mut out = Vec::new();
-        for (name, key) in self.headers.iter() {
-            let values: Vec<StringValue> = headers
-                .get_all(name)
-                .iter()
-                .map(|v| {
-                    // Cut before decoding: at most 4 bytes per character.
-                    let bytes = v.as_bytes();
-                    let bytes = &bytes[..bytes.len().min(self.max_len.saturating_mul(4))];
-                    let text = String::from_utf8_lossy(bytes);
-                    StringValue::from(super::limits::cap(&text, self.max_len).to_owned())
-                })
-                .collect();
-            if !values.is_empty() {
-                out.push(KeyValue::new(
-                    key.clone(),
-                    Value::Array(Array::String(values)),
-                ));
+    pub(crate) fn attributes<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> impl Iterator<Item = KeyValue> + 'a {
+        self.headers.iter().filter_map(move |(name, key)| {
+            let all = headers.get_all(name);
+            let mut iter = all.iter();
+            let first = iter.next()?;
+            let values = match iter.next() {
+                // Nearly always: one value, one list of one.
+                None => vec![self.value(first)],
+                Some(second) => {
+                    let mut values = Vec::with_capacity(2 + iter.size_hint().0);
+                    values.push(self.value(first));
+                    values.push(self.value(second));
+                    values.extend(iter.map(|v| self.value(v)));
+                    values
+                }
+            };
+            Some(KeyValue::new(
+                key.clone(),
+                Value::Array(Array::String(values)),
+            ))
+        })
+    }
+
+    /// One header value, cut to the cap, copied once.
+    fn value(&self, value: &HeaderValue) -> StringValue {
+        // Cut before decoding: at most 4 bytes per character.
+        let bytes = value.as_bytes();
+        let bytes = &bytes[..bytes.len().min(self.max_len.saturating_mul(4))];
+        let text = match String::from_utf8_lossy(bytes) {
+            Cow::Borrowed(text) => super::limits::cap(text, self.max_len).to_owned(),
+            Cow::Owned(mut text) => {
+                let kept = super::limits::cap(&text, self.max_len).len();
+                text.truncate(kept);
+                text
             }
-        }
-        out
+        };
+        StringValue::from(text)
     }
 }
 
@@ -473,5 +524,36 @@ mod tests {
                 .as_deref(),
             Some("http://a.test/x")
         );
+    }
+
+    #[test]
+    fn captured_values_are_cut_decoded_and_in_order() {
+        let names = header_names(["X-Note", "x-bin", "x-absent"]).unwrap();
+        let capture = Capture::new("http.request.header.", &names, 3);
+        let mut headers = HeaderMap::new();
+        headers.append("x-note", HeaderValue::from_static("first"));
+        headers.append("x-note", HeaderValue::from_static("2nd"));
+        // Not UTF-8: the invalid byte becomes U+FFFD, then the cut applies
+        // to characters.
+        headers.append("x-bin", HeaderValue::from_bytes(b"a\xffbcd").unwrap());
+        let got: Vec<(String, Vec<String>)> = capture
+            .attributes(&headers)
+            .map(|kv| match kv.value {
+                Value::Array(Array::String(values)) => (
+                    kv.key.as_str().to_owned(),
+                    values.iter().map(|v| v.as_str().to_owned()).collect(),
+                ),
+                other => panic!("not a string array: {other:?}"),
+            })
+            .collect();
+        let expected = [
+            ("http.request.header.x-note", vec!["fir", "2nd"]),
+            ("http.request.header.x-bin", vec!["a\u{fffd}b"]),
+        ];
+        assert_eq!(got.len(), expected.len(), "{got:?}");
+        for ((key, values), (want_key, want)) in got.iter().zip(expected) {
+            assert_eq!(key, want_key);
+            assert_eq!(values, &want);
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use telltale_core::{BodyTimeoutSignal, CompletionBody, Outcome, ResponseHead, Side};
+use telltale_core::{CompletionBody, Outcome, ResponseHead, Side};
 
 use super::server::ResponseBody;
 use crate::layer::attrs::{Capture, protocol_version};
@@ -126,9 +126,9 @@ where
                     capture.record(&record.span, response.headers());
                 }
                 // A body timeout inside may end the body before anyone polls
-                // it again: its signal settles the record then.
-                let signal = response.extensions().get::<BodyTimeoutSignal>().cloned();
-                let settle = Settle::new(record, signal.as_ref());
+                // it again: once the body streams, its signal settles the
+                // record then (see `Settle`).
+                let settle = Settle::Owned(record);
                 Ok(response.map(|body| ResponseBody::new(CompletionBody::new(body, settle))))
             }
             Err(err) => {

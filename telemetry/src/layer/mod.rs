@@ -27,6 +27,7 @@ pub mod client;
 mod error;
 mod future;
 mod limits;
+mod names;
 mod propagation;
 mod record;
 pub mod request_log;

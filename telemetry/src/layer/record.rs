@@ -14,6 +14,7 @@ use telltale_core::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::layer::names;
 use crate::layer::request_log::Pending;
 use crate::metrics::InFlight;
 
@@ -181,8 +182,8 @@ impl Record {
             && self.recording
             && let Some((service, method)) = split_path(path)
         {
-            let name = format!("{service}/{method}");
-            self.span.record("otel.name", name.as_str());
+            let name = names::name("", path, || format!("{service}/{method}"));
+            self.span.record("otel.name", &*name);
             // A started OpenTelemetry span ignores a recorded `otel.name`.
             self.span.context().span().update_name(name);
             self.span.record("http.route", path);
@@ -298,8 +299,14 @@ impl Drop for Record {
 }
 
 /// The [`OnEnd`] of a response body: settles the record when the body ends,
-/// or when a layer inside ends the body of a stalled reader (a
-/// [`BodyTimeoutSignal`] in the response), whichever comes first.
+/// or when a layer inside ends the body of a stalled reader, whichever comes
+/// first.
+///
+/// A body idle timeout inside can only end a body that streams (it handed
+/// out a frame with more to come): its [`BodyTimeoutSignal`] is offered while
+/// the body's `CompletionBody` polls that frame through, before the reader
+/// can stall, and turns `Owned` into `Shared`. Until then nothing is
+/// allocated, which is every response whose body ends with its first frame.
 #[derive(Debug)]
 // `Owned` is every request's path: boxing the record would cost an
 // allocation per request to save bytes only while a body streams.
@@ -319,27 +326,6 @@ fn take(record: &Mutex<Option<Record>>) -> Option<Record> {
     record.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-impl Settle {
-    /// Settles `record` when the body ends, or when `signal` fires.
-    pub(crate) fn new(record: Record, signal: Option<&BodyTimeoutSignal>) -> Self {
-        let Some(signal) = signal else {
-            return Settle::Owned(record);
-        };
-        let record = Arc::new(Mutex::new(Some(record)));
-        let on_fire = Arc::downgrade(&record);
-        signal.on_fire(move || {
-            if let Some(mut record) = on_fire.upgrade().and_then(|r| take(&r)) {
-                let outcome = record.outcome_at(&BodyEnd::TimedOut);
-                record.settle(outcome);
-            }
-        });
-        Settle::Shared {
-            record,
-            signal: signal.clone(),
-        }
-    }
-}
-
 impl OnEnd for Settle {
     fn on_end(self, end: BodyEnd<'_>) {
         match self {
@@ -355,5 +341,26 @@ impl OnEnd for Settle {
                 }
             }
         }
+    }
+
+    fn listens_for_timeout(&self) -> bool {
+        matches!(self, Settle::Owned(_))
+    }
+
+    /// Settles the record when `signal` fires, or when the body ends.
+    fn on_timeout_watch(self, signal: BodyTimeoutSignal) -> Self {
+        let record = match self {
+            Settle::Owned(record) => record,
+            shared @ Settle::Shared { .. } => return shared,
+        };
+        let record = Arc::new(Mutex::new(Some(record)));
+        let on_fire = Arc::downgrade(&record);
+        signal.on_fire(move || {
+            if let Some(mut record) = on_fire.upgrade().and_then(|r| take(&r)) {
+                let outcome = record.outcome_at(&BodyEnd::TimedOut);
+                record.settle(outcome);
+            }
+        });
+        Settle::Shared { record, signal }
     }
 }

@@ -14,6 +14,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ResponseFuture;
 use super::layer::{Origin, Shared};
+use crate::layer::names;
 use crate::layer::propagation;
 use crate::layer::record::{RequestSpan, Route};
 use crate::layer::server::ResponseBody;
@@ -88,7 +89,8 @@ fn make_span<B>(
     let method = req.method();
     let known = known_method(method);
     let name: std::borrow::Cow<'_, str> = match (rpc, known) {
-        (Some((service, m)), _) => format!("{service}/{m}").into(),
+        // Kept per method path (see `layer::names`): joined once.
+        (Some((service, m)), _) => names::name("", req.uri().path(), || format!("{service}/{m}")),
         (None, Some(m)) => m.into(),
         (None, None) => "HTTP".into(),
     };
@@ -133,7 +135,10 @@ fn make_span<B>(
         resilience.bulkhead.name = Empty,
         resilience.bulkhead.waited_ms = Empty,
     );
-    shared.common.request_headers.record(&span, req.headers());
+    shared
+        .common
+        .request_headers
+        .record_unstarted(&span, req.headers());
     span
 }
 

@@ -18,6 +18,7 @@ use super::layer::Shared;
 use super::{ResponseBody, ResponseFuture};
 use crate::layer::attrs::{client_address, protocol_version, server_host};
 use crate::layer::limits::cap;
+use crate::layer::names;
 use crate::layer::propagation;
 use crate::layer::record::{RequestSpan, Route};
 use crate::layer::settings::telemetry_service;
@@ -127,7 +128,8 @@ impl SpanFields {
 /// The sampler decides before anything is built when the subscriber carries
 /// a [`SamplerLayer`](crate::sampling::SamplerLayer) (telltale's pipeline
 /// adds one): a dropped request gets no tracing span, only an OpenTelemetry
-/// context with its trace ID (see [`sampling`](crate::sampling)).
+/// context with its trace ID (see [`sampling`](crate::sampling)); a kept one
+/// gets its fields before its OpenTelemetry span starts.
 ///
 /// Otherwise the span is created with its fields empty and its
 /// OpenTelemetry span is started at once, so the SDK's sampler decides
@@ -146,7 +148,7 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
     };
     // Held until the OpenTelemetry span has started (it presets the SDK's
     // trace ID for a kept new trace).
-    let _kept = match sampling::decide_server(parent) {
+    let kept = match sampling::decide_server(parent) {
         Some(Early::Dropped(context)) => {
             return RequestSpan {
                 span: Span::none(),
@@ -200,6 +202,13 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
             let _ = span.set_parent(cx);
         }
     }
+    // Kept by the early decision: the fields are recorded before the
+    // OpenTelemetry span starts, so the bridge adds them to its span builder
+    // (one vector extended) rather than to a started span (a lock and a call
+    // per attribute).
+    let early_name = kept
+        .is_some()
+        .then(|| record_request(shared, req, route, grpc, &span));
     // Starts the OpenTelemetry span: the SDK's sampler decides here.
     let cx = span.context();
     let otel = cx.span();
@@ -210,33 +219,53 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
             context: None,
         };
     }
-    record_request(shared, req, route, grpc, &span, &otel);
-    shared.common.request_headers.record(&span, req.headers());
+    let name = early_name.unwrap_or_else(|| record_request(shared, req, route, grpc, &span));
+    // The route's name; a started OpenTelemetry span ignores a recorded
+    // `otel.name`.
+    otel.update_name(name);
+    shared
+        .common
+        .request_headers
+        .record_on(&otel, req.headers());
     RequestSpan::traced(span)
 }
 
-/// Records the request's attributes on a span the sampler kept.
+/// `a`, `sep` and `b` in one string, allocated once at its length
+/// (`format!` grows its buffer from empty).
+fn joined(a: &str, sep: char, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + sep.len_utf8() + b.len());
+    out.push_str(a);
+    out.push(sep);
+    out.push_str(b);
+    out
+}
+
+/// Records the request's attributes on a span the sampler kept, and returns
+/// the span's name (`GET /users/{id}`).
 fn record_request<B>(
     shared: &Shared,
     req: &Request<B>,
     route: Option<&str>,
     grpc: bool,
     span: &Span,
-    otel: &opentelemetry::trace::SpanRef<'_>,
-) {
-    let Some(f) = SpanFields::of(span) else {
-        return;
-    };
+) -> Cow<'static, str> {
     let method = req.method();
     let known = known_method(method);
     let uri = req.uri();
     let path = uri.path();
     let rpc = if grpc { split_path(path) } else { None };
+    // Kept per route (see `layer::names`): a route's name is joined once.
     let name: Cow<'static, str> = match (rpc, known, route) {
-        (Some((service, m)), _, Some(_)) => Cow::Owned(format!("{service}/{m}")),
-        (_, Some(m), Some(r)) => Cow::Owned(format!("{m} {r}")),
+        (Some((service, m)), _, Some(r)) if r == path => {
+            names::name("", r, || joined(service, '/', m))
+        }
+        (Some((service, m)), _, Some(_)) => Cow::Owned(joined(service, '/', m)),
+        (_, Some(m), Some(r)) => names::name(m, r, || joined(m, ' ', r)),
         (_, Some(m), None) => Cow::Borrowed(m),
         (_, None, _) => Cow::Borrowed("HTTP"),
+    };
+    let Some(f) = SpanFields::of(span) else {
+        return name;
     };
     let scheme = shared.scheme.unwrap_or_else(|| Scheme::from_uri(uri));
     let query = uri.query().map(|q| shared.common.redactor.redact(q));
@@ -286,8 +315,7 @@ fn record_request<B>(
     if let Some(meta) = span.metadata() {
         span.record_all(&meta.fields().value_set(&values));
     }
-    // A started OpenTelemetry span ignores a recorded `otel.name`.
-    otel.update_name(name);
+    name
 }
 
 telemetry_service!(ServerTelemetryService);
