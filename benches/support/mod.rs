@@ -9,7 +9,7 @@
 //! benches run as tests: every routine runs once, [`measuring`] is false, and
 //! the reports print nothing (no debug-build figures that look like results).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub(crate) mod contention;
 pub(crate) mod stacks;

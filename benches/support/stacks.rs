@@ -120,13 +120,19 @@ fn base() -> Router {
 }
 
 /// The router of `stack`. Call it inside a tokio runtime context.
+///
+/// Each router is finished with `with_state(())`, as `axum::serve` does once
+/// per server (`Router::into_make_service`): without it, axum turns every
+/// route into a service again on each request, applying the stack's
+/// `Router::layer` per request, which no real server pays.
 pub(crate) fn router(stack: Stack) -> Router {
-    match stack {
+    let router = match stack {
         Stack::Bare => base(),
         Stack::Telltale | Stack::TelltaleSampledOut => telltale_router(true),
         Stack::TelltaleMetricsOnly => telltale_router(false),
         Stack::Peers => peer_router(),
-    }
+    };
+    router.with_state(())
 }
 
 /// Generous limits: neither bulkhead nor breaker rejects in these runs.
@@ -222,6 +228,13 @@ impl SpanExporter for DiscardSpans {
     }
 }
 
+/// The global propagators `telltale_telemetry::init` installs by default
+/// (W3C trace context and baggage, telltale's own). The peer layers read the
+/// global propagator too, so both stacks parse incoming context alike.
+fn propagators() {
+    telltale_telemetry::propagation::Propagators::default().install();
+}
+
 /// A subscriber like `telltale_telemetry::init` builds: registry, an `info`
 /// filter plus `otel::tracing=trace` (where axum-tracing-opentelemetry opens
 /// its spans), tracing-opentelemetry with an SDK tracer sampling everything
@@ -229,13 +242,11 @@ impl SpanExporter for DiscardSpans {
 /// `BatchSpanProcessor` when `batch` (queued and exported by the SDK's
 /// background thread, as a production server runs) or else its
 /// `SimpleSpanProcessor` (exported on the request's thread when the span ends:
-/// deterministic, and counted with the request). Also installs the W3C
-/// trace-context propagator globally; both stacks read incoming context
-/// through it.
+/// deterministic, and counted with the request). Also installs the
+/// propagators `init` installs (W3C trace context and baggage, telltale's
+/// own) globally; both stacks read incoming context through them.
 pub(crate) fn subscriber(batch: bool) -> (Dispatch, SdkTracerProvider) {
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
+    propagators();
     // Sampling as `init` sets it up: parent-based, asked before spans are
     // built (`telltale_telemetry::sampling`; the peer layers ignore it).
     let sampler = sampler(1.0);
@@ -339,9 +350,7 @@ pub(crate) fn otlp_subscriber(
     runtime: tokio::runtime::Handle,
 ) -> Result<(Dispatch, SdkTracerProvider), String> {
     use opentelemetry_otlp::WithExportConfig;
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
+    propagators();
     let exporter = {
         let _entered = runtime.enter();
         opentelemetry_otlp::SpanExporter::builder()
