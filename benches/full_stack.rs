@@ -39,27 +39,15 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
 use criterion::Criterion;
-use http::Request;
 use http_body_util::BodyExt;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
 mod support;
 
-use support::stacks::{self, ROUTE, Stack};
+use support::stacks::{self, Stack};
 use support::{region, report, size};
-
-fn request(stack: Stack) -> Request<Body> {
-    let mut request = Request::get(ROUTE)
-        .header("host", "127.0.0.1:3000")
-        .header("user-agent", "bench/1");
-    if let Some(traceparent) = stack.traceparent() {
-        request = request.header("traceparent", traceparent);
-    }
-    request.body(Body::empty()).expect("valid request")
-}
 
 /// How many requests [`drive`] makes between two yields to the runtime.
 ///
@@ -83,7 +71,7 @@ thread_local! {
 async fn drive(stack: Stack, router: &Router) {
     let response = router
         .clone()
-        .oneshot(request(stack))
+        .oneshot(stack.request())
         .await
         .expect("infallible");
     let body = response.into_body().collect().await.expect("hello body");
@@ -109,7 +97,7 @@ fn alive_tasks() -> usize {
 async fn check(stack: Stack, router: &Router) {
     let response = router
         .clone()
-        .oneshot(request(stack))
+        .oneshot(stack.request())
         .await
         .expect("infallible");
     assert_eq!(response.status(), 200, "{}", stack.name());

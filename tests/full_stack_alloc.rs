@@ -14,15 +14,13 @@
 use std::process::ExitCode;
 
 use axum::Router;
-use axum::body::Body;
-use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-use support::stacks::{self, ROUTE, Stack};
+use support::stacks::{self, Stack};
 
 /// Allocations of the full stack (spans sampled in, metrics, correlation,
 /// breaker, bulkhead, chaos off) over the bare router. Issue 16 item 2's
@@ -58,21 +56,11 @@ const YIELD_EVERY: usize = 32;
 /// a background task's turn), averaged over [`COUNTED`].
 const SLACK: f64 = 0.25;
 
-fn request(stack: Stack) -> Request<Body> {
-    let mut request = Request::get(ROUTE)
-        .header("host", "127.0.0.1:3000")
-        .header("user-agent", "bench/1");
-    if let Some(traceparent) = stack.traceparent() {
-        request = request.header("traceparent", traceparent);
-    }
-    request.body(Body::empty()).expect("valid request")
-}
-
 async fn drive(stack: Stack, router: &Router, n: usize) {
     for i in 1..=n {
         let response = router
             .clone()
-            .oneshot(request(stack))
+            .oneshot(stack.request())
             .await
             .expect("infallible");
         assert_eq!(response.status(), 200, "{}", stack.name());

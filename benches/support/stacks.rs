@@ -109,6 +109,22 @@ impl Stack {
             _ => None,
         }
     }
+
+    /// One request to [`ROUTE`] as the full-stack bench and its allocation
+    /// lock send it: a `Host` and a `User-Agent` header, and the stack's
+    /// [`traceparent`](Self::traceparent) if it has one.
+    #[allow(dead_code)]
+    pub(crate) fn request(self) -> http::Request<axum::body::Body> {
+        let mut request = http::Request::get(ROUTE)
+            .header("host", "127.0.0.1:3000")
+            .header("user-agent", "bench/1");
+        if let Some(traceparent) = self.traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
+        request
+            .body(axum::body::Body::empty())
+            .expect("valid request")
+    }
 }
 
 async fn hello() -> &'static str {

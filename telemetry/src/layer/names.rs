@@ -29,6 +29,16 @@ struct Names {
     len: usize,
 }
 
+impl Names {
+    /// The kept name for `prefix` and `route`, if any.
+    fn find(&self, prefix: &'static str, route: &str) -> Option<&'static str> {
+        self.table
+            .get(route)
+            .and_then(|kept| kept.iter().find(|(p, _)| *p == prefix))
+            .map(|(_, name)| *name)
+    }
+}
+
 fn names() -> &'static RwLock<Names> {
     static NAMES: OnceLock<RwLock<Names>> = OnceLock::new();
     NAMES.get_or_init(|| {
@@ -49,12 +59,8 @@ pub(crate) fn name(
     let lock = names();
     {
         let names = lock.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = names
-            .table
-            .get(route)
-            .and_then(|kept| kept.iter().find(|(p, _)| *p == prefix))
-        {
-            return Cow::Borrowed(found.1);
+        if let Some(found) = names.find(prefix, route) {
+            return Cow::Borrowed(found);
         }
         if names.len >= MAX_NAMES {
             return Cow::Owned(build());
@@ -66,12 +72,8 @@ pub(crate) fn name(
     }
     let mut names = lock.write().unwrap_or_else(PoisonError::into_inner);
     // Another request may have kept it meanwhile.
-    if let Some(found) = names
-        .table
-        .get(route)
-        .and_then(|kept| kept.iter().find(|(p, _)| *p == prefix))
-    {
-        return Cow::Borrowed(found.1);
+    if let Some(found) = names.find(prefix, route) {
+        return Cow::Borrowed(found);
     }
     if names.len >= MAX_NAMES {
         return Cow::Owned(built);
