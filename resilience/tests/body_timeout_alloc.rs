@@ -123,17 +123,10 @@ where
             region.change()
         })
     };
-    round();
-    round();
-    let rounds = [round(), round(), round()];
-    for stats in &rounds {
-        assert_eq!(stats.reallocations, 0, "{rounds:?}");
-    }
-    rounds
-        .iter()
-        .map(|s| s.allocations)
-        .min()
-        .unwrap_or_default()
+    telltale_testkit::alloc::steady_allocations(|| {
+        let stats = round();
+        (stats.allocations, stats.reallocations, stats)
+    })
 }
 
 /// Allocations per response that the layer adds to `bare` (for messages).

@@ -65,6 +65,7 @@
 //! [`Interest`]: tracing::subscriber::Interest
 //! [`Interest::sometimes`]: tracing::subscriber::Interest::sometimes
 
+pub mod alloc;
 mod capture;
 pub mod config_error;
 mod global;
