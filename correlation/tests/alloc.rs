@@ -155,12 +155,5 @@ fn allocations_per_request() {
 }
 
 fn main() {
-    run_one("allocations_per_request", allocations_per_request);
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
-}
-
-fn run_one(name: &str, test: impl FnOnce()) {
-    print!("test {name} ... ");
-    test();
-    println!("ok");
+    telltale_testkit::alloc::run_tests(&[("allocations_per_request", allocations_per_request)]);
 }

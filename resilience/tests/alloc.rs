@@ -152,19 +152,14 @@ fn full_bulkhead_allocates_nothing_per_wait() {
 // harness (`harness = false` in Cargo.toml): its tests run one after another on
 // the main thread, and no harness thread can allocate inside a measured region.
 fn main() {
-    run_one(
-        "closed_breaker_and_free_bulkhead_allocate_nothing",
-        closed_breaker_and_free_bulkhead_allocate_nothing,
-    );
-    run_one(
-        "full_bulkhead_allocates_nothing_per_wait",
-        full_bulkhead_allocates_nothing_per_wait,
-    );
-    println!("test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
-}
-
-fn run_one(name: &str, test: impl FnOnce()) {
-    print!("test {name} ... ");
-    test();
-    println!("ok");
+    telltale_testkit::alloc::run_tests(&[
+        (
+            "closed_breaker_and_free_bulkhead_allocate_nothing",
+            closed_breaker_and_free_bulkhead_allocate_nothing,
+        ),
+        (
+            "full_bulkhead_allocates_nothing_per_wait",
+            full_bulkhead_allocates_nothing_per_wait,
+        ),
+    ]);
 }

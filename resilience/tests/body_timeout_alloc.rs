@@ -214,12 +214,5 @@ fn allocations_per_response() {
 // Allocations are counted process-wide, so this binary runs without libtest's
 // harness (`harness = false` in Cargo.toml), as `alloc.rs` does.
 fn main() {
-    run_one("allocations_per_response", allocations_per_response);
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
-}
-
-fn run_one(name: &str, test: impl FnOnce()) {
-    print!("test {name} ... ");
-    test();
-    println!("ok");
+    telltale_testkit::alloc::run_tests(&[("allocations_per_response", allocations_per_response)]);
 }

@@ -69,15 +69,8 @@ fn steady_state_start_and_finish_allocate_nothing() {
 // harness (`harness = false` in Cargo.toml): its tests run one after another on
 // the main thread, and no harness thread can allocate inside a measured region.
 fn main() {
-    run_one(
+    telltale_testkit::alloc::run_tests(&[(
         "steady_state_start_and_finish_allocate_nothing",
         steady_state_start_and_finish_allocate_nothing,
-    );
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
-}
-
-fn run_one(name: &str, test: impl FnOnce()) {
-    print!("test {name} ... ");
-    test();
-    println!("ok");
+    )]);
 }

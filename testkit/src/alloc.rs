@@ -34,3 +34,43 @@ pub fn steady_allocations<D: Debug>(mut round: impl FnMut() -> (usize, usize, D)
     }
     rounds.iter().map(|r| r.0).min().unwrap_or_default()
 }
+
+/// Runs the tests of a test target built without libtest's harness
+/// (`harness = false` in Cargo.toml: allocations are counted process-wide,
+/// so the tests of an allocation lock must not run beside libtest's
+/// threads), one after the other, printing libtest's lines so that
+/// `cargo test` output and `scripts/test`'s tally read the same.
+///
+/// Command-line arguments that do not start with `-` filter by name, as
+/// libtest's do; flags are ignored. A failing test panics, which fails the
+/// target.
+///
+/// ```
+/// fn adds() {
+///     assert_eq!(1 + 1, 2);
+/// }
+/// telltale_testkit::alloc::run_tests(&[("adds", adds)]);
+/// ```
+pub fn run_tests(tests: &[(&str, fn())]) {
+    use std::io::Write;
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    let plural = if selected.len() == 1 { "" } else { "s" };
+    println!("\nrunning {} test{plural}", selected.len());
+    for (name, test) in &selected {
+        print!("test {name} ... ");
+        let _ = std::io::stdout().flush();
+        test();
+        println!("ok");
+    }
+    let (passed, filtered_out) = (selected.len(), tests.len() - selected.len());
+    println!(
+        "\ntest result: ok. {passed} passed; 0 failed; 0 ignored; 0 measured; {filtered_out} filtered out\n"
+    );
+}
