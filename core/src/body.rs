@@ -38,14 +38,18 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::thread::LocalKey;
 
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+
+use crate::relay::{self, Relayed, Slot};
 
 /// How a response body ended.
 #[derive(Debug, Clone, Copy)]
@@ -123,9 +127,9 @@ impl std::error::Error for BodyTimedOut {}
 /// response whose body ends with its first frame (most responses) never has
 /// one, and costs nothing.
 ///
-/// The hand-over is a thread-local, as the request's correlation ID reaches
-/// an outer layer ([`correlation::listen`](crate::correlation::listen)), so
-/// that nothing is allocated for a response that never streams: a layer
+/// The hand-over is the thread-local relay by which the request's correlation
+/// ID also reaches an outer layer ([`correlation::listen`](crate::correlation::listen)),
+/// so that nothing is allocated for a response that never streams: a layer
 /// between the two that polls the body on another task hides the signal from
 /// the layers outside it (they then see the timeout only as the body's error
 /// or drop, if the reader ever polls again).
@@ -235,49 +239,27 @@ impl BodyTimeoutSignal {
     /// its body starts streaming; with nobody listening it costs a
     /// thread-local check.
     pub fn offer(&self) {
-        let _ = LISTENER.try_with(|l| {
-            if let Some(heard) = l.borrow_mut().as_mut() {
-                *heard = Some(self.clone());
-            }
-        });
+        relay::offer(|| self.clone());
     }
 
     /// Runs `poll` (a poll of an inner body) and returns what it returned,
     /// with the signal a layer inside [`offer`](Self::offer)ed meanwhile (the
     /// last one, if several did). A listener around this one hears it too.
     pub fn listen<R>(poll: impl FnOnce() -> R) -> (R, Option<BodyTimeoutSignal>) {
-        // Restores the outer listener even if `poll` panics.
-        struct Restore(Option<Option<BodyTimeoutSignal>>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                let outer = self.0.take();
-                let _ = LISTENER.try_with(|l| *l.borrow_mut() = outer);
-            }
-        }
-        let outer = LISTENER.try_with(|l| l.borrow_mut().replace(None));
-        let mut restore = Restore(outer.ok().flatten());
-        let result = poll();
-        let heard = LISTENER
-            .try_with(|l| l.borrow_mut().take())
-            .ok()
-            .flatten()
-            .flatten();
-        if let (Some(signal), Some(outer)) = (&heard, restore.0.as_mut()) {
-            *outer = Some(signal.clone());
-        }
-        drop(restore);
-        (result, heard)
+        relay::listen(poll)
+    }
+}
+
+impl Relayed for BodyTimeoutSignal {
+    fn slot() -> &'static LocalKey<Slot<Self>> {
+        thread_local!(static SLOT: Slot<BodyTimeoutSignal> = const { Slot::new(None) });
+        &SLOT
     }
 }
 
 thread_local! {
-    /// Whether a layer outside listens for a [`BodyTimeoutSignal`]
-    /// ([`BodyTimeoutSignal::listen`]), and the signal offered meanwhile.
-    static LISTENER: std::cell::RefCell<Option<Option<BodyTimeoutSignal>>> =
-        const { std::cell::RefCell::new(None) };
-
     /// Whether [`drop_timed_out`] is dropping a body on this thread.
-    static DROPPING_TIMED_OUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static DROPPING_TIMED_OUT: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Drops `body`, a response body that a layer ends because its reader
@@ -304,26 +286,12 @@ thread_local! {
 /// assert_eq!(*seen.lock().unwrap(), ["TimedOut"]);
 /// ```
 pub fn drop_timed_out<T>(body: T) {
-    // Resets the flag even if a drop panics.
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let _ = DROPPING_TIMED_OUT.try_with(|d| d.set(self.0));
-        }
-    }
-    let _reset = Reset(
-        DROPPING_TIMED_OUT
-            .try_with(|d| d.replace(true))
-            .unwrap_or(false),
-    );
-    drop(body);
+    relay::during(&DROPPING_TIMED_OUT, true, || drop(body));
 }
 
 /// Whether [`drop_timed_out`] is dropping a body on this thread now.
 fn dropping_timed_out() -> bool {
-    DROPPING_TIMED_OUT
-        .try_with(std::cell::Cell::get)
-        .unwrap_or(false)
+    DROPPING_TIMED_OUT.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Called once when a [`CompletionBody`] ends.

@@ -25,9 +25,12 @@
 
 use std::fmt;
 use std::future::Future;
+use std::thread::LocalKey;
 
 use http::HeaderValue;
 use tokio::task::futures::TaskLocalFuture;
+
+use crate::relay::{self, Relayed, Slot};
 
 /// Longest correlation ID that core accepts at all, in bytes. The default
 /// validation rule in `telltale-correlation` is stricter (128).
@@ -192,33 +195,28 @@ pub fn with_current<R>(f: impl FnOnce(Option<&CorrelationId>) -> R) -> R {
     }
 }
 
-thread_local! {
-    /// Whether an outer layer listens for the ID settled in its `call`
-    /// ([`listen`]), and the ID announced there.
-    static LISTENER: std::cell::RefCell<Option<Option<CorrelationId>>> =
-        const { std::cell::RefCell::new(None) };
+impl Relayed for CorrelationId {
+    fn slot() -> &'static LocalKey<Slot<Self>> {
+        thread_local!(static SLOT: Slot<CorrelationId> = const { Slot::new(None) });
+        &SLOT
+    }
 }
 
-/// Tells an outer layer that listens ([`listen`]) which ID this request
+/// Tells the layers around that listen ([`listen`]) which ID this request
 /// settled on. A correlation layer calls it in its `Service::call`; without a
-/// listener it costs a thread-local check.
+/// listener it costs a thread-local check (the ID is cloned only for a
+/// listener).
 pub fn announce(id: &CorrelationId) {
-    LISTENER.with(|l| {
-        if let Some(slot) = l.borrow_mut().as_mut() {
-            *slot = Some(id.clone());
-        }
-    });
+    relay::offer(|| id.clone());
 }
 
 /// Runs `call` (an inner service's synchronous `call`) and returns what it
 /// returned with the correlation ID an inner layer [`announce`]d meanwhile:
 /// how an outer layer with no span to carry the ID (the request log line of a
-/// request sampled out before its span was built) learns it.
+/// request sampled out before its span was built) learns it. A listener
+/// around this one hears the ID too.
 pub fn listen<R>(call: impl FnOnce() -> R) -> (R, Option<CorrelationId>) {
-    let outer = LISTENER.with(|l| l.borrow_mut().replace(None));
-    let result = call();
-    let heard = LISTENER.with(|l| std::mem::replace(&mut *l.borrow_mut(), outer));
-    (result, heard.flatten())
+    relay::listen(call)
 }
 
 /// Runs `fut` with `id` as the current correlation ID.
@@ -322,6 +320,24 @@ mod tests {
         assert_eq!(InvalidCorrelationId::Empty.reason(), "empty");
         let raw = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
         assert!(CorrelationId::from_header_value(raw).is_err());
+    }
+
+    #[test]
+    fn announced_ids_reach_every_listener_around() {
+        let id: CorrelationId = "settled".parse().unwrap();
+        // Nobody listens: nothing is kept for later.
+        announce(&id);
+        let ((inner, ()), outer) = listen(|| {
+            let ((), heard) = listen(|| announce(&id));
+            (heard, ())
+        });
+        assert_eq!(inner.as_ref(), Some(&id));
+        assert_eq!(outer, Some(id.clone()));
+        let ((), heard) = listen(|| ());
+        assert_eq!(heard, None);
+        // A body timeout's signal is another kind: not heard here.
+        let ((), heard) = listen(|| crate::BodyTimeoutSignal::new().offer());
+        assert_eq!(heard, None);
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ pub mod grpc;
 pub mod http;
 pub mod metric_name;
 pub mod outcome;
+mod relay;
 pub mod resource;
 
 pub use body::{BodyEnd, BodyTimedOut, BodyTimeoutSignal, CompletionBody, Ignore, OnEnd};

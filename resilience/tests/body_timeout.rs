@@ -8,16 +8,17 @@
 #![cfg(not(loom))]
 
 use std::convert::Infallible;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::Frame;
+use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Either, Full, StreamBody};
-use telltale_core::{BodyEnd, BodyTimeoutSignal, CompletionBody, FailurePolicy, OnEnd};
+use telltale_core::{BodyEnd, BodyTimeoutSignal, BoxError, CompletionBody, FailurePolicy, OnEnd};
 use telltale_resilience::body_timeout::{BodyTimeout, BodyTimeoutLayer};
 use telltale_resilience::{Bulkhead, CircuitBreaker};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 type Chunk = Result<Frame<Bytes>, Infallible>;
 
@@ -36,18 +37,52 @@ fn streamed(n: usize, gap: Duration) -> StreamBody<impl futures_util::Stream<Ite
 
 const IDLE: Duration = Duration::from_secs(30);
 
+/// A service behind `layer` whose responses are `streamed(n, gap)` bodies,
+/// each holding a slot of `bulkhead` until it ends.
+fn bounded(
+    layer: BodyTimeoutLayer,
+    bulkhead: &Bulkhead,
+    n: usize,
+    gap: Duration,
+) -> impl Service<
+    http::Request<()>,
+    Response = http::Response<impl Body<Data = Bytes, Error = BoxError> + Unpin + Send + 'static>,
+    Error = telltale_resilience::Error,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(layer)
+        .layer(bulkhead.layer())
+        .service_fn(move |_req: http::Request<()>| async move {
+            Ok::<_, Infallible>(http::Response::new(streamed(n, gap)))
+        })
+}
+
+/// The body of `svc`'s response, once it handed out its first frame (from
+/// there on its reader may stall).
+async fn first_frame<S, B>(svc: S) -> B
+where
+    S: Service<http::Request<()>, Response = http::Response<B>>,
+    S::Error: Debug,
+    B: Body + Unpin,
+    B::Error: Debug,
+{
+    let mut body = svc
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap()
+        .into_body();
+    assert!(body.frame().await.unwrap().is_ok());
+    body
+}
+
 #[tokio::test(start_paused = true)]
 async fn stalled_reader_releases_the_slot_and_the_body_errors() {
     let bulkhead = Bulkhead::builder("t").max_concurrent(1).build().unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(100, Duration::ZERO)))
-        });
-    let res = svc.oneshot(http::Request::new(())).await.unwrap();
-    let mut body = res.into_body();
-    assert!(body.frame().await.unwrap().is_ok());
+    let layer = BodyTimeoutLayer::new("t", Some(IDLE));
+    let mut body = first_frame(bounded(layer, &bulkhead, 100, Duration::ZERO)).await;
     assert_eq!(bulkhead.available(), 0);
     // The reader stalls: just before the bound the slot is still held...
     tokio::time::sleep(IDLE - Duration::from_millis(1)).await;
@@ -65,50 +100,28 @@ async fn stalled_reader_releases_the_slot_and_the_body_errors() {
 async fn readers_that_read_and_slow_producers_keep_the_slot() {
     let bulkhead = Bulkhead::builder("t").max_concurrent(1).build().unwrap();
     // A slow producer: one chunk a minute (longer than the idle timeout).
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(3, Duration::from_secs(60))))
-        });
+    let layer = BodyTimeoutLayer::new("t", Some(IDLE));
+    let svc = bounded(layer.clone(), &bulkhead, 3, Duration::from_secs(60));
     let res = svc.oneshot(http::Request::new(())).await.unwrap();
     let collected = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&collected[..], b"chunkchunkchunk");
     assert_eq!(bulkhead.available(), 1);
 
     // A reader that reads a chunk every 20 s keeps its slot for minutes.
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
-        });
-    let mut body = svc
-        .oneshot(http::Request::new(()))
-        .await
-        .unwrap()
-        .into_body();
-    for _ in 0..10 {
-        assert!(body.frame().await.unwrap().is_ok());
+    let mut body = first_frame(bounded(layer, &bulkhead, 10, Duration::ZERO)).await;
+    for read in 1..=10 {
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert_eq!(bulkhead.available(), 0);
+        if read < 10 {
+            assert!(body.frame().await.unwrap().is_ok());
+        }
     }
     assert!(body.frame().await.is_none());
     assert_eq!(bulkhead.available(), 1);
 
     // No bound: the stalled reader keeps the slot.
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", None))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
-        });
-    let mut body = svc
-        .oneshot(http::Request::new(()))
-        .await
-        .unwrap()
-        .into_body();
-    assert!(body.frame().await.unwrap().is_ok());
+    let unbounded = BodyTimeoutLayer::new("t", None);
+    let body = first_frame(bounded(unbounded, &bulkhead, 10, Duration::ZERO)).await;
     tokio::time::sleep(IDLE * 10).await;
     assert_eq!(bulkhead.available(), 0);
     drop(body);
@@ -156,22 +169,11 @@ async fn one_reaper_per_layer_ends_each_stalled_body_at_its_deadline() {
     }
     assert_eq!(tasks(), 0, "no task for responses that end with a frame");
 
-    let mut streaming = ServiceBuilder::new()
-        .layer(layer)
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
-        });
+    let mut streaming = bounded(layer, &bulkhead, 10, Duration::ZERO);
     // Body i hands out its first frame at i seconds, then its reader stalls.
     let mut bodies = Vec::new();
     for _ in 0..20 {
-        let res = (&mut streaming)
-            .oneshot(http::Request::new(()))
-            .await
-            .unwrap();
-        let mut body = res.into_body();
-        assert!(body.frame().await.unwrap().is_ok());
-        bodies.push(body);
+        bodies.push(first_frame(&mut streaming).await);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(tasks(), 1, "one reaper for all the bodies");
@@ -197,20 +199,10 @@ async fn one_reaper_per_layer_ends_each_stalled_body_at_its_deadline() {
 #[tokio::test(start_paused = true)]
 async fn the_reaper_ends_when_its_bodies_are_gone() {
     let bulkhead = Bulkhead::builder("t").max_concurrent(4).build().unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
-        });
+    let layer = BodyTimeoutLayer::new("t", Some(IDLE));
+    let svc = bounded(layer, &bulkhead, 10, Duration::ZERO);
     for round in 0..2 {
-        let mut body = svc
-            .clone()
-            .oneshot(http::Request::new(()))
-            .await
-            .unwrap()
-            .into_body();
-        assert!(body.frame().await.unwrap().is_ok());
+        let body = first_frame(svc.clone()).await;
         assert_eq!(tasks(), 1, "round {round}");
         drop(body);
         assert_eq!(bulkhead.available(), 4);
@@ -240,32 +232,17 @@ fn a_reaper_lost_with_its_runtime_is_started_again() {
             .unwrap()
     };
     let bulkhead = Bulkhead::builder("t").max_concurrent(1).build().unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", Some(IDLE)))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(10, Duration::ZERO)))
-        });
+    let layer = BodyTimeoutLayer::new("t", Some(IDLE));
+    let svc = bounded(layer, &bulkhead, 10, Duration::ZERO);
     let first = paused_runtime();
     first.block_on(async {
-        let mut body = svc
-            .clone()
-            .oneshot(http::Request::new(()))
-            .await
-            .unwrap()
-            .into_body();
-        assert!(body.frame().await.unwrap().is_ok());
+        let body = first_frame(svc.clone()).await;
         assert_eq!(tasks(), 1);
         drop(body);
     });
     drop(first);
     paused_runtime().block_on(async {
-        let mut body = svc
-            .oneshot(http::Request::new(()))
-            .await
-            .unwrap()
-            .into_body();
-        assert!(body.frame().await.unwrap().is_ok());
+        let mut body = first_frame(svc).await;
         assert_eq!(tasks(), 1, "a new reaper");
         tokio::time::sleep(IDLE + Duration::from_millis(1)).await;
         assert_eq!(bulkhead.available(), 1);
@@ -280,24 +257,11 @@ fn a_reaper_lost_with_its_runtime_is_started_again() {
 async fn stalled_bodies_are_ended_on_a_multi_thread_runtime() {
     const SHORT: Duration = Duration::from_millis(100);
     let bulkhead = Bulkhead::builder("t").max_concurrent(8).build().unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(BodyTimeoutLayer::new("t", Some(SHORT)))
-        .layer(bulkhead.layer())
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(streamed(1_000, Duration::ZERO)))
-        });
+    let layer = BodyTimeoutLayer::new("t", Some(SHORT));
+    let svc = bounded(layer, &bulkhead, 1_000, Duration::ZERO);
     let mut stalled = Vec::new();
     for _ in 0..8 {
-        let svc = svc.clone();
-        stalled.push(tokio::spawn(async move {
-            let mut body = svc
-                .oneshot(http::Request::new(()))
-                .await
-                .unwrap()
-                .into_body();
-            assert!(body.frame().await.unwrap().is_ok());
-            body
-        }));
+        stalled.push(tokio::spawn(first_frame(svc.clone())));
     }
     let mut bodies = Vec::new();
     for task in stalled {
@@ -382,12 +346,7 @@ async fn the_layers_around_learn_of_the_timeout_without_another_poll() {
     // A streamed body: the layer outside is handed the signal with the first
     // frame, before the reader can stall.
     let log = Log::default();
-    let res = layered(log.clone(), 100)
-        .oneshot(http::Request::new(()))
-        .await
-        .unwrap();
-    let mut body = res.into_body();
-    assert!(body.frame().await.unwrap().is_ok());
+    let mut body = first_frame(layered(log.clone(), 100)).await;
     assert_eq!(seen(&log), ["watched"]);
     let calls = breaker.snapshot().calls;
     // The reader stalls: at the bound the layer outside is told at once,
@@ -405,12 +364,7 @@ async fn the_layers_around_learn_of_the_timeout_without_another_poll() {
 
     // A reader that goes away is no body timeout for the breaker.
     let log = Log::default();
-    let res = layered(log.clone(), 100)
-        .oneshot(http::Request::new(()))
-        .await
-        .unwrap();
-    let mut body = res.into_body();
-    assert!(body.frame().await.unwrap().is_ok());
+    let body = first_frame(layered(log.clone(), 100)).await;
     drop(body);
     assert_eq!(seen(&log), ["watched", "end Dropped"]);
     assert_eq!(breaker.snapshot().failed, 1);
