@@ -83,6 +83,11 @@ impl BulkheadBuilder {
         gauge!(described(p, names::BULKHEAD_MAX_ALLOWED), "name" => name)
             .set(self.max_concurrent as f64);
         metrics.available.set(self.max_concurrent as f64);
+        if !self.max_wait.is_zero() {
+            // The wait clock calibrates on its first read (once per process,
+            // usually 10-20 ms): here, not on the first wait.
+            let _ = quanta::Instant::now();
+        }
         Ok(Bulkhead {
             inner: Arc::new(Shared {
                 events: broadcast::channel(64).0,

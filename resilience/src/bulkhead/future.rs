@@ -71,9 +71,9 @@ impl Future for Wait {
             },
             Some(key) => match inner.slots.poll(inner, key, cx.waker()) {
                 Polled::Pending => return Poll::Pending,
-                Polled::Granted { start, end } => {
-                    let end = end.unwrap_or_else(tokio::time::Instant::now);
-                    let waited = end.saturating_duration_since(start);
+                Polled::Granted(since) => {
+                    // The wait ends now, as the waiter resumes with its permit.
+                    let waited = quanta::Instant::now().saturating_duration_since(since);
                     inner.metrics.wait.record(waited.as_secs_f64());
                 }
                 Polled::Expired(start) => {

@@ -40,9 +40,9 @@
 //! `telltale_bulkhead_wait_duration_seconds{name}` of every admitted call's
 //! wait for a slot (0 when admitted at once; rejected calls are counted by
 //! the rejected counter, not here). A wait is timed from the call's arrival
-//! to a moment between the hand-over of its slot and the call's resumption:
-//! a later arrival's clock reading when there is one, so that under
-//! contention a wait reads the clock once. A rejection records
+//! to its resumption with the slot, on `quanta`'s clock (the CPU's time-stamp
+//! counter, calibrated against the OS clock, which it falls back to where the
+//! counter is unreliable; cheaper to read than the OS clock). A rejection records
 //! `resilience.bulkhead.name` and `resilience.rejected` on the current span
 //! (when declared) and emits a DEBUG event (target `telltale::bulkhead`).
 

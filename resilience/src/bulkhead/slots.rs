@@ -20,19 +20,20 @@
 //! free (a release hands its permit straight to the oldest waiter), so a new
 //! caller cannot overtake the queue.
 //!
-//! A wait reads the clock once, on arrival (its deadline). Its end, for the
-//! wait histogram, is the latest arrival's reading when that was taken after
-//! the wait was handed its permit (and, being in the queue by the time the
-//! waiter looks, before the waiter resumed): under contention another call
-//! arrives between every hand-over and the resumption of the waiter it woke,
-//! so that second clock read is saved. Otherwise the waiter reads the clock.
+//! A wait reads two clocks on arrival: tokio's, for its deadline (so that
+//! the max wait follows tokio's clock, paused in tests), and `quanta`'s (the
+//! CPU's time-stamp counter, cheaper to read than the OS clock, as the RED
+//! metrics use), which the waiter reads again when it resumes with its
+//! permit: the wait histogram's duration.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use slab::Slab;
 use tokio::sync::Notify;
@@ -52,9 +53,6 @@ pub(super) struct Slots {
     /// Free permits `<< 1`, `| QUEUED` while waiters are queued.
     state: AtomicUsize,
     queue: Mutex<Queue>,
-    /// Permits handed to waiters so far (changed under the lock, read before
-    /// an arrival reads the clock: see [`Queue::stamp`]).
-    grants: AtomicU64,
     /// Wakes a parked reaper when waiters queue up again.
     reaper_wake: Arc<Notify>,
 }
@@ -67,9 +65,6 @@ struct Queue {
     /// Entries waiting (not granted, expired or cancelled).
     waiting: usize,
     reaper: Reaper,
-    /// The latest arrival's clock reading, with [`Slots::grants`] as it was
-    /// before that reading: every grant counted there happened before it.
-    stamp: Option<(Instant, u64)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -88,11 +83,11 @@ enum Reaper {
 
 struct Entry {
     waker: Option<Waker>,
-    /// Arrival.
+    /// Arrival, on tokio's clock (the deadline).
     start: Instant,
+    /// Arrival, on the wait histogram's clock.
+    since: quanta::Instant,
     state: EntryState,
-    /// Once granted: [`Slots::grants`] counting this grant.
-    grant: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -110,12 +105,9 @@ enum EntryState {
 pub(super) enum Polled {
     /// Still waiting (its waker is registered).
     Pending,
-    /// Granted a permit after waiting since `start`; `end`, when known, is a
-    /// clock reading taken after the grant (else the waiter reads the clock).
-    Granted {
-        start: Instant,
-        end: Option<Instant>,
-    },
+    /// Granted a permit after waiting since the given reading of the wait
+    /// histogram's clock.
+    Granted(quanta::Instant),
     /// Rejected after waiting since the given instant (max wait reached, or
     /// the max wait cannot be enforced).
     Expired(Instant),
@@ -140,16 +132,18 @@ impl Slots {
                 order: VecDeque::new(),
                 waiting: 0,
                 reaper: Reaper::Absent,
-                stamp: None,
             }),
-            grants: AtomicU64::new(0),
             reaper_wake: Arc::new(Notify::new()),
         }
     }
 
+    /// `parking_lot`'s lock rather than std's: under contention it spins a
+    /// little longer before parking the thread, and a worker parked on this
+    /// short lock is a worker idle (measured: the waiting path's throughput
+    /// against tower's `ConcurrencyLimit`, whose semaphore uses the same lock
+    /// here). It has no poisoning (nothing under it can panic anyway).
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Nothing that can panic runs under the lock; recover anyway.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock()
     }
 
     /// Calls queued for a permit now.
@@ -207,12 +201,7 @@ impl Slots {
             while let Some(key) = q.order.pop_front() {
                 let entry = &mut q.entries[key];
                 if entry.state == EntryState::Waiting {
-                    let grants = self.grants.load(Ordering::Relaxed) + 1;
-                    // Release: an arrival that reads this count before its
-                    // clock reading sees the grant as done before it.
-                    self.grants.store(grants, Ordering::Release);
                     entry.state = EntryState::Granted;
-                    entry.grant = grants;
                     granted = Some(entry.waker.take());
                     q.waiting -= 1;
                     break;
@@ -243,10 +232,10 @@ impl Slots {
     /// A waiter's first poll: takes a free permit, or queues the waiter
     /// (starting the reaper if none runs).
     pub(super) fn enqueue(&self, shared: &Arc<Shared>, waker: &Waker) -> Enqueued {
-        // Read before taking the lock, to keep the lock short; the grants
-        // count before the clock (see `Queue::stamp`).
-        let grants = self.grants.load(Ordering::Acquire);
+        // Read and cloned before taking the lock, to keep the lock short.
         let start = Instant::now();
+        let since = quanta::Instant::now();
+        let waker = waker.clone();
         let mut q = self.lock();
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
@@ -288,15 +277,11 @@ impl Slots {
             },
         };
         let key = q.entries.insert(Entry {
-            waker: Some(waker.clone()),
+            waker: Some(waker),
             start,
+            since,
             state: EntryState::Waiting,
-            grant: 0,
         });
-        // Readings are taken outside the lock: keep the latest.
-        if q.stamp.is_none_or(|(at, _)| at <= start) {
-            q.stamp = Some((start, grants));
-        }
         q.order.push_back(key);
         q.waiting += 1;
         drop(q);
@@ -348,17 +333,7 @@ impl Slots {
                 }
                 Polled::Pending
             }
-            EntryState::Granted => {
-                let entry = q.entries.remove(key);
-                let end = match q.stamp {
-                    Some((at, grants)) if grants >= entry.grant => Some(at),
-                    _ => None,
-                };
-                Polled::Granted {
-                    start: entry.start,
-                    end,
-                }
-            }
+            EntryState::Granted => Polled::Granted(q.entries.remove(key).since),
             EntryState::Expired => Polled::Expired(q.entries.remove(key).start),
             EntryState::Cancelled => {
                 // Only the waiter itself cancels, and it is done then.
