@@ -41,6 +41,16 @@
 //! ```text
 //! cargo bench --bench cost_growth -- --warm-up-time 1 --measurement-time 2
 //! ```
+//!
+//! The tables alone, without criterion's part (a filter matching no criterion
+//! benchmark, as `scripts/bench` runs it), all four or some of them by name
+//! (`routes`, `breakers`, `headers`, `attribute_size`, comma-separated):
+//!
+//! ```text
+//! cargo bench --bench cost_growth -- tables-only
+//! cargo bench --bench cost_growth -- tables-only:attribute_size
+//! cargo bench --bench cost_growth -- tables-only:routes,headers
+//! ```
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -94,6 +104,15 @@ type Case = Box<dyn FnMut(usize)>;
 /// where only the routine the filter selects runs.
 fn tables() -> bool {
     measuring() && !std::env::args().any(|a| a == "--profile-time")
+}
+
+/// Whether the run measures `table`: every table, unless the filter
+/// argument is `tables-only:NAME[,NAME…]` (criterion then sees a filter
+/// that matches none of its benchmarks).
+fn selected(table: &str) -> bool {
+    std::env::args()
+        .find_map(|a| a.strip_prefix("tables-only:").map(str::to_owned))
+        .is_none_or(|names| names.split(',').any(|name| name.trim() == table))
 }
 
 /// `full` when the tables are measured, else `1`.
@@ -600,11 +619,19 @@ fn main() {
             .join(" ")
     );
     tracing::dispatcher::with_default(&dispatch, || {
-        routes(&mut criterion, rt);
-        breakers(&mut criterion);
-        headers(&mut criterion, rt);
+        if selected("routes") {
+            routes(&mut criterion, rt);
+        }
+        if selected("breakers") {
+            breakers(&mut criterion);
+        }
+        if selected("headers") {
+            headers(&mut criterion, rt);
+        }
     });
-    attribute_size(&mut criterion, &server);
+    if selected("attribute_size") {
+        attribute_size(&mut criterion, &server);
+    }
     criterion.final_summary();
     provider.shutdown().expect("tracer provider shutdown");
 }

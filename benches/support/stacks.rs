@@ -430,7 +430,14 @@ fn dispatch(
                     .with_target("otel::tracing", tracing::Level::TRACE),
             )
             .with(sampler)
-            .with(bridge(tracer)),
+            .with(bridge(tracer))
+            // As `telltale_telemetry::init` declares it: the subscriber's
+            // formatters are telltale's (here: none), so telltale's request
+            // layers give their attributes to the OpenTelemetry span
+            // directly. The peer layers never ask; for them this layer does
+            // nothing (an unfiltered layer beside `sampler`, which has no
+            // filter either: no change to the level hint).
+            .with(telltale_telemetry::DirectRequestAttributes),
     )
 }
 

@@ -73,6 +73,7 @@ pub mod sampling;
 pub use metrics::names::{
     LOGS_DROPPED_TOTAL, LOGS_EXPORTED_TOTAL, SPANS_DROPPED_TOTAL, SPANS_EXPORTED_TOTAL,
 };
+pub use pipeline::DirectRequestAttributes;
 pub use pipeline::fmt::{
     CUSTOM_NAMESPACE, ECS_VERSION, JsonFields, JsonFormat, KEYWORD_MAX_CHARS, OtelIdsLayer,
     PrettyFormat, Profile, TRUNCATION_MARKER, write_escaped,

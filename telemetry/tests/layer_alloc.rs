@@ -96,6 +96,7 @@ async fn metrics_only_layer_adds_no_allocation_beyond_the_body_wrapper() {
 /// metrics-only and the spans-on server layers to compare on it.
 fn sampling_setup(
     sampler: opentelemetry_sdk::trace::Sampler,
+    direct: Direct,
 ) -> (
     tracing::subscriber::DefaultGuard,
     ServerTelemetryLayer,
@@ -110,15 +111,21 @@ fn sampling_setup(
         .with_sampler(sampler.clone())
         .with_id_generator(PresetTraceIds::default())
         .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(SamplerLayer::new(sampler))
-        .with(
+    macro_rules! otel {
+        () => {
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("alloc"))
                 .with_location(false)
                 .with_threads(false)
                 .with_tracked_inactivity(false)
-                .with_target(false),
+                .with_target(false)
+        };
+    }
+    let subscriber = tracing_subscriber::registry()
+        .with(SamplerLayer::new(sampler))
+        .with(otel!())
+        .with(
+            (direct == Direct::Formatters).then(telltale_telemetry::DirectRequestAttributes::layer),
         );
     let guard = tracing::subscriber::set_default(subscriber);
     let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
@@ -141,7 +148,7 @@ fn sampling_setup(
 async fn sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_only() {
     // Drops every request, whatever its parent says.
     let (_guard, metrics_only, sampled_out) =
-        sampling_setup(opentelemetry_sdk::trace::Sampler::AlwaysOff);
+        sampling_setup(opentelemetry_sdk::trace::Sampler::AlwaysOff, Direct::No);
     for traceparent in [
         None,
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
@@ -165,8 +172,10 @@ async fn sampled_out_requests_cost_at_most_three_allocations_more_than_metrics_o
 async fn sampled_in_request_allocations_are_locked() {
     use opentelemetry_sdk::trace::Sampler;
     const LOCKED: [f64; 2] = [SAMPLED_IN_ROOT, SAMPLED_IN_CHILD];
-    let (_guard, metrics_only, sampled_in) =
-        sampling_setup(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let (_guard, metrics_only, sampled_in) = sampling_setup(
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        Direct::No,
+    );
     let cases = [
         None,
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
@@ -183,6 +192,52 @@ async fn sampled_in_request_allocations_are_locked() {
     }
 }
 
+/// How the subscriber takes the request attributes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Direct {
+    /// As tracing fields, through the plain bridge.
+    No,
+    /// Directly, with `DirectRequestAttributes`.
+    Formatters,
+}
+
+/// Issue 16 item 2, with `DirectRequestAttributes`: the request layer sets its attributes on the
+/// OpenTelemetry span itself (static keys, static or shared values, one exact
+/// copy of each value taken from the request, no list of updates), so a
+/// sampled-in request adds less than through the plain bridge; locked as
+/// well.
+async fn direct_sampled_in_request_allocations_are_locked() {
+    use opentelemetry_sdk::trace::Sampler;
+    const LOCKED: [f64; 2] = [DIRECT_SAMPLED_IN_ROOT, DIRECT_SAMPLED_IN_CHILD];
+    let cases = [
+        None,
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ];
+    let direct = Direct::Formatters;
+    let (_guard, metrics_only, sampled_in) =
+        sampling_setup(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), direct);
+    check_sampled_in(&metrics_only, &sampled_in, &cases, LOCKED, direct).await;
+}
+
+async fn check_sampled_in(
+    metrics_only: &ServerTelemetryLayer,
+    sampled_in: &ServerTelemetryLayer,
+    cases: &[Option<&'static str>; 2],
+    locked: [f64; 2],
+    direct: Direct,
+) {
+    for (&traceparent, locked) in cases.iter().zip(locked) {
+        let base = allocations_with(metrics_only.layer(router()), traceparent).await;
+        let kept = allocations_with(sampled_in.layer(router()), traceparent).await;
+        println!("  {direct:?} {traceparent:?}: metrics only {base}, sampled in {kept}");
+        assert!(
+            kept - base <= locked,
+            "{direct:?} {traceparent:?}: sampled in adds {} (locked at {locked})",
+            kept - base
+        );
+    }
+}
+
 /// Issue 16 item 5: a captured request header costs what its attribute
 /// needs and no more: its value's copy and the one-element list holding it
 /// (the attribute key is built once, with the layer). Locked at two
@@ -191,7 +246,7 @@ async fn a_captured_header_costs_two_allocations() {
     use opentelemetry_sdk::trace::Sampler;
     const HEADERS: usize = 20;
     let names: Vec<String> = (0..HEADERS).map(|i| format!("x-bench-{i:02}")).collect();
-    let (_guard, _, plain) = sampling_setup(Sampler::AlwaysOn);
+    let (_guard, _, plain) = sampling_setup(Sampler::AlwaysOn, Direct::No);
     let config = || RedConfig::default().with_recorder(Arc::new(metrics::NoopRecorder));
     let capturing = ServerTelemetryLayer::builder()
         .red_config(config())
@@ -256,6 +311,12 @@ where
 /// with a `traceparent`: raise only with a reason.
 const SAMPLED_IN_ROOT: f64 = 11.0;
 const SAMPLED_IN_CHILD: f64 = 12.0;
+/// The same with `DirectRequestAttributes`, measured on 2026-11-27 (root 6,
+/// child 7): tracing-opentelemetry's span data, its box in the span's
+/// extensions and its builder's attribute list, the OpenTelemetry span and its context, and the copy of
+/// `url.path` (the child also has its remote parent's context).
+const DIRECT_SAMPLED_IN_ROOT: f64 = 6.0;
+const DIRECT_SAMPLED_IN_CHILD: f64 = 7.0;
 
 // Allocations are counted process-wide, so this binary runs without libtest's
 // harness (`harness = false` in Cargo.toml): its tests run one after another on
@@ -280,10 +341,13 @@ fn main() {
     run_one("sampled_in_request_allocations_are_locked", || {
         runtime.block_on(sampled_in_request_allocations_are_locked())
     });
+    run_one("direct_sampled_in_request_allocations_are_locked", || {
+        runtime.block_on(direct_sampled_in_request_allocations_are_locked())
+    });
     run_one("a_captured_header_costs_two_allocations", || {
         runtime.block_on(a_captured_header_costs_two_allocations())
     });
-    println!("test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    println!("test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
 }
 
 fn run_one(name: &str, test: impl FnOnce()) {

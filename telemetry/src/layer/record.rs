@@ -89,6 +89,41 @@ pub(crate) fn classify_error<E: Any>(err: &E) -> Outcome {
     Outcome::Error { status: None }
 }
 
+/// How a request layer gives its attributes to the OpenTelemetry span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// As tracing fields, which every layer gets: the tracing →
+    /// OpenTelemetry layer converts each into an attribute.
+    No,
+    /// The subscriber declares with
+    /// [`DirectRequestAttributes`](crate::DirectRequestAttributes) that its
+    /// log formatters are telltale's: the values go to them only, and the
+    /// layer sets the attributes on the OpenTelemetry span itself.
+    Formatters,
+}
+
+impl Direct {
+    /// How `span`'s subscriber takes request attributes.
+    pub(crate) fn of(span: &Span) -> Self {
+        if crate::pipeline::direct::enabled(span) {
+            Direct::Formatters
+        } else {
+            Direct::No
+        }
+    }
+
+    /// Records `values` on `span`: for every layer ([`Direct::No`]), or for
+    /// all but the OpenTelemetry one, which gets them from the caller.
+    pub(crate) fn record(self, span: &Span, values: &tracing::field::ValueSet<'_>) {
+        match self {
+            Direct::No => {
+                span.record_all(values);
+            }
+            Direct::Formatters => crate::pipeline::direct::record_for_logs(span, values),
+        }
+    }
+}
+
 /// A request's span, as its layer built it.
 #[derive(Debug)]
 pub(crate) struct RequestSpan {
@@ -192,12 +227,38 @@ impl Record {
             self.span.record("rpc.method", method);
         }
         if self.recording {
-            self.span.record(
+            self.record_attribute(
                 "http.response.status_code",
                 i64::from(head.status().as_u16()),
             );
         }
         self.head = Some(head);
+    }
+
+    /// Records `value` as the span's field `field` (an attribute field, not
+    /// one of the bridge's `otel.*` fields). When the request's attributes
+    /// go to the OpenTelemetry span directly ([`Direct`]), the field reaches
+    /// only the log formatters and the attribute is set on the OpenTelemetry
+    /// span, with a static key: the bridge would copy it into a list of
+    /// updates.
+    fn record_attribute<V>(&self, field: &'static str, value: V)
+    where
+        V: tracing::Value + Into<opentelemetry::Value>,
+    {
+        let direct = Direct::of(&self.span);
+        if direct == Direct::No {
+            self.span.record(field, value);
+            return;
+        }
+        if let Some(meta) = self.span.metadata()
+            && let Some(key) = meta.fields().field(field)
+        {
+            let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 1] =
+                [(&key, Some(&value))];
+            direct.record(&self.span, &meta.fields().value_set(&values));
+        }
+        self.span
+            .set_attribute(opentelemetry::Key::from_static_str(field), value);
     }
 
     /// Records a description of an inner error on the span.
@@ -230,15 +291,13 @@ impl Record {
                 && self.head.is_none()
                 && let Some(status) = status
             {
-                self.span
-                    .record("http.response.status_code", i64::from(status.as_u16()));
+                self.record_attribute("http.response.status_code", i64::from(status.as_u16()));
             }
             if let Some(code) = grpc.filter(|_| self.recording) {
-                self.span
-                    .record("rpc.grpc.status_code", i64::from(code.as_i32()));
+                self.record_attribute("rpc.grpc.status_code", i64::from(code.as_i32()));
             }
             if let Some(error_type) = error_type.filter(|_| self.recording) {
-                self.span.record("error.type", error_type);
+                self.record_attribute("error.type", error_type);
                 // A description already set the status to Error with its text.
                 if !self.described {
                     match outcome {

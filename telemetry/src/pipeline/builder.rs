@@ -529,7 +529,13 @@ impl TelemetryBuilder {
         let subscriber = Registry::default()
             .with(layers)
             .with(ids)
-            .with(otlp_logs.with_filter(log_filter(&self.filter, &self.trace_filter)));
+            .with(otlp_logs.with_filter(log_filter(&self.filter, &self.trace_filter)))
+            // Every formatter here is telltale's: the request layers give
+            // their attributes to the OpenTelemetry span directly. Outermost,
+            // so that looking for it is one step; bare, because `ids` has no
+            // per-layer filter either, so it changes no filtering decision
+            // (see its docs).
+            .with(super::DirectRequestAttributes);
         let dispatch = Dispatch::new(subscriber);
         // The export workers' lines (and the SDK's internal logs on their
         // threads) go to this pipeline's log output.

@@ -23,6 +23,7 @@
 //! ```
 
 mod builder;
+pub(crate) mod direct;
 pub mod env;
 mod error;
 mod export;
@@ -39,6 +40,7 @@ mod stdout;
 mod telemetry;
 
 pub use builder::TelemetryBuilder;
+pub use direct::DirectRequestAttributes;
 pub use error::{ExporterError, InitError};
 pub use export::{BatchConfig, BoundedLogProcessor, BoundedSpanProcessor, ExportStats};
 pub use filter::{DEFAULT_TRACE_FILTER, MAX_FILTER_DIRECTIVES, MAX_FILTER_LEN};

@@ -1,22 +1,24 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
 use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Key, KeyValue, StringValue, Value as OtelValue};
 use telltale_core::Side;
 use telltale_core::grpc::{is_grpc, split_path};
 use telltale_core::http::{known_method, split_host_port};
 use tower_service::Service;
 use tracing::Span;
-use tracing::field::Empty;
+use tracing::field::{Empty, Field, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ResponseFuture;
 use super::layer::{Origin, Shared};
+use crate::layer::limits::cap;
 use crate::layer::names;
 use crate::layer::propagation;
-use crate::layer::record::{RequestSpan, Route};
+use crate::layer::record::{Direct, RequestSpan, Route};
 use crate::layer::server::ResponseBody;
 use crate::layer::settings::telemetry_service;
 use crate::metrics::Scheme;
@@ -79,6 +81,54 @@ fn target<'a, B>(
     }
 }
 
+/// The client span's request fields, looked up once: the span is created
+/// with every field empty and filled by [`make_span`].
+struct ClientFields {
+    name: Field,
+    kind: Field,
+    method: Field,
+    method_original: Field,
+    server_address: Field,
+    server_port: Field,
+    url_full: Field,
+    rpc_system: Field,
+    rpc_service: Field,
+    rpc_method: Field,
+}
+
+impl ClientFields {
+    fn of(span: &Span) -> Option<&'static ClientFields> {
+        static FIELDS: OnceLock<Option<ClientFields>> = OnceLock::new();
+        FIELDS
+            .get_or_init(|| {
+                let set = span.metadata()?.fields();
+                Some(ClientFields {
+                    name: set.field("otel.name")?,
+                    kind: set.field("otel.kind")?,
+                    method: set.field("http.request.method")?,
+                    method_original: set.field("http.request.method_original")?,
+                    server_address: set.field("server.address")?,
+                    server_port: set.field("server.port")?,
+                    url_full: set.field("url.full")?,
+                    rpc_system: set.field("rpc.system")?,
+                    rpc_service: set.field("rpc.service")?,
+                    rpc_method: set.field("rpc.method")?,
+                })
+            })
+            .as_ref()
+    }
+}
+
+/// The client request's span, with its request attributes.
+///
+/// As tracing fields, the fields are recorded in one `record_all`
+/// before the OpenTelemetry span starts (the SDK's sampler sees them, with
+/// the captured request headers). When the subscriber takes the attributes
+/// directly ([`Direct`]), only the span kind reaches the OpenTelemetry layer
+/// that way: the other fields reach only the log formatters,
+/// and the OpenTelemetry span is started and gets its name and attributes
+/// directly, in one call, with static keys and static values where there
+/// are some.
 fn make_span<B>(
     shared: &Shared,
     req: &Request<B>,
@@ -97,36 +147,21 @@ fn make_span<B>(
     let span = tracing::info_span!(
         target: "telltale::client",
         "HTTP client request",
-        otel.name = &*name,
-        otel.kind = "client",
+        otel.name = Empty,
+        otel.kind = Empty,
         otel.status_code = Empty,
         otel.status_description = Empty,
-        http.request.method = known.unwrap_or("_OTHER"),
-        http.request.method_original = known
-            .is_none()
-            .then(|| crate::layer::limits::cap(method.as_str(), shared.common.max_attribute_len)),
-        server.address = host.map(|h| crate::layer::limits::cap(h, shared.common.max_attribute_len)),
-        server.port = port.map(i64::from),
-        // gRPC calls follow the RPC conventions, which have no `url.full`.
-        url.full = match rpc {
-            Some(_) => None,
-            None => shared
-                .common
-                .redactor
-                .full_url(req.uri(), shared.origin.as_ref().map(|o| &o.uri))
-                .map(|mut url| {
-                    // Capped as the server's request attributes are.
-                    let kept = crate::layer::limits::cap(&url, shared.common.max_attribute_len).len();
-                    url.truncate(kept);
-                    url
-                }),
-        },
+        http.request.method = Empty,
+        http.request.method_original = Empty,
+        server.address = Empty,
+        server.port = Empty,
+        url.full = Empty,
         http.response.status_code = Empty,
         network.protocol.version = Empty,
         error.type = Empty,
-        rpc.system = rpc.map(|_| "grpc"),
-        rpc.service = rpc.map(|r| r.0),
-        rpc.method = rpc.map(|r| r.1),
+        rpc.system = Empty,
+        rpc.service = Empty,
+        rpc.method = Empty,
         rpc.grpc.status_code = Empty,
         resilience.rejected = Empty,
         resilience.circuit_breaker.name = Empty,
@@ -135,10 +170,92 @@ fn make_span<B>(
         resilience.bulkhead.name = Empty,
         resilience.bulkhead.waited_ms = Empty,
     );
-    shared
-        .common
-        .request_headers
-        .record_unstarted(&span, req.headers());
+    if span.is_disabled() {
+        return span;
+    }
+    let (Some(f), Some(meta)) = (ClientFields::of(&span), span.metadata()) else {
+        return span;
+    };
+    let max = shared.common.max_attribute_len;
+    let method_name = known.unwrap_or("_OTHER");
+    let method_original = known.is_none().then(|| cap(method.as_str(), max));
+    let host = host.map(|h| cap(h, max));
+    let port = port.map(i64::from);
+    // gRPC calls follow the RPC conventions, which have no `url.full`.
+    let url = match rpc {
+        Some(_) => None,
+        None => shared
+            .common
+            .redactor
+            .full_url(req.uri(), shared.origin.as_ref().map(|o| &o.uri))
+            .map(|mut url| {
+                // Capped as the server's request attributes are.
+                let kept = cap(&url, max).len();
+                url.truncate(kept);
+                url
+            }),
+    };
+    let (rpc_service, rpc_method) = rpc.unzip();
+    let rpc_system = rpc.map(|_| "grpc");
+    let request: [(&Field, Option<&dyn Value>); 8] = [
+        (&f.method, Some(&method_name)),
+        (&f.method_original, Some(&method_original)),
+        (&f.server_address, Some(&host)),
+        (&f.server_port, Some(&port)),
+        (&f.url_full, Some(&url)),
+        (&f.rpc_system, Some(&rpc_system)),
+        (&f.rpc_service, Some(&rpc_service)),
+        (&f.rpc_method, Some(&rpc_method)),
+    ];
+    let direct = Direct::of(&span);
+    if direct == Direct::No {
+        let all: [(&Field, Option<&dyn Value>); 10] = [
+            (&f.name, Some(&&*name)),
+            (&f.kind, Some(&"client")),
+            request[0],
+            request[1],
+            request[2],
+            request[3],
+            request[4],
+            request[5],
+            request[6],
+            request[7],
+        ];
+        span.record_all(&meta.fields().value_set(&all));
+        shared
+            .common
+            .request_headers
+            .record_unstarted(&span, req.headers());
+        return span;
+    }
+    // The kind must reach the OpenTelemetry layer before the span starts.
+    span.record("otel.kind", "client");
+    let own_name: [(&Field, Option<&dyn Value>); 1] = [(&f.name, Some(&&*name))];
+    direct.record(&span, &meta.fields().value_set(&own_name));
+    direct.record(&span, &meta.fields().value_set(&request));
+    // Starts the OpenTelemetry span: the SDK's sampler decides here.
+    let cx = span.context();
+    let otel = cx.span();
+    if !otel.is_recording() {
+        return span;
+    }
+    let text = |key: &'static str, value: StringValue| {
+        KeyValue::new(Key::from_static_str(key), OtelValue::String(value))
+    };
+    let copy = |key: &'static str, value: &str| text(key, StringValue::from(value.to_owned()));
+    let attributes = [
+        Some(text("http.request.method", method_name.into())),
+        method_original.map(|m| copy("http.request.method_original", m)),
+        host.map(|h| copy("server.address", h)),
+        port.map(|p| KeyValue::new(Key::from_static_str("server.port"), p)),
+        url.map(|u| text("url.full", u.into())),
+        rpc_system.map(|s| text("rpc.system", s.into())),
+        rpc_service.map(|s| copy("rpc.service", s)),
+        rpc_method.map(|m| copy("rpc.method", m)),
+    ];
+    let headers = shared.common.request_headers.attributes(req.headers());
+    otel.set_attributes(attributes.into_iter().flatten().chain(headers));
+    otel.update_name(name);
     span
 }
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanRef, TraceContextExt};
+use opentelemetry::{Key, KeyValue, StringValue, Value as OtelValue};
 use telltale_core::grpc::{is_grpc, split_path};
 use telltale_core::http::known_method;
 use telltale_core::{CorrelationId, Side};
@@ -16,11 +17,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::layer::Shared;
 use super::{ResponseBody, ResponseFuture};
-use crate::layer::attrs::{client_address, protocol_version, server_host};
+use crate::layer::attrs::{ClientAddr, client_address, protocol_version, server_host};
 use crate::layer::limits::cap;
 use crate::layer::names;
 use crate::layer::propagation;
-use crate::layer::record::{RequestSpan, Route};
+use crate::layer::record::{Direct, RequestSpan, Route};
 use crate::layer::settings::telemetry_service;
 use crate::metrics::Scheme;
 use crate::sampling::{self, Early, Parent};
@@ -137,6 +138,13 @@ impl SpanFields {
 /// records nothing. Only a recording span gets the request's attributes, in
 /// one `record_all`. With no OpenTelemetry layer in the subscriber (the span
 /// has no valid trace ID), the fields are recorded for the log formatters.
+///
+/// When the subscriber takes the attributes directly ([`Direct`]: it holds
+/// [`DirectRequestAttributes`](crate::DirectRequestAttributes)), a kept
+/// span's OpenTelemetry span is started first in either case and gets the
+/// request's attributes from the layer itself, in one call (see
+/// [`record_request`]); the fields then reach only the log formatters. The
+/// exported span is the same (`tests/direct_attributes.rs`).
 fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bool) -> RequestSpan {
     let path = req.uri().path();
     let remote = propagation::extract(req.headers());
@@ -202,13 +210,16 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
             let _ = span.set_parent(cx);
         }
     }
-    // Kept by the early decision: the fields are recorded before the
-    // OpenTelemetry span starts, so the bridge adds them to its span builder
-    // (one vector extended) rather than to a started span (a lock and a call
-    // per attribute).
-    let early_name = kept
-        .is_some()
-        .then(|| record_request(shared, req, route, grpc, &span));
+    // Taken directly, the attributes go straight to the started
+    // OpenTelemetry span (see `record_request`).
+    let direct = Direct::of(&span);
+    let bridged = direct != Direct::No;
+    // Kept by the early decision, as tracing fields: the fields are
+    // recorded before the OpenTelemetry span starts, so the bridge adds them
+    // to its span builder (one vector extended) rather than to a started span
+    // (a lock and a call per attribute).
+    let early_name =
+        (kept.is_some() && !bridged).then(|| record_request(shared, req, route, grpc, &span, None));
     // Starts the OpenTelemetry span: the SDK's sampler decides here.
     let cx = span.context();
     let otel = cx.span();
@@ -219,7 +230,12 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
             context: None,
         };
     }
-    let name = early_name.unwrap_or_else(|| record_request(shared, req, route, grpc, &span));
+    if bridged {
+        let name = record_request(shared, req, route, grpc, &span, Some((&otel, direct)));
+        otel.update_name(name);
+        return RequestSpan::traced(span);
+    }
+    let name = early_name.unwrap_or_else(|| record_request(shared, req, route, grpc, &span, None));
     // The route's name; a started OpenTelemetry span ignores a recorded
     // `otel.name`.
     otel.update_name(name);
@@ -241,13 +257,18 @@ fn joined(a: &str, sep: char, b: &str) -> String {
 }
 
 /// Records the request's attributes on a span the sampler kept, and returns
-/// the span's name (`GET /users/{id}`).
+/// the span's name (`GET /users/{id}`). With `otel` (the span's started
+/// OpenTelemetry span, when the subscriber takes the attributes directly:
+/// [`Direct`]), the fields reach only the log formatters and the
+/// attributes, the captured request headers' included, are set on `otel`
+/// directly.
 fn record_request<B>(
     shared: &Shared,
     req: &Request<B>,
     route: Option<&str>,
     grpc: bool,
     span: &Span,
+    otel: Option<(&SpanRef<'_>, Direct)>,
 ) -> Cow<'static, str> {
     let method = req.method();
     let known = known_method(method);
@@ -264,58 +285,238 @@ fn record_request<B>(
         (_, Some(m), None) => Cow::Borrowed(m),
         (_, None, _) => Cow::Borrowed("HTTP"),
     };
-    let Some(f) = SpanFields::of(span) else {
-        return name;
-    };
-    let scheme = shared.scheme.unwrap_or_else(|| Scheme::from_uri(uri));
-    let query = uri.query().map(|q| shared.common.redactor.redact(q));
-    let (host, port) = server_host(uri, req.headers());
-    let client = client_address(peer_ip(req), req.headers(), &shared.trusted);
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    // What the client sent is capped: one hostile request must not make
-    // its span huge (see `layer::limits`).
-    let max = shared.common.max_attribute_len;
-    let host = host.map(|h| cap(h, max));
-    let correlation = req
-        .extensions()
-        .get::<CorrelationId>()
-        .cloned()
-        .or_else(telltale_core::correlation::current);
-    let (rpc_service, rpc_method) = match rpc {
-        Some((s, m)) if route.is_some() => (Some(s), Some(m)),
-        _ => (None, None),
-    };
-    let method_original = known.is_none().then(|| cap(method.as_str(), max));
-    let path = cap(path, max);
-    let query = query.as_deref().map(|q| cap(q, max));
-    let user_agent = user_agent.map(|u| cap(u, max));
-    let client = client.map(display);
-    let correlation = correlation.as_ref().map(CorrelationId::as_str);
-    let port = port.map(i64::from);
-    let values: [(&Field, Option<&dyn Value>); 15] = [
-        (&f.method, Some(&known.unwrap_or("_OTHER"))),
-        (&f.method_original, Some(&method_original)),
-        (&f.path, Some(&path)),
-        (&f.scheme, Some(&scheme.as_str())),
-        (&f.query, Some(&query)),
-        (&f.route, Some(&route)),
-        (&f.protocol, Some(&protocol_version(req.version()))),
-        (&f.server_address, Some(&host)),
-        (&f.server_port, Some(&port)),
-        (&f.client_address, Some(&client)),
-        (&f.user_agent, Some(&user_agent)),
-        (&f.correlation, Some(&correlation)),
-        (&f.rpc_system, Some(&rpc_service.map(|_| "grpc"))),
-        (&f.rpc_service, Some(&rpc_service)),
-        (&f.rpc_method, Some(&rpc_method)),
-    ];
-    if let Some(meta) = span.metadata() {
-        span.record_all(&meta.fields().value_set(&values));
+    let attrs = RequestAttrs::of(shared, req, route, rpc, known);
+    match otel {
+        Some((otel, direct)) => {
+            // The OpenTelemetry layer sees none of these fields: the
+            // OpenTelemetry span gets them here, in one call under one lock,
+            // with static keys, static or shared values where there are
+            // some, and one exact copy for each value taken from the request.
+            attrs.record(span, direct);
+            let headers = shared.common.request_headers.attributes(req.headers());
+            let kept = match name {
+                Cow::Borrowed(name) => Some(name),
+                Cow::Owned(_) => None,
+            };
+            otel.set_attributes(attrs.key_values(static_route(kept, route)).chain(headers));
+        }
+        None => attrs.record(span, Direct::No),
     }
     name
+}
+
+/// `route` as a `'static` string when `name`, the span's name kept per route
+/// (see `layer::names`), ends with it (`GET /users/{id}`): `http.route`
+/// then costs no copy.
+fn static_route(name: Option<&'static str>, route: Option<&str>) -> Option<&'static str> {
+    match (name, route) {
+        (Some(name), Some(route)) if name.ends_with(route) => name.get(name.len() - route.len()..),
+        _ => None,
+    }
+}
+
+/// A server request's attributes, taken from the request once: recorded as
+/// the span's fields, or set straight on its OpenTelemetry span (see
+/// [`record_request`]). Values taken from the request are already capped.
+struct RequestAttrs<'a> {
+    method: &'static str,
+    method_original: Option<&'a str>,
+    path: &'a str,
+    scheme: &'static str,
+    /// Redacted, not capped yet.
+    query: Option<Cow<'a, str>>,
+    route: Option<&'a str>,
+    protocol: Option<&'static str>,
+    host: Option<&'a str>,
+    port: Option<u16>,
+    client: Option<ClientAddr<'a>>,
+    user_agent: Option<&'a str>,
+    correlation: Option<CorrelationId>,
+    /// `rpc.service` and `rpc.method`, for a gRPC call with a route.
+    rpc: Option<(&'a str, &'a str)>,
+    max: usize,
+}
+
+impl<'a> RequestAttrs<'a> {
+    fn of<B>(
+        shared: &Shared,
+        req: &'a Request<B>,
+        route: Option<&'a str>,
+        rpc: Option<(&'a str, &'a str)>,
+        known: Option<&'static str>,
+    ) -> Self {
+        let uri = req.uri();
+        let (host, port) = server_host(uri, req.headers());
+        // What the client sent is capped: one hostile request must not make
+        // its span huge (see `layer::limits`).
+        let max = shared.common.max_attribute_len;
+        RequestAttrs {
+            method: known.unwrap_or("_OTHER"),
+            method_original: known.is_none().then(|| cap(req.method().as_str(), max)),
+            path: cap(uri.path(), max),
+            scheme: shared
+                .scheme
+                .unwrap_or_else(|| Scheme::from_uri(uri))
+                .as_str(),
+            query: uri.query().map(|q| shared.common.redactor.redact(q)),
+            route,
+            protocol: protocol_version(req.version()),
+            host: host.map(|h| cap(h, max)),
+            port,
+            client: client_address(peer_ip(req), req.headers(), &shared.trusted),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|u| cap(u, max)),
+            correlation: req
+                .extensions()
+                .get::<CorrelationId>()
+                .cloned()
+                .or_else(telltale_core::correlation::current),
+            rpc: rpc.filter(|_| route.is_some()),
+            max,
+        }
+    }
+
+    /// Records the attributes as the span's fields, in one `record_all`
+    /// (see [`Direct::record`]).
+    fn record(&self, span: &Span, direct: Direct) {
+        let Some(f) = SpanFields::of(span) else {
+            return;
+        };
+        let query = self.query.as_deref().map(|q| cap(q, self.max));
+        let client = self.client.map(display);
+        let correlation = self.correlation.as_ref().map(CorrelationId::as_str);
+        let port = self.port.map(i64::from);
+        let (rpc_service, rpc_method) = self.rpc.unzip();
+        let values: [(&Field, Option<&dyn Value>); 15] = [
+            (&f.method, Some(&self.method)),
+            (&f.method_original, Some(&self.method_original)),
+            (&f.path, Some(&self.path)),
+            (&f.scheme, Some(&self.scheme)),
+            (&f.query, Some(&query)),
+            (&f.route, Some(&self.route)),
+            (&f.protocol, Some(&self.protocol)),
+            (&f.server_address, Some(&self.host)),
+            (&f.server_port, Some(&port)),
+            (&f.client_address, Some(&client)),
+            (&f.user_agent, Some(&self.user_agent)),
+            (&f.correlation, Some(&correlation)),
+            (&f.rpc_system, Some(&rpc_service.map(|_| "grpc"))),
+            (&f.rpc_service, Some(&rpc_service)),
+            (&f.rpc_method, Some(&rpc_method)),
+        ];
+        if let Some(meta) = span.metadata() {
+            direct.record(span, &meta.fields().value_set(&values));
+        }
+    }
+
+    /// The same attributes as OpenTelemetry key-values, in the same order and
+    /// with the same types as the bridge would convert the fields to:
+    /// static keys, static values for what telltale names (method, scheme,
+    /// protocol version, `rpc.system`), `route` for `http.route` (and for
+    /// `url.path` when they are equal) when it is static, integers for the
+    /// port, and one exact copy of each value taken from the request.
+    fn key_values(&self, route: Option<&'static str>) -> impl Iterator<Item = KeyValue> + use<'_> {
+        let (rpc_service, rpc_method) = self.rpc.unzip();
+        // Made one at a time as the span takes them (no array of every
+        // attribute moved around), in the fields' order.
+        let mut next = 0;
+        std::iter::from_fn(move || {
+            loop {
+                next += 1;
+                let attribute = match next {
+                    1 => Some(text("http.request.method", self.method.into())),
+                    2 => self
+                        .method_original
+                        .map(|m| copy("http.request.method_original", m)),
+                    // A route without parameters is its path: shared too.
+                    3 => Some(match route.filter(|r| *r == self.path) {
+                        Some(shared) => text("url.path", shared.into()),
+                        None => copy("url.path", self.path),
+                    }),
+                    4 => Some(text("url.scheme", self.scheme.into())),
+                    5 => self
+                        .query
+                        .as_deref()
+                        .map(|q| copy("url.query", cap(q, self.max))),
+                    6 => self.route.map(|r| match route {
+                        Some(shared) => text("http.route", shared.into()),
+                        None => copy("http.route", r),
+                    }),
+                    7 => self
+                        .protocol
+                        .map(|v| text("network.protocol.version", v.into())),
+                    8 => self.host.map(|h| copy("server.address", h)),
+                    9 => self
+                        .port
+                        .map(|p| KeyValue::new(Key::from_static_str("server.port"), i64::from(p))),
+                    10 => self
+                        .client
+                        .map(|c| text("client.address", client_address_value(c))),
+                    11 => self.user_agent.map(|u| copy("user_agent.original", u)),
+                    12 => self
+                        .correlation
+                        .as_ref()
+                        .map(|c| copy("correlation_id", c.as_str())),
+                    13 => rpc_service.map(|_| text("rpc.system", "grpc".into())),
+                    14 => rpc_service.map(|s| copy("rpc.service", s)),
+                    15 => rpc_method.map(|m| copy("rpc.method", m)),
+                    _ => return None,
+                };
+                if attribute.is_some() {
+                    return attribute;
+                }
+            }
+        })
+    }
+}
+
+/// A string attribute with a static key.
+fn text(key: &'static str, value: StringValue) -> KeyValue {
+    KeyValue::new(Key::from_static_str(key), OtelValue::String(value))
+}
+
+/// A string attribute with a static key and a copy of `value`, allocated
+/// once at its length.
+fn copy(key: &'static str, value: &str) -> KeyValue {
+    text(key, StringValue::from(value.to_owned()))
+}
+
+/// The `client.address` value, formatted on the stack and copied once at its
+/// length (`to_string` grows its buffer from empty, then the value shrinks
+/// it). Written by hand: a 64-byte buffer implementing `fmt::Write` is all
+/// this needs.
+fn client_address_value(client: ClientAddr<'_>) -> StringValue {
+    struct Stack {
+        bytes: [u8; 64],
+        len: usize,
+    }
+    impl fmt::Write for Stack {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.len + s.len();
+            let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+            slot.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    match client {
+        ClientAddr::Name(name) => StringValue::from(name.to_owned()),
+        ClientAddr::Ip(ip) => {
+            let mut out = Stack {
+                bytes: [0; 64],
+                len: 0,
+            };
+            match fmt::Write::write_fmt(&mut out, format_args!("{ip}")) {
+                Ok(()) => {
+                    StringValue::from(String::from_utf8_lossy(&out.bytes[..out.len]).into_owned())
+                }
+                Err(_) => StringValue::from(ip.to_string()),
+            }
+        }
+    }
 }
 
 telemetry_service!(ServerTelemetryService);
