@@ -106,27 +106,7 @@ fn normalize(text: &str, recorder: &FlightRecorder) -> String {
             format!("<{}-span-id>", span.name()),
         ));
     }
-    let mut out = String::new();
-    for line in text.lines() {
-        let mut line = line.to_owned();
-        for key in ["\"timestamp\":\"", "\"@timestamp\":\""] {
-            if let Some(start) = line.find(key) {
-                let value_start = start + key.len();
-                let end = value_start + line[value_start..].find('"').unwrap();
-                line.replace_range(value_start..end, "<timestamp>");
-            }
-        }
-        if !line.starts_with('{') {
-            let end = line.find(' ').unwrap();
-            line.replace_range(..end, "<timestamp>");
-        }
-        for (id, placeholder) in &ids {
-            line = line.replace(id.as_str(), placeholder);
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
+    support::otel::normalize_lines(text, &ids)
 }
 
 fn request_span(recorder: &FlightRecorder) -> std::sync::Arc<telltale_telemetry::RecordedSpan> {
@@ -202,6 +182,26 @@ fn the_pipeline_declares_its_formatters_whatever_the_format() {
             DirectRequestAttributes::__enabled(&tracing::info_span!("request"))
         });
         assert!(found, "{format:?}");
+    }
+}
+
+/// A filter that matches a request field's value must see it as a tracing
+/// field: then the pipeline does not declare its formatters.
+#[test]
+fn the_pipeline_keeps_fields_for_filters_on_their_values() {
+    for (log, trace) in [
+        ("info,[{correlation_id=req-42}]=debug", "info"),
+        ("info", "info,[request{http.route=/status}]=debug"),
+    ] {
+        let telemetry = Telemetry::builder()
+            .filter(log)
+            .trace_filter(trace)
+            .build()
+            .unwrap();
+        let found = telltale_testkit::with_default(telemetry.dispatch(), || {
+            DirectRequestAttributes::__enabled(&tracing::info_span!("request"))
+        });
+        assert!(!found, "{log} / {trace}");
     }
 }
 

@@ -56,32 +56,6 @@ fn scenario() {
     correlation::sync_scope(id, || tracing::info!("outside any span"));
 }
 
-/// Replaces timestamps and the IDs found in `ids` (in order) by placeholders.
-fn normalize(text: &str, ids: &[(String, &str)]) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        let mut line = line.to_owned();
-        for key in ["\"timestamp\":\"", "\"@timestamp\":\""] {
-            if let Some(start) = line.find(key) {
-                let value_start = start + key.len();
-                let end = value_start + line[value_start..].find('"').unwrap();
-                line.replace_range(value_start..end, "<timestamp>");
-            }
-        }
-        if !line.starts_with('{') {
-            // Pretty: the timestamp is the first word.
-            let end = line.find(' ').unwrap();
-            line.replace_range(..end, "<timestamp>");
-        }
-        for (id, placeholder) in ids {
-            line = line.replace(id.as_str(), placeholder);
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
 fn ids(recorder: &FlightRecorder) -> Vec<(String, &'static str)> {
     let spans = recorder.recent(10);
     let request = spans.iter().find(|s| s.name() == "request").unwrap();
@@ -112,19 +86,28 @@ fn check_golden(name: &str, actual: &str) {
 #[test]
 fn golden_opentelemetry_profile() {
     let (text, recorder) = run(LogFormat::Json(Profile::OpenTelemetry));
-    check_golden("otel.jsonl", &normalize(&text, &ids(&recorder)));
+    check_golden(
+        "otel.jsonl",
+        &support::otel::normalize_lines(&text, &ids(&recorder)),
+    );
 }
 
 #[test]
 fn golden_elastic_common_schema_profile() {
     let (text, recorder) = run(LogFormat::Json(Profile::ElasticCommonSchema));
-    check_golden("ecs.jsonl", &normalize(&text, &ids(&recorder)));
+    check_golden(
+        "ecs.jsonl",
+        &support::otel::normalize_lines(&text, &ids(&recorder)),
+    );
 }
 
 #[test]
 fn golden_pretty_format() {
     let (text, recorder) = run(LogFormat::Pretty);
-    check_golden("pretty.txt", &normalize(&text, &ids(&recorder)));
+    check_golden(
+        "pretty.txt",
+        &support::otel::normalize_lines(&text, &ids(&recorder)),
+    );
 }
 
 #[test]

@@ -41,9 +41,12 @@ pub fn steady_allocations<D: Debug>(mut round: impl FnMut() -> (usize, usize, D)
 /// threads), one after the other, printing libtest's lines so that
 /// `cargo test` output and `scripts/test`'s tally read the same.
 ///
-/// Command-line arguments that do not start with `-` filter by name, as
-/// libtest's do; flags are ignored. A failing test panics, which fails the
-/// target.
+/// The command line is read as libtest reads it, for what applies here:
+/// names filter (a test runs when its name contains one of them),
+/// `--skip NAME` leaves out the tests whose names contain `NAME`, `--exact`
+/// makes names match whole, `--list` lists the tests without running them;
+/// other flags are ignored, with their values (`--test-threads 2`). A
+/// failing test panics, which fails the target.
 ///
 /// ```
 /// fn adds() {
@@ -52,15 +55,56 @@ pub fn steady_allocations<D: Debug>(mut round: impl FnMut() -> (usize, usize, D)
 /// telltale_testkit::alloc::run_tests(&[("adds", adds)]);
 /// ```
 pub fn run_tests(tests: &[(&str, fn())]) {
+    run_tests_with(tests, std::env::args().skip(1));
+}
+
+/// Flags of libtest that take a value.
+const FLAGS_WITH_VALUE: [&str; 6] = [
+    "--skip",
+    "--test-threads",
+    "--format",
+    "--color",
+    "--logfile",
+    "-Z",
+];
+
+fn run_tests_with(tests: &[(&str, fn())], args: impl IntoIterator<Item = String>) {
     use std::io::Write;
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with('-'))
-        .collect();
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let (mut exact, mut list) = (false, false);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--list" => list = true,
+            flag if FLAGS_WITH_VALUE.contains(&flag) => {
+                let value = args.next();
+                if flag == "--skip" {
+                    skips.extend(value);
+                }
+            }
+            flag if flag.starts_with('-') => {}
+            _ => filters.push(arg),
+        }
+    }
+    let matches = |name: &str, pattern: &String| {
+        if exact {
+            name == pattern
+        } else {
+            name.contains(pattern.as_str())
+        }
+    };
     let selected: Vec<_> = tests
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
+        .filter(|(name, _)| !skips.iter().any(|s| matches(name, s)))
         .collect();
+    if list {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        return;
+    }
     let plural = if selected.len() == 1 { "" } else { "s" };
     println!("\nrunning {} test{plural}", selected.len());
     for (name, test) in &selected {
@@ -73,4 +117,39 @@ pub fn run_tests(tests: &[(&str, fn())]) {
     println!(
         "\ntest result: ok. {passed} passed; 0 failed; 0 ignored; 0 measured; {filtered_out} filtered out\n"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+
+    fn one() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn two() {
+        RAN.fetch_add(10, Ordering::SeqCst);
+    }
+
+    fn ran(args: &[&str]) -> usize {
+        RAN.store(0, Ordering::SeqCst);
+        let tests: [(&str, fn()); 2] = [("alloc_one", one), ("alloc_two", two)];
+        super::run_tests_with(&tests, args.iter().map(|a| (*a).to_owned()));
+        RAN.load(Ordering::SeqCst)
+    }
+
+    // One test: they share `RAN`.
+    #[test]
+    fn arguments_are_read_as_libtest_reads_them() {
+        assert_eq!(ran(&[]), 11);
+        assert_eq!(ran(&["one"]), 1);
+        assert_eq!(ran(&["--test-threads", "2"]), 11);
+        assert_eq!(ran(&["--skip", "one"]), 10);
+        assert_eq!(ran(&["--exact", "one"]), 0);
+        assert_eq!(ran(&["--exact", "alloc_two"]), 10);
+        assert_eq!(ran(&["--list"]), 0);
+        assert_eq!(ran(&["--nocapture", "alloc"]), 11);
+    }
 }

@@ -14,6 +14,17 @@ use opentelemetry::trace::{SpanRef, TraceContextExt};
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 use telltale_core::http::split_host_port;
 
+/// A string attribute with a static key.
+pub(crate) fn text(key: &'static str, value: StringValue) -> KeyValue {
+    KeyValue::new(Key::from_static_str(key), Value::String(value))
+}
+
+/// A string attribute with a static key and a copy of `value`, allocated
+/// once at its length.
+pub(crate) fn copy(key: &'static str, value: &str) -> KeyValue {
+    text(key, StringValue::from(value.to_owned()))
+}
+
 /// The `network.protocol.version` value.
 pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {
     Some(match version {

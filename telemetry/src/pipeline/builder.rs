@@ -531,11 +531,16 @@ impl TelemetryBuilder {
             .with(ids)
             .with(otlp_logs.with_filter(log_filter(&self.filter, &self.trace_filter)))
             // Every formatter here is telltale's: the request layers give
-            // their attributes to the OpenTelemetry span directly. Outermost,
-            // so that looking for it is one step; bare, because `ids` has no
-            // per-layer filter either, so it changes no filtering decision
-            // (see its docs).
-            .with(super::DirectRequestAttributes);
+            // their attributes to the OpenTelemetry span directly, unless a
+            // filter must see the request fields' values (see its docs).
+            // Outermost, so that looking for it is one step; bare, because
+            // `ids` has no per-layer filter either, so it changes no
+            // filtering decision.
+            .with(
+                (!super::direct::matches_field_values(&self.filter)
+                    && !super::direct::matches_field_values(&self.trace_filter))
+                .then_some(super::DirectRequestAttributes),
+            );
         let dispatch = Dispatch::new(subscriber);
         // The export workers' lines (and the SDK's internal logs on their
         // threads) go to this pipeline's log output.

@@ -42,10 +42,20 @@ use super::fmt::JsonFields;
 /// layer, the request layers record them as tracing fields, which every
 /// layer sees.
 ///
+/// Two more consequences of that, each of which rules this layer out where
+/// it matters:
+/// - a filter matching a field's *value* (`EnvFilter`'s
+///   `[request{http.route=/status}]=debug`) no longer sees the request
+///   fields' values;
+/// - the client span's OpenTelemetry span gets its attributes once it has
+///   started, so a custom SDK sampler that decides on attributes does not
+///   see them (the pipeline's samplers, `OTEL_TRACES_SAMPLER`, read none).
+///
 /// [`Telemetry::builder`](crate::Telemetry::builder) adds it to the
-/// pipeline's subscriber: every formatter there is telltale's, and the
-/// pipeline's subscriber takes no layers of yours (it is handed out as a
-/// finished [`Dispatch`](tracing::Dispatch)).
+/// pipeline's subscriber, unless its log or trace filter matches a field's
+/// value: every formatter there is telltale's, and the pipeline's
+/// subscriber takes no layers of yours (it is handed out as a finished
+/// [`Dispatch`](tracing::Dispatch)).
 ///
 /// Bare or filtered: tracing-subscriber treats a layer without a per-layer
 /// filter as wanting every callsite. In a subscriber that already has such a
@@ -161,6 +171,20 @@ pub(crate) fn record_for_logs(span: &tracing::Span, values: &ValueSet<'_>) {
     });
 }
 
+/// Whether filter `directives` (`EnvFilter` syntax) match a span field's
+/// value (`target[span{field=value}]=level`): an `=` inside braces.
+pub(crate) fn matches_field_values(directives: &str) -> bool {
+    let mut depth = 0_usize;
+    directives.chars().any(|c| {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        c == '=' && depth > 0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +195,15 @@ mod tests {
             let span = tracing::info_span!("request");
             f(&span);
         });
+    }
+
+    #[test]
+    fn field_value_matchers_are_told_apart() {
+        assert!(!matches_field_values("info,my_crate=debug"));
+        assert!(!matches_field_values("[{user}]=debug,info"));
+        assert!(!matches_field_values("[request]=trace"));
+        assert!(matches_field_values("info,[{correlation_id=req-42}]=debug"));
+        assert!(matches_field_values("t[request{http.route=/status}]=debug"));
     }
 
     #[test]

@@ -580,3 +580,31 @@ pub async fn rebind(addr: SocketAddr) -> TcpListener {
     }
     panic!("could not bind {addr} again");
 }
+
+/// Log text with its timestamps (JSON `timestamp`/`@timestamp`, or a pretty
+/// line's first word) and the given IDs replaced by placeholders, line by
+/// line: what golden files and line-by-line comparisons compare.
+pub fn normalize_lines<P: AsRef<str>>(text: &str, ids: &[(String, P)]) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut line = line.to_owned();
+        for key in ["\"timestamp\":\"", "\"@timestamp\":\""] {
+            if let Some(start) = line.find(key) {
+                let value_start = start + key.len();
+                let end = value_start + line[value_start..].find('"').unwrap();
+                line.replace_range(value_start..end, "<timestamp>");
+            }
+        }
+        if !line.starts_with('{') {
+            // Pretty: the timestamp is the first word.
+            let end = line.find(' ').unwrap();
+            line.replace_range(..end, "<timestamp>");
+        }
+        for (id, placeholder) in ids {
+            line = line.replace(id.as_str(), placeholder.as_ref());
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry::{Key, KeyValue, StringValue, Value as OtelValue};
+use opentelemetry::{Key, KeyValue};
 use telltale_core::Side;
 use telltale_core::grpc::{is_grpc, split_path};
 use telltale_core::http::{known_method, split_host_port};
@@ -15,6 +15,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::ResponseFuture;
 use super::layer::{Origin, Shared};
+use crate::layer::attrs::{copy, text};
 use crate::layer::limits::cap;
 use crate::layer::names;
 use crate::layer::propagation;
@@ -230,19 +231,24 @@ fn make_span<B>(
     }
     // The kind must reach the OpenTelemetry layer before the span starts.
     span.record("otel.kind", "client");
-    let own_name: [(&Field, Option<&dyn Value>); 1] = [(&f.name, Some(&&*name))];
-    direct.record(&span, &meta.fields().value_set(&own_name));
-    direct.record(&span, &meta.fields().value_set(&request));
+    let for_logs: [(&Field, Option<&dyn Value>); 9] = [
+        (&f.name, Some(&&*name)),
+        request[0],
+        request[1],
+        request[2],
+        request[3],
+        request[4],
+        request[5],
+        request[6],
+        request[7],
+    ];
+    direct.record(&span, &meta.fields().value_set(&for_logs));
     // Starts the OpenTelemetry span: the SDK's sampler decides here.
     let cx = span.context();
     let otel = cx.span();
     if !otel.is_recording() {
         return span;
     }
-    let text = |key: &'static str, value: StringValue| {
-        KeyValue::new(Key::from_static_str(key), OtelValue::String(value))
-    };
-    let copy = |key: &'static str, value: &str| text(key, StringValue::from(value.to_owned()));
     let attributes = [
         Some(text("http.request.method", method_name.into())),
         method_original.map(|m| copy("http.request.method_original", m)),

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
 use opentelemetry::trace::{SpanRef, TraceContextExt};
-use opentelemetry::{Key, KeyValue, StringValue, Value as OtelValue};
+use opentelemetry::{Key, KeyValue, StringValue};
 use telltale_core::grpc::{is_grpc, split_path};
 use telltale_core::http::known_method;
 use telltale_core::{CorrelationId, Side};
@@ -17,7 +17,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::layer::Shared;
 use super::{ResponseBody, ResponseFuture};
-use crate::layer::attrs::{ClientAddr, client_address, protocol_version, server_host};
+use crate::layer::attrs::{ClientAddr, client_address, copy, protocol_version, server_host, text};
 use crate::layer::limits::cap;
 use crate::layer::names;
 use crate::layer::propagation;
@@ -213,13 +213,13 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
     // Taken directly, the attributes go straight to the started
     // OpenTelemetry span (see `record_request`).
     let direct = Direct::of(&span);
-    let bridged = direct != Direct::No;
+    let taken_directly = direct != Direct::No;
     // Kept by the early decision, as tracing fields: the fields are
     // recorded before the OpenTelemetry span starts, so the bridge adds them
     // to its span builder (one vector extended) rather than to a started span
     // (a lock and a call per attribute).
-    let early_name =
-        (kept.is_some() && !bridged).then(|| record_request(shared, req, route, grpc, &span, None));
+    let early_name = (kept.is_some() && !taken_directly)
+        .then(|| record_request(shared, req, route, grpc, &span, None));
     // Starts the OpenTelemetry span: the SDK's sampler decides here.
     let cx = span.context();
     let otel = cx.span();
@@ -230,7 +230,7 @@ fn make_span<B>(shared: &Shared, req: &Request<B>, route: Option<&str>, grpc: bo
             context: None,
         };
     }
-    if bridged {
+    if taken_directly {
         let name = record_request(shared, req, route, grpc, &span, Some((&otel, direct)));
         otel.update_name(name);
         return RequestSpan::traced(span);
@@ -298,7 +298,11 @@ fn record_request<B>(
                 Cow::Borrowed(name) => Some(name),
                 Cow::Owned(_) => None,
             };
-            otel.set_attributes(attrs.key_values(static_route(kept, route)).chain(headers));
+            // No OpenTelemetry layer (the span context is not valid) or
+            // the SDK disabled: nothing would keep them.
+            if otel.is_recording() {
+                otel.set_attributes(attrs.key_values(static_route(kept, route)).chain(headers));
+            }
         }
         None => attrs.record(span, Direct::No),
     }
@@ -363,7 +367,12 @@ impl<'a> RequestAttrs<'a> {
             protocol: protocol_version(req.version()),
             host: host.map(|h| cap(h, max)),
             port,
-            client: client_address(peer_ip(req), req.headers(), &shared.trusted),
+            // A forwarding header's node that is not an address is the
+            // client's text: capped as well.
+            client: client_address(peer_ip(req), req.headers(), &shared.trusted).map(|c| match c {
+                ClientAddr::Name(name) => ClientAddr::Name(cap(name, max)),
+                ip => ip,
+            }),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -374,7 +383,9 @@ impl<'a> RequestAttrs<'a> {
                 .get::<CorrelationId>()
                 .cloned()
                 .or_else(telltale_core::correlation::current),
-            rpc: rpc.filter(|_| route.is_some()),
+            rpc: rpc
+                .filter(|_| route.is_some())
+                .map(|(service, method)| (cap(service, max), cap(method, max))),
             max,
         }
     }
@@ -471,17 +482,6 @@ impl<'a> RequestAttrs<'a> {
             }
         })
     }
-}
-
-/// A string attribute with a static key.
-fn text(key: &'static str, value: StringValue) -> KeyValue {
-    KeyValue::new(Key::from_static_str(key), OtelValue::String(value))
-}
-
-/// A string attribute with a static key and a copy of `value`, allocated
-/// once at its length.
-fn copy(key: &'static str, value: &str) -> KeyValue {
-    text(key, StringValue::from(value.to_owned()))
 }
 
 /// The `client.address` value, formatted on the stack and copied once at its
