@@ -198,7 +198,13 @@ fn make_span<B>(
     };
     let (rpc_service, rpc_method) = rpc.unzip();
     let rpc_system = rpc.map(|_| "grpc");
-    let request: [(&Field, Option<&dyn Value>); 8] = [
+    let direct = Direct::of(&span);
+    // Taken directly, the kind still goes to the OpenTelemetry layer (as a
+    // tracing field, before the span starts), the rest to the formatters.
+    let kind = (direct == Direct::No).then_some("client");
+    let all: [(&Field, Option<&dyn Value>); 10] = [
+        (&f.name, Some(&&*name)),
+        (&f.kind, kind.as_ref().map(|k| k as &dyn Value)),
         (&f.method, Some(&method_name)),
         (&f.method_original, Some(&method_original)),
         (&f.server_address, Some(&host)),
@@ -208,20 +214,7 @@ fn make_span<B>(
         (&f.rpc_service, Some(&rpc_service)),
         (&f.rpc_method, Some(&rpc_method)),
     ];
-    let direct = Direct::of(&span);
     if direct == Direct::No {
-        let all: [(&Field, Option<&dyn Value>); 10] = [
-            (&f.name, Some(&&*name)),
-            (&f.kind, Some(&"client")),
-            request[0],
-            request[1],
-            request[2],
-            request[3],
-            request[4],
-            request[5],
-            request[6],
-            request[7],
-        ];
         span.record_all(&meta.fields().value_set(&all));
         shared
             .common
@@ -229,20 +222,8 @@ fn make_span<B>(
             .record_unstarted(&span, req.headers());
         return span;
     }
-    // The kind must reach the OpenTelemetry layer before the span starts.
     span.record("otel.kind", "client");
-    let for_logs: [(&Field, Option<&dyn Value>); 9] = [
-        (&f.name, Some(&&*name)),
-        request[0],
-        request[1],
-        request[2],
-        request[3],
-        request[4],
-        request[5],
-        request[6],
-        request[7],
-    ];
-    direct.record(&span, &meta.fields().value_set(&for_logs));
+    direct.record(&span, &meta.fields().value_set(&all));
     // Starts the OpenTelemetry span: the SDK's sampler decides here.
     let cx = span.context();
     let otel = cx.span();
