@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use axum::Router;
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -63,12 +62,7 @@ const SLACK: f64 = 0.25;
 
 async fn drive(stack: Stack, router: &Router, n: usize) {
     for i in 1..=n {
-        let response = router
-            .clone()
-            .oneshot(stack.request())
-            .await
-            .expect("infallible");
-        assert_eq!(response.status(), 200, "{}", stack.name());
+        let response = stack.answer(router).await;
         let body = response.into_body().collect().await.expect("body");
         assert_eq!(&body.to_bytes()[..], b"Hello, World!");
         if i % YIELD_EVERY == 0 {

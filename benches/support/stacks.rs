@@ -125,6 +125,20 @@ impl Stack {
             .body(axum::body::Body::empty())
             .expect("valid request")
     }
+
+    /// [`request`](Self::request) through `router` (this stack's), checked to
+    /// be answered `200` (the handler never fails).
+    #[allow(dead_code)]
+    pub(crate) async fn answer(self, router: &Router) -> Response {
+        use tower::ServiceExt as _;
+        let response = router
+            .clone()
+            .oneshot(self.request())
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), 200, "{}", self.name());
+        response
+    }
 }
 
 async fn hello() -> &'static str {
