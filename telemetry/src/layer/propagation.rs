@@ -8,17 +8,41 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 
-use crate::propagation::with_propagator;
+use crate::propagation::w3c::with_received;
+use crate::propagation::{TraceParent, W3cBaggagePropagator, is_default_list, with_propagator};
 
 /// Reads headers for a propagator. A header received more than once is one
 /// list, its values joined with `, ` in order (RFC 9110, section 5.3): two
 /// `traceparent` headers make an invalid value (the trace restarts), three
 /// `tracestate` headers one list, and an empty `tracestate` followed by
 /// `foo=1` is `, foo=1`, i.e. `foo=1`.
+///
+/// The headers of telltale's propagators ([`KNOWN`]) are looked up once,
+/// when the extractor is built, and the propagators' reads are answered from
+/// that (a lookup by `&str` parses the name again, and each propagator reads
+/// its headers at least twice): it runs on every request that carries trace
+/// context, where it is most of what a request the sampler drops costs
+/// beyond metrics (issue 16).
 struct HeaderExtractor<'a> {
     headers: &'a HeaderMap,
-    /// The joined values of the repeated headers the propagator reads.
+    /// What each header of [`KNOWN`] holds, by its index there.
+    known: [Found<'a>; KNOWN.len()],
+    /// The joined values of repeated headers the propagator reads that are
+    /// not in [`KNOWN`] (a propagator of the application's).
     joined: Vec<(&'a str, Option<String>)>,
+}
+
+/// One header of [`KNOWN`] in a request.
+#[derive(Default)]
+enum Found<'a> {
+    /// Not looked up: not one of the propagator's fields.
+    #[default]
+    Unread,
+    Absent,
+    Once(&'a HeaderValue),
+    /// Received more than once: the values joined, or `None` when one is
+    /// not visible ASCII.
+    Joined(Option<String>),
 }
 
 /// The header names telltale's propagators read, parsed once: a lookup by
@@ -35,10 +59,22 @@ static KNOWN: [HeaderName; 9] = [
     HeaderName::from_static("x-b3-flags"),
 ];
 
+/// The index of `key` in [`KNOWN`], whatever its case.
+fn known(key: &str) -> Option<usize> {
+    KNOWN
+        .iter()
+        .position(|name| name.as_str() == key)
+        .or_else(|| {
+            KNOWN
+                .iter()
+                .position(|name| name.as_str().eq_ignore_ascii_case(key))
+        })
+}
+
 /// Every value of the header `key` (none when `key` is not a header name).
 fn values<'h>(headers: &'h HeaderMap, key: &str) -> GetAll<'h, HeaderValue> {
-    match KNOWN.iter().find(|name| name.as_str() == key) {
-        Some(name) => headers.get_all(name),
+    match known(key) {
+        Some(i) => headers.get_all(&KNOWN[i]),
         None => headers.get_all(key),
     }
 }
@@ -56,21 +92,52 @@ fn join(values: GetAll<'_, HeaderValue>) -> Option<String> {
 }
 
 impl<'a> HeaderExtractor<'a> {
-    fn new(headers: &'a HeaderMap, fields: impl Iterator<Item = &'a str>) -> Self {
-        let joined = fields
-            .filter_map(|field| {
-                let all = values(headers, field);
+    /// Looks up `fields` in `headers`; `None` when none of them is there
+    /// (nothing to extract).
+    fn new(headers: &'a HeaderMap, fields: impl Iterator<Item = &'a str>) -> Option<Self> {
+        let mut extractor = HeaderExtractor {
+            headers,
+            known: Default::default(),
+            joined: Vec::new(),
+        };
+        let mut any = false;
+        for field in fields {
+            let Some(i) = known(field) else {
+                let all = headers.get_all(field);
                 let mut iter = all.iter();
-                (iter.next().is_some() && iter.next().is_some()).then(|| (field, join(all)))
-            })
-            .collect();
-        HeaderExtractor { headers, joined }
+                any |= iter.next().is_some();
+                if iter.next().is_some() {
+                    extractor.joined.push((field, join(all)));
+                }
+                continue;
+            };
+            if !matches!(extractor.known[i], Found::Unread) {
+                continue;
+            }
+            let all = headers.get_all(&KNOWN[i]);
+            let mut iter = all.iter();
+            extractor.known[i] = match (iter.next(), iter.next()) {
+                (None, _) => Found::Absent,
+                (Some(value), None) => Found::Once(value),
+                (Some(_), Some(_)) => Found::Joined(join(all)),
+            };
+            any |= !matches!(extractor.known[i], Found::Absent);
+        }
+        any.then_some(extractor)
     }
 }
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        if let Some((_, value)) = self
+        if let Some(i) = known(key) {
+            match &self.known[i] {
+                Found::Absent => return None,
+                Found::Once(value) => return value.to_str().ok(),
+                Found::Joined(value) => return value.as_deref(),
+                // Not one of the propagator's fields: read below.
+                Found::Unread => {}
+            }
+        } else if let Some((_, value)) = self
             .joined
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -111,19 +178,57 @@ impl Injector for HeaderInjector<'_> {
 
 /// The remote context carried by `headers`, when they carry a valid one.
 pub(crate) fn extract(headers: &HeaderMap) -> Option<Context> {
-    with_propagator(|p| extract_with(p, headers))
+    with_propagator(|p| {
+        if is_default_list(p) {
+            extract_default_list(headers)
+        } else {
+            extract_with(p, headers)
+        }
+    })
+}
+
+/// What the default list (`tracecontext,baggage`, as installed by
+/// [`Propagators::install`](crate::propagation::Propagators::install))
+/// extracts, read straight from the headers: one lookup when there is no
+/// `traceparent` (the common case of an edge service), and no composite
+/// propagator, extractor or intermediate contexts otherwise. It runs on
+/// every request, where the general path was most of what a request the
+/// sampler drops cost beyond metrics (issue 16). The result is the
+/// composite's (`tests::default_list_fast_path_matches_the_composite`).
+fn extract_default_list(headers: &HeaderMap) -> Option<Context> {
+    let parents = headers.get_all(&KNOWN[0]);
+    let mut iter = parents.iter();
+    let first = iter.next()?;
+    let tp = if iter.next().is_none() {
+        TraceParent::parse(first.to_str().ok()?)?
+    } else {
+        // Repeated: one list, as the extractor reads it (an invalid value,
+        // but for a future version's that can be read past its end).
+        TraceParent::parse(&join(parents)?)?
+    };
+    let states = headers.get_all(&KNOWN[1]);
+    let mut iter = states.iter();
+    let joined;
+    let state = match (iter.next(), iter.next()) {
+        (None, _) => None,
+        (Some(one), None) => one.to_str().ok(),
+        (Some(_), Some(_)) => {
+            joined = join(states);
+            joined.as_deref()
+        }
+    };
+    let cx = with_received(&Context::new(), tp, state);
+    if !headers.contains_key(&KNOWN[2]) {
+        return Some(cx);
+    }
+    let extractor = HeaderExtractor::new(headers, std::iter::once(KNOWN[2].as_str()))?;
+    Some(W3cBaggagePropagator::new().extract_with_context(&cx, &extractor))
 }
 
 fn extract_with(p: &dyn TextMapPropagator, headers: &HeaderMap) -> Option<Context> {
-    // Skip the extraction (and its allocations) when none of the
+    // Skips the extraction (and its allocations) when none of the
     // propagator's fields is present.
-    if !p
-        .fields()
-        .any(|f| values(headers, f).iter().next().is_some())
-    {
-        return None;
-    }
-    let extractor = HeaderExtractor::new(headers, p.fields());
+    let extractor = HeaderExtractor::new(headers, p.fields())?;
     let cx = p.extract_with_context(&Context::new(), &extractor);
     cx.span().span_context().is_valid().then_some(cx)
 }
@@ -187,6 +292,93 @@ mod tests {
         );
         assert!(extract_default(&HeaderMap::new()).is_none());
         assert!(extract_default(&headers(&[("traceparent", "garbage")])).is_none());
+    }
+
+    /// A context's span context, the trace headers it injects, and its
+    /// baggage entries, sorted.
+    type Observed = (SpanContext, String, Vec<(String, String)>);
+
+    /// Everything a context carries that a propagator reads or writes.
+    fn observed(cx: Option<Context>) -> Option<Observed> {
+        use opentelemetry::baggage::BaggageExt;
+        let cx = cx?;
+        let mut baggage: Vec<(String, String)> = cx
+            .baggage()
+            .iter()
+            .map(|(k, (v, m))| (k.to_string(), format!("{v};{}", m.as_str())))
+            .collect();
+        baggage.sort();
+        let mut out = HeaderMap::new();
+        Propagators::default()
+            .build()
+            .inject_context(&cx, &mut HeaderInjector(&mut out));
+        // The baggage header's order follows a hash map's: compared as the
+        // sorted entries above.
+        out.remove("baggage");
+        let injected = format!("{out:?}");
+        Some((cx.span().span_context().clone(), injected, baggage))
+    }
+
+    const PARENTS: [&str; 8] = [
+        TP,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\t",
+        "garbage",
+    ];
+    const STATES: [&str; 6] = [
+        "",
+        "foo=1,bar=2",
+        "rojo=00f067aa0ba902b7",
+        "bad key=1",
+        "foo=1",
+        "a@b=c",
+    ];
+    const BAGGAGES: [&str; 4] = ["", "k=v", "k1=v1;p=q, k2=v%202", "=bad"];
+
+    proptest::proptest! {
+        /// The default list's direct read gives what its composite gives,
+        /// whatever the headers (repeated ones included).
+        #[test]
+        fn default_list_fast_path_matches_the_composite(
+            parents in proptest::collection::vec(0..PARENTS.len(), 0..3),
+            states in proptest::collection::vec(0..STATES.len(), 0..3),
+            baggages in proptest::collection::vec(0..BAGGAGES.len(), 0..3),
+        ) {
+            let mut h = HeaderMap::new();
+            for i in parents {
+                h.append("traceparent", HeaderValue::from_static(PARENTS[i]));
+            }
+            for i in states {
+                h.append("tracestate", HeaderValue::from_static(STATES[i]));
+            }
+            for i in baggages {
+                h.append("baggage", HeaderValue::from_static(BAGGAGES[i]));
+            }
+            proptest::prop_assert_eq!(
+                observed(extract_default_list(&h)),
+                observed(extract_default(&h))
+            );
+        }
+    }
+
+    #[test]
+    fn the_installed_default_list_is_recognised() {
+        assert!(is_default_list(&*crate::propagation::FALLBACK));
+        assert!(!is_default_list(&Propagators::default().build()));
+        let b3: Propagators = "b3".parse().unwrap();
+        assert!(!is_default_list(&crate::propagation::Installed::of(&b3)));
+        let mut h = headers(&[
+            ("traceparent", TP),
+            ("tracestate", "foo=1"),
+            ("baggage", "k=v"),
+        ]);
+        assert_eq!(observed(extract(&h)), observed(extract_default(&h)));
+        h.clear();
+        assert!(extract(&h).is_none());
     }
 
     #[test]

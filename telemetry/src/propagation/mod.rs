@@ -41,7 +41,7 @@ mod b3;
 mod baggage;
 mod traceparent;
 mod tracestate;
-mod w3c;
+pub(crate) mod w3c;
 
 pub use b3::B3Propagator;
 pub use baggage::{MAX_BAGGAGE_HEADER_LEN, W3cBaggagePropagator};
@@ -184,7 +184,7 @@ impl Propagators {
     /// telltale's layers use it from then on (an empty list: no propagation
     /// at all).
     pub fn install(&self) {
-        opentelemetry::global::set_text_map_propagator(self.build());
+        opentelemetry::global::set_text_map_propagator(Installed::of(self));
         INSTALLED.store(true, Ordering::Release);
     }
 }
@@ -217,8 +217,84 @@ impl fmt::Display for Propagators {
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The propagators of the layers when nobody installed any.
-static FALLBACK: LazyLock<TextMapCompositePropagator> =
-    LazyLock::new(|| Propagators::default().build());
+pub(crate) static FALLBACK: LazyLock<Installed> =
+    LazyLock::new(|| Installed::of(&Propagators::default()));
+
+/// The fields of the default list, `tracecontext,baggage`. A static, never
+/// freed: the address of its first string tells the default list's
+/// [`Installed`] from any other propagator (no other value can ever be
+/// allocated there).
+static DEFAULT_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    Propagators::default()
+        .build()
+        .fields()
+        .map(str::to_owned)
+        .collect()
+});
+
+/// What [`Propagators::install`] makes the global propagator: the list's
+/// composite, which for the default list reports its fields from
+/// [`DEFAULT_FIELDS`], so that telltale's layers can recognise it through
+/// the global `&dyn TextMapPropagator` ([`is_default_list`]) and read its
+/// headers directly (`layer::propagation`), with the same result as the
+/// composite.
+pub(crate) struct Installed {
+    composite: TextMapCompositePropagator,
+    default_list: bool,
+}
+
+impl Installed {
+    pub(crate) fn of(list: &Propagators) -> Self {
+        Installed {
+            composite: list.build(),
+            default_list: *list == Propagators::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Installed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Installed")
+            .field("default_list", &self.default_list)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TextMapPropagator for Installed {
+    fn inject_context(
+        &self,
+        cx: &opentelemetry::Context,
+        injector: &mut dyn opentelemetry::propagation::Injector,
+    ) {
+        self.composite.inject_context(cx, injector);
+    }
+
+    fn extract_with_context(
+        &self,
+        cx: &opentelemetry::Context,
+        extractor: &dyn opentelemetry::propagation::Extractor,
+    ) -> opentelemetry::Context {
+        self.composite.extract_with_context(cx, extractor)
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        if self.default_list {
+            opentelemetry::propagation::text_map_propagator::FieldIter::new(
+                DEFAULT_FIELDS.as_slice(),
+            )
+        } else {
+            self.composite.fields()
+        }
+    }
+}
+
+/// Whether `p` is the default list as telltale installed it (or the layers'
+/// fallback): its first field is [`DEFAULT_FIELDS`]'s own string.
+pub(crate) fn is_default_list(p: &dyn TextMapPropagator) -> bool {
+    p.fields()
+        .next()
+        .is_some_and(|field| std::ptr::eq(field.as_ptr(), DEFAULT_FIELDS[0].as_ptr()))
+}
 
 /// Calls `f` with the propagator telltale's layers use: the global one when
 /// telltale installed it or the application set one (it has fields), else

@@ -86,6 +86,10 @@ impl TraceContextPropagator {
 
 /// The members of `list` opentelemetry's `TraceState` accepts, in order.
 fn to_otel(list: &W3cTraceState) -> TraceState {
+    // Most requests carry no `tracestate`: skip building an empty one.
+    if list.is_empty() {
+        return TraceState::default();
+    }
     let accepted: Vec<(&str, &str)> = list
         .iter()
         .filter(|(k, v)| TraceState::from_key_value([(*k, *v)]).is_ok())
@@ -119,6 +123,35 @@ fn merge(received: &W3cTraceState, given: &TraceState, current: &TraceState) -> 
     list
 }
 
+/// `cx` with the remote span context of a valid `traceparent` and its
+/// `tracestate` header (the values of all `tracestate` headers joined), as
+/// [`TraceContextPropagator`] extracts them.
+pub(crate) fn with_received(cx: &Context, tp: TraceParent, tracestate: Option<&str>) -> Context {
+    let mut list = tracestate.map(W3cTraceState::parse).unwrap_or_default();
+    // What is propagated, also what the span context carries.
+    list.truncate_to_limit();
+    let given = to_otel(&list);
+    let sc = SpanContext::new(
+        tp.trace_id(),
+        tp.parent_id(),
+        TraceFlags::new(tp.flags() & KNOWN_FLAGS),
+        true,
+        given.clone(),
+    );
+    let cx = cx.with_remote_span_context(sc);
+    // Nothing beyond the span context to keep (no list, no random flag
+    // for the SDK to clear): two allocations per request saved.
+    if list.is_empty() && tp.flags() & FLAG_RANDOM == 0 {
+        return cx;
+    }
+    cx.with_value(Received {
+        trace_id: tp.trace_id(),
+        flags: tp.flags(),
+        list,
+        given,
+    })
+}
+
 impl TextMapPropagator for TraceContextPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         let span = cx.span();
@@ -147,32 +180,7 @@ impl TextMapPropagator for TraceContextPropagator {
         let Some(tp) = extractor.get(TRACEPARENT).and_then(TraceParent::parse) else {
             return cx.clone();
         };
-        let mut list = extractor
-            .get(TRACESTATE)
-            .map(W3cTraceState::parse)
-            .unwrap_or_default();
-        // What is propagated, also what the span context carries.
-        list.truncate_to_limit();
-        let given = to_otel(&list);
-        let sc = SpanContext::new(
-            tp.trace_id(),
-            tp.parent_id(),
-            TraceFlags::new(tp.flags() & KNOWN_FLAGS),
-            true,
-            given.clone(),
-        );
-        let cx = cx.with_remote_span_context(sc);
-        // Nothing beyond the span context to keep (no list, no random flag
-        // for the SDK to clear): two allocations per request saved.
-        if list.is_empty() && tp.flags() & FLAG_RANDOM == 0 {
-            return cx;
-        }
-        cx.with_value(Received {
-            trace_id: tp.trace_id(),
-            flags: tp.flags(),
-            list,
-            given,
-        })
+        with_received(cx, tp, extractor.get(TRACESTATE))
     }
 
     fn fields(&self) -> FieldIter<'_> {
