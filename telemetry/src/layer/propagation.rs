@@ -365,6 +365,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any header bytes: the same result both ways, and no panic.
+        #[test]
+        fn default_list_fast_path_takes_any_bytes(
+            values in proptest::collection::vec(
+                (0..3usize, proptest::collection::vec(0x09u8..0x7f, 0..80)),
+                0..5,
+            ),
+        ) {
+            let mut h = HeaderMap::new();
+            for (name, bytes) in values {
+                let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                    continue;
+                };
+                h.append(&KNOWN[name], value);
+            }
+            proptest::prop_assert_eq!(
+                observed(extract_default_list(&h)),
+                observed(extract_default(&h))
+            );
+        }
+    }
+
     #[test]
     fn the_installed_default_list_is_recognised() {
         assert!(is_default_list(&*crate::propagation::FALLBACK));
