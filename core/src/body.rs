@@ -323,6 +323,22 @@ pub trait OnEnd {
         let _ = signal;
         self
     }
+
+    /// Receives the end of the body where the callback lies, in `slot`,
+    /// which is `None` afterwards. What a [`CompletionBody`] calls. By
+    /// default it takes the callback out and calls
+    /// [`on_end`](Self::on_end); a large callback (telltale's telemetry
+    /// layer keeps a request's whole record in its own) can do its work in
+    /// place instead, and then drop itself there, rather than be copied out
+    /// first.
+    fn on_end_in_place(slot: &mut Option<Self>, end: BodyEnd<'_>)
+    where
+        Self: Sized,
+    {
+        if let Some(on_end) = slot.take() {
+            on_end.on_end(end);
+        }
+    }
 }
 
 impl<F> OnEnd for F
@@ -355,14 +371,15 @@ pin_project! {
     impl<B: Body, C: OnEnd> PinnedDrop for CompletionBody<B, C> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(on_end) = this.on_end.take() {
-                if this.inner.is_end_stream() {
-                    on_end.on_end(BodyEnd::Complete { trailers: None });
+            if this.on_end.is_some() {
+                let end = if this.inner.is_end_stream() {
+                    BodyEnd::Complete { trailers: None }
                 } else if dropping_timed_out() {
-                    on_end.on_end(BodyEnd::TimedOut);
+                    BodyEnd::TimedOut
                 } else {
-                    on_end.on_end(BodyEnd::Dropped);
-                }
+                    BodyEnd::Dropped
+                };
+                C::on_end_in_place(this.on_end, end);
             }
         }
     }
@@ -375,6 +392,14 @@ impl<B: Body, C: OnEnd> CompletionBody<B, C> {
             inner,
             on_end: Some(on_end),
         }
+    }
+
+    /// Wraps `inner` with `on_end` when there is one ([`new`](Self::new)),
+    /// or with none ([`passthrough`](Self::passthrough)): for a layer whose
+    /// callback is already an `Option`, which it hands over as it is (one
+    /// move, no branch between two bodies to copy from).
+    pub fn with_optional(inner: B, on_end: Option<C>) -> Self {
+        CompletionBody { inner, on_end }
     }
 
     /// Wraps `inner` with no callback: the body passes through untouched. Used by
@@ -431,17 +456,18 @@ impl<B: Body, C: OnEnd> Body for CompletionBody<B, C> {
         } else {
             ready!(this.inner.poll_frame(cx))
         };
-        if let Some(on_end) = this.on_end.take() {
-            match &result {
-                None => on_end.on_end(BodyEnd::Complete { trailers: None }),
-                Some(Err(_)) => on_end.on_end(BodyEnd::Error),
-                Some(Ok(frame)) => match frame.trailers_ref() {
-                    Some(trailers) => on_end.on_end(BodyEnd::Complete {
-                        trailers: Some(trailers),
-                    }),
-                    None => *this.on_end = Some(on_end),
-                },
-            }
+        // A data frame leaves the callback where it is: only the end takes it
+        // out (a callback can be large, as a request's record is, and moving
+        // it out and back for every frame copies it twice).
+        let end = match &result {
+            None => Some(BodyEnd::Complete { trailers: None }),
+            Some(Err(_)) => Some(BodyEnd::Error),
+            Some(Ok(frame)) => frame.trailers_ref().map(|trailers| BodyEnd::Complete {
+                trailers: Some(trailers),
+            }),
+        };
+        if let Some(end) = end {
+            C::on_end_in_place(this.on_end, end);
         }
         Poll::Ready(result)
     }

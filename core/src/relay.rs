@@ -64,12 +64,46 @@ pub(crate) fn offer<T: Relayed>(make: impl FnOnce() -> T) {
 /// returns what it returned with the value of type `T` offered meanwhile
 /// (the last one), which the listener around this one, if any, hears too.
 pub(crate) fn listen<T: Relayed, R>(step: impl FnOnce() -> R) -> (R, Option<T>) {
-    let (result, heard) = during(T::slot(), Some(None), step);
-    let heard = heard.flatten();
-    if let Some(value) = &heard {
-        offer(|| value.clone());
-    }
+    let mut heard = None;
+    let result = listen_into(&mut heard, step);
     (result, heard)
+}
+
+/// [`listen`], with the value offered written to `heard` (`None` when none
+/// was) and `step`'s result returned as it is: a large result (an inner
+/// service's future) is not moved into a pair and out of it again. What
+/// follows `step` is done by guards as they drop, so that `step`'s result is
+/// written straight where the caller wants it.
+pub(crate) fn listen_into<T: Relayed, R>(heard: &mut Option<T>, step: impl FnOnce() -> R) -> R {
+    /// Hands what the step heard to `heard`, and on to the listener around,
+    /// once the step has returned (not when it panics).
+    struct Pass<'a, T: Relayed> {
+        end: Option<Option<T>>,
+        returned: bool,
+        heard: &'a mut Option<T>,
+    }
+    impl<T: Relayed> Drop for Pass<'_, T> {
+        fn drop(&mut self) {
+            if !self.returned {
+                return;
+            }
+            *self.heard = self.end.take().flatten();
+            if let Some(value) = self.heard.as_ref() {
+                offer(|| value.clone());
+            }
+        }
+    }
+    let mut pass = Pass {
+        end: None,
+        returned: false,
+        heard,
+    };
+    let returned = &mut pass.returned;
+    during_into(T::slot(), Some(None), &mut pass.end, || {
+        let result = step();
+        *returned = true;
+        result
+    })
 }
 
 /// Puts `value` in the thread-local `key` while `f` runs, then puts back what
@@ -81,28 +115,42 @@ pub(crate) fn during<S: Default + 'static, R>(
     value: S,
     f: impl FnOnce() -> R,
 ) -> (R, S) {
-    /// Puts the outer state back when dropped, unless taken first.
-    struct Restore<S: 'static> {
+    let mut end = S::default();
+    let result = during_into(key, value, &mut end, f);
+    (result, end)
+}
+
+/// [`during`], with the end state written to `end` (left as it is once the
+/// thread's locals are being destroyed) and `f`'s result returned as it is
+/// (see [`listen_into`]).
+pub(crate) fn during_into<S: 'static, R>(
+    key: &'static LocalKey<Cell<S>>,
+    value: S,
+    end: &mut S,
+    f: impl FnOnce() -> R,
+) -> R {
+    /// Puts the outer state back when dropped, and what `key` held then in
+    /// `end`.
+    struct Restore<'a, S: 'static> {
         key: &'static LocalKey<Cell<S>>,
         outer: Option<S>,
+        end: &'a mut S,
     }
-    impl<S: 'static> Drop for Restore<S> {
+    impl<S: 'static> Drop for Restore<'_, S> {
         fn drop(&mut self) {
-            if let Some(outer) = self.outer.take() {
-                let _ = self.key.try_with(|cell| cell.set(outer));
+            if let Some(outer) = self.outer.take()
+                && let Ok(state) = self.key.try_with(|cell| cell.replace(outer))
+            {
+                *self.end = state;
             }
         }
     }
-    let mut restore = Restore {
+    let _restore = Restore {
         key,
         outer: key.try_with(|cell| cell.replace(value)).ok(),
+        end,
     };
-    let result = f();
-    let end = match restore.outer.take() {
-        Some(outer) => key.try_with(|cell| cell.replace(outer)).unwrap_or_default(),
-        None => S::default(),
-    };
-    (result, end)
+    f()
 }
 
 #[cfg(test)]

@@ -92,10 +92,15 @@ impl<S, ReqB> ResponseFuture<S, ReqB>
 where
     S: Service<Request<ReqB>>,
 {
-    pub(crate) fn call(fut: S::Future, plan: Option<Plan>) -> Self {
+    /// The future of `call` (the inner service's `call`), built in one
+    /// expression around what it returns: the inner future is written where
+    /// it stays rather than moved in.
+    #[inline]
+    pub(crate) fn call(call: impl FnOnce() -> S::Future, plan: Option<Plan>) -> Self {
+        let plan = plan.map(Box::new);
         ResponseFuture {
-            state: State::Call { fut },
-            plan: plan.map(Box::new),
+            state: State::Call { fut: call() },
+            plan,
         }
     }
 

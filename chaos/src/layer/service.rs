@@ -48,10 +48,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         if !self.injector.is_armed() {
-            return ResponseFuture::call(self.inner.call(req), None);
+            return ResponseFuture::call(|| self.inner.call(req), None);
         }
         let Some(mut plan) = self.injector.plan(self.side, &mut req) else {
-            return ResponseFuture::call(self.inner.call(req), None);
+            return ResponseFuture::call(|| self.inner.call(req), None);
         };
         let hangs = matches!(plan.terminal, Some((Terminal::Timeout, _)));
         if !plan.delay.is_zero() || hangs {
@@ -62,7 +62,7 @@ where
         }
         match plan.terminal.take() {
             Some((terminal, rule)) => ResponseFuture::ready(&terminal, rule, plan),
-            None => ResponseFuture::call(self.inner.call(req), Some(plan)),
+            None => ResponseFuture::call(|| self.inner.call(req), Some(plan)),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
-use telltale_core::correlation::CorrelationId;
+use telltale_core::correlation::{self, CorrelationId};
 use telltale_core::{GrpcCode, grpc};
 use tokio::task::futures::TaskLocalFuture;
 
@@ -51,9 +51,11 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F> {
         Scoped {
+            // Holds the ID while the inner future runs, and hands it over
+            // when it is done (`take_value`): no second copy of it is kept
+            // (the future is moved whole by every layer outside).
             #[pin]
             fut: TaskLocalFuture<CorrelationId, F>,
-            id: Option<CorrelationId>,
             // The primary header, and the alias the ID came from.
             echo: Option<(HeaderName, Option<HeaderName>)>,
         },
@@ -64,15 +66,24 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    /// Runs `call` (the inner service's `call`) with `id` as the current ID,
+    /// and its future with `id` as the current ID whenever it is polled.
+    /// Built in one expression around what `call` returns, so that the inner
+    /// future (every layer inside, hundreds of bytes) is not moved from one
+    /// wrapper into the next on the way out.
+    #[inline]
     pub(crate) fn scoped(
-        fut: TaskLocalFuture<CorrelationId, F>,
         id: CorrelationId,
         echo: Option<(HeaderName, Option<HeaderName>)>,
-    ) -> Self {
+        call: impl FnOnce() -> F,
+    ) -> Self
+    where
+        F: Future,
+    {
+        let in_call = id.clone();
         ResponseFuture {
             state: State::Scoped {
-                fut,
-                id: Some(id),
+                fut: correlation::scope(id, correlation::sync_scope(in_call, call)),
                 echo,
             },
         }
@@ -95,9 +106,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Scoped { fut, id, echo } => {
-                let res = std::task::ready!(fut.poll(cx))?;
-                let id = id.take().expect("ResponseFuture polled after completion");
+            StateProj::Scoped { mut fut, echo } => {
+                let res = std::task::ready!(fut.as_mut().poll(cx))?;
+                let id = fut
+                    .take_value()
+                    .expect("ResponseFuture polled after completion");
                 let (mut parts, body) = res.into_parts();
                 if let Some((name, alias)) = echo.take() {
                     for name in std::iter::once(name).chain(alias) {

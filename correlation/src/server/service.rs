@@ -144,8 +144,7 @@ where
             .echo
             .then(|| (shared.header.clone(), from_alias.cloned()));
         let inner = &mut self.inner;
-        let fut = correlation::sync_scope(id.clone(), || inner.call(req));
-        ResponseFuture::scoped(correlation::scope(id.clone(), fut), id, echo)
+        ResponseFuture::scoped(id, echo, || inner.call(req))
     }
 }
 

@@ -129,9 +129,18 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(permit: Result<BreakerPermit, CircuitOpen>, fut: F) -> Self {
+    /// The future of an admitted call, built around the inner service's
+    /// future as `call` returns it: in one expression, with the inner future
+    /// evaluated first, so that it is written where it stays rather than
+    /// moved in (it holds every layer inside, hundreds of bytes).
+    #[inline]
+    pub(crate) fn running(permit: BreakerPermit, call: impl FnOnce() -> F) -> Self {
         ResponseFuture {
-            inner: CallState::new(permit, fut, ()),
+            inner: CallState::Running {
+                fut: call(),
+                permit: Some(permit),
+                classify: Some(()),
+            },
         }
     }
 
@@ -185,10 +194,14 @@ where
                             }
                             other => other,
                         };
-                        Poll::Ready(Ok(response.map(|body| match permit {
-                            Some(permit) => CompletionBody::new(body, SettleOnEnd { permit, head }),
-                            None => CompletionBody::passthrough(body),
-                        })))
+                        // One body built either way (a value chosen by a
+                        // `match` is copied out of it).
+                        let settle = permit.map(|permit| SettleOnEnd { permit, head });
+                        let (parts, body) = response.into_parts();
+                        Poll::Ready(Ok(Response::from_parts(
+                            parts,
+                            CompletionBody::with_optional(body, settle),
+                        )))
                     }
                     Err(e) => {
                         let e: BoxError = e.into();

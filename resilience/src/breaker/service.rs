@@ -67,7 +67,7 @@ where
     S: Service<Req>,
 {
     match breaker.try_acquire_at(now) {
-        Ok(permit) => ResponseFuture::new(Ok(permit), inner.call(req)),
+        Ok(permit) => ResponseFuture::running(permit, || inner.call(req)),
         Err(open) => ResponseFuture::rejected(open),
     }
 }

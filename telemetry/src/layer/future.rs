@@ -42,7 +42,7 @@ impl<F> ResponseFuture<F> {
         if in_flight.is_none() && span.is_none() && log.is_none() {
             return ResponseFuture::passthrough(call());
         }
-        let record = Record {
+        let mut record = Record {
             span: span.span,
             recording: span.recording,
             context: span.context,
@@ -54,26 +54,38 @@ impl<F> ResponseFuture<F> {
             described: false,
             log,
         };
-        let mut record = record;
-        let inner = {
-            let _entered = record.enter();
-            // A line with no span to carry the correlation ID learns it from
-            // the correlation layer inside, while it settles it.
-            if record.log.as_ref().is_some_and(Pending::awaits_correlation) {
-                let (inner, heard) = telltale_core::correlation::listen(call);
-                drop(_entered);
-                if let Some(log) = record.log.as_mut() {
-                    log.heard(heard);
-                }
-                inner
-            } else {
-                call()
+        // A line with no span to carry the correlation ID learns it from the
+        // correlation layer inside, while it settles it.
+        let awaits = record.log.as_ref().is_some_and(Pending::awaits_correlation);
+        let entered = record.enter();
+        // Built in one expression, the inner service called (inside the
+        // span) while its first field is evaluated: the inner future (every
+        // layer inside, hundreds of bytes) is written where it stays, not
+        // moved again on its way out (one expression per branch: a value
+        // chosen by an `if` is copied out of it). If the call unwinds, the
+        // span is left and the record settles as cancelled when dropped.
+        if awaits {
+            let mut heard = None;
+            ResponseFuture {
+                inner: telltale_core::correlation::listen_into(&mut heard, call),
+                record: {
+                    drop(entered);
+                    if let Some(log) = record.log.as_mut() {
+                        log.heard(heard);
+                    }
+                    Some(record)
+                },
+                capture,
             }
-        };
-        ResponseFuture {
-            inner,
-            record: Some(record),
-            capture,
+        } else {
+            ResponseFuture {
+                inner: call(),
+                record: {
+                    drop(entered);
+                    Some(record)
+                },
+                capture,
+            }
         }
     }
 
@@ -108,10 +120,12 @@ where
             let _entered = this.record.as_ref().map(Record::enter);
             ready!(this.inner.poll(cx))
         };
-        let Some(mut record) = this.record.take() else {
+        // Worked on where it lies, and moved once: from the future straight
+        // into the response body.
+        let Some(record) = this.record.as_mut() else {
             return Poll::Ready(result.map(|res| res.map(ResponseBody::passthrough)));
         };
-        Poll::Ready(match result {
+        match result {
             Ok(response) => {
                 // A server knows the version from the request; a client learns
                 // it from the response.
@@ -128,8 +142,12 @@ where
                 // A body timeout inside may end the body before anyone polls
                 // it again: once the body streams, its signal settles the
                 // record then (see `Settle`).
-                let settle = Settle::Owned(record);
-                Ok(response.map(|body| ResponseBody::new(CompletionBody::new(body, settle))))
+                let (parts, body) = response.into_parts();
+                let settle = this.record.take().map(Settle::Owned);
+                Poll::Ready(Ok(Response::from_parts(
+                    parts,
+                    ResponseBody::new(CompletionBody::with_optional(body, settle)),
+                )))
             }
             Err(err) => {
                 let outcome = classify_error(&err);
@@ -140,8 +158,9 @@ where
                     _ => record.describe_error(&err),
                 }
                 record.settle(outcome);
-                Err(err)
+                *this.record = None;
+                Poll::Ready(Err(err))
             }
-        })
+        }
     }
 }

@@ -28,14 +28,16 @@ pub(crate) enum Route {
     #[cfg(feature = "axum")]
     Matched(axum::extract::MatchedPath),
     /// A gRPC call: the route is the URI's path, `/pkg.Service/Method` (the
-    /// URI's clone shares its bytes: no copy).
-    Grpc(http::Uri),
+    /// clone of the URI's path and query shares its bytes: no copy). Only
+    /// that part of the URI is kept: a whole `Uri` is more than twice its size,
+    /// and the route is moved with the record.
+    Grpc(http::uri::PathAndQuery),
     /// A gRPC call that nothing has vouched for yet (no router match, no
     /// allow-list): no route until the response head shows that the server
     /// knew the method (a gRPC response that is neither `UNIMPLEMENTED` nor a
     /// rejection), when it becomes [`Route::Grpc`]. Unknown paths never become
     /// labels.
-    Unvouched(http::Uri),
+    Unvouched(http::uri::PathAndQuery),
 }
 
 impl Route {
@@ -44,7 +46,7 @@ impl Route {
             Route::None => None,
             #[cfg(feature = "axum")]
             Route::Matched(m) => Some(m.as_str()),
-            Route::Grpc(uri) => Some(uri.path()),
+            Route::Grpc(path) => Some(path.path()),
             Route::Unvouched(_) => None,
         }
     }
@@ -52,7 +54,7 @@ impl Route {
     /// Promotes an [`Unvouched`](Route::Unvouched) route whose server answered
     /// as one that knows the method; returns the promoted route's path.
     fn vouch(&mut self, head: &ResponseHead) -> Option<&str> {
-        let Route::Unvouched(uri) = self else {
+        let Route::Unvouched(path) = self else {
             return None;
         };
         if !head.is_grpc()
@@ -61,7 +63,7 @@ impl Route {
         {
             return None;
         }
-        *self = Route::Grpc(uri.clone());
+        *self = Route::Grpc(path.clone());
         self.as_str()
     }
 }
@@ -385,21 +387,38 @@ fn take(record: &Mutex<Option<Record>>) -> Option<Record> {
     record.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
-impl OnEnd for Settle {
-    fn on_end(self, end: BodyEnd<'_>) {
+impl Settle {
+    /// Settles the record from how the body ended, where it lies (moving it
+    /// out would copy the whole record).
+    fn settle_at(&mut self, end: BodyEnd<'_>) {
         match self {
-            Settle::Owned(mut record) => {
+            Settle::Owned(record) => {
                 let outcome = record.outcome_at(&end);
                 record.settle(outcome);
             }
             Settle::Shared { record, signal } => {
                 let end = signal.resolve(end);
-                if let Some(mut record) = take(&record) {
+                if let Some(mut record) = take(record) {
                     let outcome = record.outcome_at(&end);
                     record.settle(outcome);
                 }
             }
         }
+    }
+}
+
+impl OnEnd for Settle {
+    fn on_end(mut self, end: BodyEnd<'_>) {
+        self.settle_at(end);
+    }
+
+    /// Settles the record inside the body's slot and drops it there: the
+    /// record is not copied out of the body first.
+    fn on_end_in_place(slot: &mut Option<Self>, end: BodyEnd<'_>) {
+        if let Some(settle) = slot {
+            settle.settle_at(end);
+        }
+        *slot = None;
     }
 
     fn listens_for_timeout(&self) -> bool {

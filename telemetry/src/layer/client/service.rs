@@ -287,9 +287,10 @@ impl<S> ClientTelemetryService<S> {
                 None => make_span(shared, &req, rpc, host, port),
             }
         };
-        let route = match rpc {
-            Some(_) => Route::Grpc(req.uri().clone()),
-            None => Route::None,
+        // A gRPC path (`rpc`) is not empty: the URI has a path and query.
+        let route = match (rpc, req.uri().path_and_query()) {
+            (Some(_), Some(path)) => Route::Grpc(path.clone()),
+            _ => Route::None,
         };
         if shared.propagate {
             let mut cx = if let Some(cx) = &dropped {

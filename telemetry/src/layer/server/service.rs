@@ -55,11 +55,16 @@ fn route_of<B>(shared: &Shared, req: &Request<B>, grpc: bool) -> Route {
     if let Some(matched) = req.extensions().get::<axum::extract::MatchedPath>() {
         return Route::Matched(matched.clone());
     }
-    if grpc && let Some((service, _)) = split_path(req.uri().path()) {
+    // A path `split_path` accepts is not empty, so the URI has a path and
+    // query, whose path is the same.
+    if grpc
+        && let Some((service, _)) = split_path(req.uri().path())
+        && let Some(path) = req.uri().path_and_query()
+    {
         return match shared.grpc_service_allowed(service) {
-            Some(true) => Route::Grpc(req.uri().clone()),
+            Some(true) => Route::Grpc(path.clone()),
             Some(false) => Route::None,
-            None => Route::Unvouched(req.uri().clone()),
+            None => Route::Unvouched(path.clone()),
         };
     }
     Route::None
