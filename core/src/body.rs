@@ -324,13 +324,14 @@ pub trait OnEnd {
         self
     }
 
-    /// Receives the end of the body where the callback lies, in `slot`,
-    /// which is `None` afterwards. What a [`CompletionBody`] calls. By
-    /// default it takes the callback out and calls
-    /// [`on_end`](Self::on_end); a large callback (telltale's telemetry
-    /// layer keeps a request's whole record in its own) can do its work in
-    /// place instead, and then drop itself there, rather than be copied out
-    /// first.
+    /// Receives the end of the body where the callback lies, in `slot`.
+    /// What a [`CompletionBody`] calls, once: it empties `slot` afterwards
+    /// whatever an override left there, so the callback is never called
+    /// again (an override should leave it `None` itself). By default it
+    /// takes the callback out and calls [`on_end`](Self::on_end); a large
+    /// callback (telltale's telemetry layer keeps a request's whole record
+    /// in its own) can do its work in place instead, rather than be copied
+    /// out first.
     fn on_end_in_place(slot: &mut Option<Self>, end: BodyEnd<'_>)
     where
         Self: Sized,
@@ -380,6 +381,7 @@ pin_project! {
                     BodyEnd::Dropped
                 };
                 C::on_end_in_place(this.on_end, end);
+                *this.on_end = None;
             }
         }
     }
@@ -468,6 +470,7 @@ impl<B: Body, C: OnEnd> Body for CompletionBody<B, C> {
         };
         if let Some(end) = end {
             C::on_end_in_place(this.on_end, end);
+            *this.on_end = None;
         }
         Poll::Ready(result)
     }

@@ -220,7 +220,8 @@ pub fn listen<R>(call: impl FnOnce() -> R) -> (R, Option<CorrelationId>) {
 }
 
 /// [`listen`], with the ID written to `heard` (`None` when no layer
-/// announced one) and what `call` returned returned as it is: an inner
+/// announced one; left as it was when `call` panics) and what `call`
+/// returned returned as it is: an inner
 /// service's future, often hundreds of bytes, is then not moved into a pair
 /// and out of it again on every request.
 ///

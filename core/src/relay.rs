@@ -70,7 +70,8 @@ pub(crate) fn listen<T: Relayed, R>(step: impl FnOnce() -> R) -> (R, Option<T>) 
 }
 
 /// [`listen`], with the value offered written to `heard` (`None` when none
-/// was) and `step`'s result returned as it is: a large result (an inner
+/// was; left as it was, and nothing passed on, when `step` panics) and
+/// `step`'s result returned as it is: a large result (an inner
 /// service's future) is not moved into a pair and out of it again. What
 /// follows `step` is done by guards as they drop, so that `step`'s result is
 /// written straight where the caller wants it.
@@ -120,8 +121,8 @@ pub(crate) fn during<S: Default + 'static, R>(
     (result, end)
 }
 
-/// [`during`], with the end state written to `end` (left as it is once the
-/// thread's locals are being destroyed) and `f`'s result returned as it is
+/// [`during`], with the end state written to `end` (also when `f` panics;
+/// left as it is once the thread's locals are being destroyed) and `f`'s result returned as it is
 /// (see [`listen_into`]).
 pub(crate) fn during_into<S: 'static, R>(
     key: &'static LocalKey<Cell<S>>,

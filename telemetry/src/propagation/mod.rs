@@ -180,9 +180,10 @@ impl Propagators {
         TextMapCompositePropagator::new(self.kinds.iter().map(|k| k.propagator()).collect())
     }
 
-    /// Makes [`build`](Self::build) the global text-map propagator, and
-    /// telltale's layers use it from then on (an empty list: no propagation
-    /// at all).
+    /// Makes the list's composite ([`build`](Self::build)) the global
+    /// text-map propagator, and telltale's layers use it from then on (an
+    /// empty list: no propagation at all). For the default list, the layers
+    /// recognise it and read its headers directly, with the same result.
     pub fn install(&self) {
         opentelemetry::global::set_text_map_propagator(Installed::of(self));
         INSTALLED.store(true, Ordering::Release);
@@ -225,11 +226,9 @@ pub(crate) static FALLBACK: LazyLock<Installed> =
 /// [`Installed`] from any other propagator (no other value can ever be
 /// allocated there).
 static DEFAULT_FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    Propagators::default()
-        .build()
-        .fields()
+    [TRACEPARENT, TRACESTATE, "baggage"]
         .map(str::to_owned)
-        .collect()
+        .to_vec()
 });
 
 /// What [`Propagators::install`] makes the global propagator: the list's
@@ -255,8 +254,9 @@ impl Installed {
 impl fmt::Debug for Installed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Installed")
+            .field("composite", &self.composite)
             .field("default_list", &self.default_list)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -327,6 +327,17 @@ mod tests {
         let err = Propagators::parse("b3,none").unwrap_err();
         assert_eq!(err.position(), 4);
         assert!(Propagators::parse("b3,,baggage").is_err());
+    }
+
+    #[test]
+    fn the_installed_default_list_has_the_composites_fields() {
+        let sorted = |p: &dyn TextMapPropagator| -> Vec<String> {
+            let mut f: Vec<String> = p.fields().map(str::to_owned).collect();
+            f.sort();
+            f
+        };
+        let list = Propagators::default();
+        assert_eq!(sorted(&Installed::of(&list)), sorted(&list.build()));
     }
 
     #[test]
