@@ -333,6 +333,12 @@ impl Record {
         self.span = Span::none();
     }
 
+    /// Settles from how the body ended.
+    fn settle_on(&mut self, end: &BodyEnd<'_>) {
+        let outcome = self.outcome_at(end);
+        self.settle(outcome);
+    }
+
     /// The outcome when the body ends the way `end` says.
     fn outcome_at(&self, end: &BodyEnd<'_>) -> Outcome {
         match &self.head {
@@ -392,15 +398,11 @@ impl Settle {
     /// out would copy the whole record).
     fn settle_at(&mut self, end: BodyEnd<'_>) {
         match self {
-            Settle::Owned(record) => {
-                let outcome = record.outcome_at(&end);
-                record.settle(outcome);
-            }
+            Settle::Owned(record) => record.settle_on(&end),
             Settle::Shared { record, signal } => {
                 let end = signal.resolve(end);
                 if let Some(mut record) = take(record) {
-                    let outcome = record.outcome_at(&end);
-                    record.settle(outcome);
+                    record.settle_on(&end);
                 }
             }
         }
@@ -435,8 +437,7 @@ impl OnEnd for Settle {
         let on_fire = Arc::downgrade(&record);
         signal.on_fire(move || {
             if let Some(mut record) = on_fire.upgrade().and_then(|r| take(&r)) {
-                let outcome = record.outcome_at(&BodyEnd::TimedOut);
-                record.settle(outcome);
+                record.settle_on(&BodyEnd::TimedOut);
             }
         });
         Settle::Shared { record, signal }
